@@ -1,0 +1,86 @@
+"""The one exception tree of fetchd.
+
+Every error fetchd raises on purpose is a ``FetchdError``; foreign exceptions
+(``OSError``, ``ssl.SSLError``, ``sqlite3.Error``, pydantic's ``ValidationError``)
+are mapped into it at the module that meets them, with ``raise ... from exc``::
+
+    FetchdError
+    ├── ConfigError               the config file is missing, unreadable or invalid
+    ├── StorageError              a message or the state DB could not be written
+    ├── UsageError                a command was used wrongly (bad argument, illegal in state)
+    └── AccountError              one account's poll failed; carries ``retry_later``
+        ├── AuthError             the server refused the credentials ([AUTH], RFC 3206)
+        ├── ServerBusyError       retry later: [IN-USE], [LOGIN-DELAY], [SYS/TEMP]
+        ├── ServerError           the server refused a command (-ERR), [SYS/PERM]
+        ├── ProtocolError         the server said something POP3 does not allow
+        └── NetworkError          connect, read or write failed; transient
+            ├── NetworkTimeout    the server went silent longer than the timeout
+            └── TLSError          handshake or certificate verification failed
+
+Messages say what happened and what to do about it. They never contain a
+password, token or APOP digest: callers pass only redacted text in.
+"""
+
+from __future__ import annotations
+
+
+class FetchdError(Exception):
+    """Base of every error fetchd raises on purpose."""
+
+    #: Whether the same action may succeed later without the user changing anything.
+    retry_later: bool = False
+
+
+class ConfigError(FetchdError):
+    """The configuration cannot be used; the message names file and key path."""
+
+
+class StorageError(FetchdError):
+    """Writing a message, an attachment or the state database failed."""
+
+
+class UsageError(FetchdError):
+    """A command was used in a way that cannot work (bad argument, wrong state)."""
+
+
+class AccountError(FetchdError):
+    """One account's poll failed; other accounts are unaffected."""
+
+
+class AuthError(AccountError):
+    """The server refused the credentials. Retrying with the same ones will not help."""
+
+
+class ServerBusyError(AccountError):
+    """The server asked us to come back later ([IN-USE], [LOGIN-DELAY], [SYS/TEMP])."""
+
+    retry_later = True
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ServerError(AccountError):
+    """The server refused a command with -ERR (or [SYS/PERM])."""
+
+
+class ProtocolError(AccountError):
+    """The server sent bytes that POP3 does not allow; the session is unusable."""
+
+
+class NetworkError(AccountError):
+    """Connecting, reading or writing failed; usually transient."""
+
+    retry_later = True
+
+
+class NetworkTimeout(NetworkError):
+    """The server sent nothing for longer than the configured timeout."""
+
+
+class TLSError(NetworkError):
+    """The TLS handshake or the certificate check failed."""
+
+    # A certificate that does not verify will not verify on the next try either.
+    retry_later = False
