@@ -1,0 +1,89 @@
+"""Structured logging for fetchd, on structlog alone (no stdlib ``logging``).
+
+fetchd writes one event per line to stderr and leaves storage to whoever runs
+it: journald under systemd, the user's terminal otherwise. On a terminal events
+are rendered for people; anywhere else as JSON lines for machines. Every event
+carries an ISO 8601 UTC ``timestamp``, its ``level`` and its ``event`` name;
+values bound with ``structlog.contextvars.bind_contextvars`` (such as the
+account being polled) are merged into each event.
+
+Loggers are not cached, so ``configure_logging`` may be called again (the CLI
+reconfigures once the config file names a level) and
+``structlog.testing.capture_logs`` sees every event.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+__all__ = ["LEVELS", "configure_logging", "get_logger"]
+
+#: Level names fetchd accepts, mapped to structlog's numeric levels.
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+FORMATS = ("auto", "json", "console")
+_FIRST_KEYS = ("timestamp", "level", "event")
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or already closed
+        return False
+
+
+def _leading_keys(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """Put timestamp, level and event first so JSON lines read left to right."""
+    ordered = {key: event.pop(key) for key in _FIRST_KEYS if key in event}
+    ordered.update(event)
+    return ordered
+
+
+def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
+    """The processors that turn an event into text for ``fmt`` ("json" or "console")."""
+    if fmt == "console":
+        # ConsoleRenderer formats exceptions itself; format_exc_info would pre-empt it.
+        colors = _is_tty(stream) and "NO_COLOR" not in os.environ
+        return [structlog.dev.ConsoleRenderer(colors=colors)]
+    return [
+        structlog.processors.format_exc_info,
+        _leading_keys,
+        # str() for values JSON cannot hold: a Path becomes "/x", not "PosixPath('/x')".
+        structlog.processors.JSONRenderer(default=str),
+    ]
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Send events at ``level`` or above to ``stream`` (stderr by default) as ``fmt``.
+
+    ``fmt`` is "json", "console", or "auto" (console when ``stream`` is a terminal,
+    JSON otherwise). Raises ``ValueError`` for an unknown level or format.
+    """
+    if level.lower() not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}; use one of {', '.join(FORMATS)}")
+    out = stream if stream is not None else sys.stderr
+    if fmt == "auto":
+        fmt = "console" if _is_tty(out) else "json"
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *_renderer_chain(fmt, out),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level.lower()]),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**initial: object) -> FilteringBoundLogger:
+    """Return a logger with ``initial`` key/values bound to every event it emits."""
+    logger: FilteringBoundLogger = structlog.get_logger(**initial)
+    return logger
