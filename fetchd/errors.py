@@ -12,6 +12,7 @@ are mapped into it at the module that meets them, with ``raise ... from exc``::
         ├── AuthError             the server refused the credentials ([AUTH], RFC 3206)
         ├── ServerBusyError       retry later: [IN-USE], [LOGIN-DELAY], [SYS/TEMP]
         ├── ServerError           the server refused a command (-ERR), [SYS/PERM]
+        ├── AccountLockedError    another fetchd process is polling this account
         ├── ProtocolError         the server said something POP3 does not allow
         └── NetworkError          connect, read or write failed; transient
             ├── NetworkTimeout    the server went silent longer than the timeout
@@ -63,6 +64,12 @@ class ServerBusyError(AccountError):
 
 class ServerError(AccountError):
     """The server refused a command with -ERR (or [SYS/PERM])."""
+
+
+class AccountLockedError(AccountError):
+    """Another fetchd process holds this account's lock; it is polled again later."""
+
+    retry_later = True
 
 
 class ProtocolError(AccountError):

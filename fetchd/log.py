@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-__all__ = ["LEVELS", "configure_logging", "get_logger"]
+__all__ = ["LEVELS", "configure_logging", "get_logger", "pop3_transcript"]
 
 #: Level names fetchd accepts, mapped to structlog's numeric levels.
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -87,3 +88,19 @@ def get_logger(**initial: object) -> FilteringBoundLogger:
     """Return a logger with ``initial`` key/values bound to every event it emits."""
     logger: FilteringBoundLogger = structlog.get_logger(**initial)
     return logger
+
+
+def pop3_transcript(log: FilteringBoundLogger) -> Callable[[str, str, int | None], None]:
+    """A transcript sink for a POP3 session: one ``pop3`` event per line.
+
+    The session hands over lines already redacted (no PASS argument, AUTH
+    payload or APOP digest) and only the size of a multi-line body.
+    """
+
+    def transcript(direction: str, text: str, octets: int | None = None) -> None:
+        if octets is None:
+            log.info("pop3", direction=direction, text=text)
+        else:
+            log.info("pop3", direction=direction, text=text, octets=octets)
+
+    return transcript

@@ -13,7 +13,7 @@ The typed helpers (``stat``, ``retr`` ...) raise an ``AccountError`` for -ERR;
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from fetchd.errors import (
@@ -44,10 +44,9 @@ class Sink(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-class Transcript(Protocol):
-    """Receives every command line (redacted) and reply status line."""
-
-    def __call__(self, direction: str, text: str, octets: int | None = None) -> None: ...
+#: Receives every command line (redacted) and reply status line: direction
+#: ("C" or "S"), text, and the size of a multi-line body (else None).
+Transcript = Callable[[str, str, int | None], None]
 
 
 def error_for(response: Response, doing: str) -> AccountError:
@@ -283,6 +282,12 @@ class Session:
     def close(self) -> None:
         """Drop the connection without QUIT: marked messages stay on the server."""
         self.transport.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()  # after QUIT this is a no-op; otherwise nothing is deleted
 
     @property
     def state(self) -> State:

@@ -1,0 +1,143 @@
+"""fetchd's command line: parse arguments, run one command, map errors to exit codes.
+
+This is the only place that exits. Each command lives in ``fetchd.commands``
+and is imported only when used, so ``fetchd fetch`` does not pay for the
+scheduler and ``fetchd shell`` does not pay for attachment parsing.
+
+Exit codes: 0 success; 1 an account failed (the others were still polled);
+2 wrong usage; 70 a bug in fetchd; 74 local storage failed; 78 the config is
+invalid (the last three as in sysexits.h).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fetchd import __version__
+
+EXIT_OK = 0
+EXIT_ACCOUNT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SOFTWARE = 70
+EXIT_STORAGE = 74
+EXIT_CONFIG = 78
+
+#: command name -> "module:function" in fetchd.commands; imported on use.
+_HANDLERS = {
+    "fetch": "fetch:run",
+    "list": "listing:run",
+    "shell": "shell:run",
+    "demo": "demo:run",
+    "run": "daemon:run",
+    "status": "status:run",
+    "check": "check:run",
+    "init": "init:run",
+    "account": "account:run",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fetchd",
+        description="Fetch new POP3 mail, exactly once, into Maildir with browsable attachments.",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help="config file (default: $FETCHD_CONFIG, "
+        "/etc/fetchd/config.toml as root, else ~/.config/fetchd/config.toml)",
+    )
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", choices=("auto", "json", "console"))
+    parser.add_argument("--version", action="version", version=f"fetchd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_mail_commands(commands)
+    _add_service_commands(commands)
+    return parser
+
+
+def _add_mail_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fetch = commands.add_parser("fetch", help="one pass over all (or the named) accounts")
+    fetch.add_argument("accounts", nargs="*", metavar="ACCOUNT")
+    fetch.add_argument(
+        "--mark-seen",
+        action="store_true",
+        help="record everything now on the server as fetched, without downloading",
+    )
+    listing = commands.add_parser("list", help="what was fetched: date, sender, subject, files")
+    listing.add_argument("account", nargs="?", metavar="ACCOUNT")
+    listing.add_argument(
+        "--since", metavar="DATE", help="only messages dated on or after DATE (YYYY-MM-DD)"
+    )
+    listing.add_argument(
+        "--from", dest="sender", metavar="TEXT", help="only messages whose sender contains TEXT"
+    )
+    listing.add_argument("--with-attachments", action="store_true")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    shell = commands.add_parser("shell", help="an interactive POP3 session with one account")
+    shell.add_argument("account", metavar="ACCOUNT")
+    demo = commands.add_parser(
+        "demo", help="fetch from an embedded sample server, no config needed"
+    )
+    demo.add_argument("directory", nargs="?", type=Path, metavar="DIR")
+
+
+def _add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    commands.add_parser("run", help="run the daemon: poll every account on its schedule")
+    status = commands.add_parser("status", help="per-account state of polling")
+    status.add_argument("--json", action="store_true")
+    check = commands.add_parser("check", help="validate the config")
+    check.add_argument("--connect", action="store_true", help="also log in to every account")
+    init = commands.add_parser("init", help="write a commented starter config")
+    init.add_argument("path", nargs="?", type=Path, metavar="PATH")
+    account = commands.add_parser("account", help="add or remove an account")
+    actions = account.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add an account (written to accounts.d/NAME.toml)")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--host", required=True)
+    add.add_argument("--user", required=True)
+    add.add_argument("--port", type=int)
+    add.add_argument("--security", choices=("tls", "starttls", "plain"))
+    source = add.add_mutually_exclusive_group()
+    source.add_argument("--password-command")
+    source.add_argument("--password-file")
+    source.add_argument("--password-env")
+    source.add_argument("--password-credential")
+    add.add_argument("--delete-after-fetch", action="store_true")
+    remove = actions.add_parser("remove", help="remove an account added with 'account add'")
+    remove.add_argument("name", metavar="NAME")
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    module_name, function = _HANDLERS[command].split(":")
+    module = importlib.import_module(f"fetchd.commands.{module_name}")
+    handler: Callable[[argparse.Namespace], int] = getattr(module, function)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from fetchd import errors  # noqa: PLC0415 - errors only matter once a command runs
+
+    try:
+        return _handler(args.command)(args)
+    except KeyboardInterrupt:
+        print("fetchd: interrupted", file=sys.stderr)
+        return 130
+    except errors.ConfigError as exc:
+        print(f"fetchd: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except errors.UsageError as exc:
+        print(f"fetchd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except errors.StorageError as exc:
+        print(f"fetchd: storage error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
+    except errors.AccountError as exc:
+        print(f"fetchd: {exc}", file=sys.stderr)
+        return EXIT_ACCOUNT_FAILED

@@ -1,0 +1,352 @@
+"""One account's poll: decide what is new, fetch, store, record, delete.
+
+``fetchd fetch`` and the daemon both call ``poll_account``. The ordering that
+keeps mail safe lives in ``_fetch_batch``, top to bottom: RETR into tmp/,
+flush, rename into new/, flush the directory, commit the UIDLs, and only then
+DELE. A DELE takes effect at QUIT (RFC 1939 section 6), so the state says
+"gone from the server" only after QUIT answered +OK. A crash at any point
+leaves each message either unrecorded (fetched again, or recognised by its
+file name's key and not stored twice) or recorded and on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fetchd.config import AccountConfig
+from fetchd.errors import AccountLockedError, StorageError
+from fetchd.listing import Listing, ServerMessage, new_messages, read_listing
+from fetchd.pop3.client import Session, Transcript
+from fetchd.pop3.commands import Command
+from fetchd.session import login
+from fetchd.store import attachments
+from fetchd.store.maildir import Maildir, MessageFile, message_key
+from fetchd.store.state import Fetched, Indexed, Known, State
+
+#: A batch ends at this many messages or octets, whichever comes first; its
+#: files are flushed together and its UIDLs committed in one transaction.
+BATCH_MESSAGES = 500
+BATCH_OCTETS = 64 * 1024 * 1024
+#: Servers that show a mailbox in slices (Gmail: about 250 a session) are
+#: logged into again until a session brings nothing new, at most this often.
+MAX_SESSIONS_PER_POLL = 20
+DAY = 86400.0
+
+
+@dataclass
+class PollResult:
+    """What one poll did; logged as the poll's summary event."""
+
+    account: str
+    new: int = 0
+    stored: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    octets: int = 0
+    sessions: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Progress:
+    account: str
+    done: int
+    total: int
+    octets: int
+    total_octets: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class AccountStore:
+    """Where one account's mail goes: its Maildir, attachments and state."""
+
+    account: AccountConfig
+    data_dir: Path
+    state: State
+
+    def __post_init__(self) -> None:
+        self.root = self.data_dir / self.account.name
+        self.maildir = Maildir(self.root / "Maildir")
+        self.attachments_root = self.root / "attachments"
+        self.policy = attachments.AttachmentPolicy(**self.account.attachments.model_dump())
+
+    def relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.data_dir)
+
+
+def poll_account(
+    account: AccountConfig,
+    data_dir: Path,
+    state: State,
+    *,
+    transcript: Transcript | None = None,
+    progress: ProgressCallback | None = None,
+    mark_seen: bool = False,
+) -> PollResult:
+    """One pass over ``account``: fetch everything new, exactly once."""
+    started = time.monotonic()
+    result = PollResult(account.name)
+    store = AccountStore(account, data_dir, state)
+    with _account_lock(store.root):
+        store.maildir.clean_tmp()
+        _extract_pending(store, result)
+        while result.sessions < MAX_SESSIONS_PER_POLL:
+            result.sessions += 1
+            before = result.stored
+            session = login(account, transcript)
+            try:
+                _session_pass(session, store, result, progress, mark_seen)
+            except BaseException:
+                session.close()  # no QUIT: the server deletes nothing
+                raise
+            if result.stored == before:
+                break
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _session_pass(
+    session: Session,
+    store: AccountStore,
+    result: PollResult,
+    progress: ProgressCallback | None,
+    mark_seen: bool,
+) -> None:
+    listing = read_listing(session)
+    result.warnings.extend(listing.warnings)
+    known = store.state.known(store.account.name)
+    _note_gone(store, listing, known)
+    todo = new_messages(listing, known)
+    result.new += len(todo)
+    if mark_seen:
+        store.state.record(store.account.name, [Fetched(m.uid, "seen", m.size) for m in todo])
+        todo = []
+    todo = _recover_stored(store, todo, result)
+    todo = _drop_oversized(session, store, todo, result)
+    marked = [m for m in listing.messages if _should_delete(store.account, known.get(m.uid))]
+    meter = _Meter(store.account.name, todo, progress)
+    for batch in _batches(todo):
+        marked += _fetch_batch(session, store, batch, result, meter)
+    _dele(session, marked)
+    session.quit()
+    # Only now, with QUIT answered +OK, are the marked messages really gone.
+    store.state.mark_gone(store.account.name, [m.uid for m in marked])
+    result.deleted += len(marked)
+
+
+def _fetch_batch(
+    session: Session,
+    store: AccountStore,
+    batch: Sequence[ServerMessage],
+    result: PollResult,
+    meter: _Meter,
+) -> list[ServerMessage]:
+    """Store a batch durably, record it, extract it; returns what may be deleted."""
+    files = _retrieve(session, store, batch, meter)  # 1. RETR streams into tmp/
+    store.maildir.deliver(files)  # 2-4. flush files, rename into new/, flush new/
+    fetched = [
+        Fetched(m.uid, "stored", f.size, store.relative(f.new_path))
+        for m, f in zip(batch, files, strict=True)
+    ]
+    store.state.record(store.account.name, fetched)  # 5. the UIDLs, committed durably
+    result.stored += len(fetched)
+    result.octets += sum(f.size for f in files)
+    _extract(store, [(f.uid, f.path) for f in fetched if f.path], result)
+    # 6. Deleting is safe now; the caller sends DELE and QUIT.
+    return list(batch) if store.account.delete_after_fetch else []
+
+
+def _retrieve(
+    session: Session, store: AccountStore, batch: Sequence[ServerMessage], meter: _Meter
+) -> list[MessageFile]:
+    files: list[MessageFile] = []
+    commands = [Command("RETR", (str(m.number),)) for m in batch]
+    try:
+        for message, reply in zip(batch, session.pipelined(commands), strict=True):
+            reply.check(f"RETR {message.number}")
+            file = store.maildir.create(message_key(store.account.name, message.uid))
+            files.append(file)
+            reply.read_into(file)
+            file.close()
+            meter.advance(file.size)
+    except BaseException:
+        for file in files:
+            file.discard()
+        raise
+    return files
+
+
+def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
+    commands = [Command("DELE", (str(m.number),)) for m in marked]
+    for message, reply in zip(marked, session.pipelined(commands), strict=True):
+        reply.check(f"DELE {message.number}")
+
+
+def _should_delete(account: AccountConfig, known: Known | None) -> bool:
+    """Whether a message recorded earlier is due for deletion on the server."""
+    if known is None or not known.on_server or known.status not in ("stored", "headers"):
+        return False
+    if account.delete_after_fetch:
+        return True
+    days = account.delete_after_days
+    return days is not None and time.time() - known.fetched_at >= days * DAY
+
+
+def _note_gone(store: AccountStore, listing: Listing, known: dict[str, Known]) -> None:
+    """Messages another client deleted: the state stops expecting them."""
+    on_server = listing.by_uid()
+    gone = [uid for uid, k in known.items() if k.on_server and uid not in on_server]
+    if gone and listing.method == "uidl":
+        store.state.mark_gone(store.account.name, gone)
+
+
+def _recover_stored(
+    store: AccountStore, todo: list[ServerMessage], result: PollResult
+) -> list[ServerMessage]:
+    """Record messages that reached new/ before a crash cut their commit short."""
+    if not todo:
+        return todo
+    on_disk = store.maildir.stored_keys()
+    name = store.account.name
+    found = {m.uid: on_disk[k] for m in todo if (k := message_key(name, m.uid)) in on_disk}
+    if found:
+        store.state.record(
+            name,
+            [
+                Fetched(uid, "stored", p.stat().st_size, store.relative(p))
+                for uid, p in found.items()
+            ],
+        )
+        result.warnings.append(
+            f"{len(found)} message(s) stored before an interruption were recorded"
+        )
+        _extract(store, [(uid, store.relative(p)) for uid, p in found.items()], result)
+    return [m for m in todo if m.uid not in found]
+
+
+def _drop_oversized(
+    session: Session, store: AccountStore, todo: list[ServerMessage], result: PollResult
+) -> list[ServerMessage]:
+    limit = store.account.max_message_size
+    if limit is None:
+        return todo
+    big = [m for m in todo if m.size > limit]
+    for message in big:
+        if store.account.fetch_oversized == "headers":
+            _store_headers(session, store, message, result)
+        else:
+            result.skipped += 1
+            result.warnings.append(
+                f"message {message.number} ({message.size} octets) skipped: too big"
+            )
+    return [m for m in todo if m.size <= limit]
+
+
+def _store_headers(
+    session: Session, store: AccountStore, message: ServerMessage, result: PollResult
+) -> None:
+    file = store.maildir.create(message_key(store.account.name, message.uid))
+    try:
+        session.top(message.number, 0, file)
+    except BaseException:
+        file.discard()
+        raise
+    store.maildir.deliver([file])
+    store.state.record(
+        store.account.name,
+        [Fetched(message.uid, "headers", file.size, store.relative(file.new_path))],
+    )
+    result.stored += 1
+
+
+def _extract_pending(store: AccountStore, result: PollResult) -> None:
+    """Finish extraction that an interruption left undone."""
+    _extract(store, store.state.unindexed(store.account.name), result)
+
+
+def _extract(store: AccountStore, stored: Sequence[tuple[str, str]], result: PollResult) -> None:
+    """Extract attachments and index messages; the .eml is safe, so errors only warn."""
+    rows = []
+    for uid, path in stored:
+        try:
+            done = attachments.extract(store.data_dir / path, store.attachments_root, store.policy)
+        except StorageError as exc:
+            result.warnings.append(f"attachments of {path} not extracted: {exc}")
+            continue
+        result.warnings.extend(f"{path}: {warning}" for warning in done.warnings)
+        rows.append(_index_row(store, uid, path, done))
+    store.state.index_many(store.account.name, rows)
+
+
+def _index_row(
+    store: AccountStore, uid: str, path: str, done: attachments.ExtractResult
+) -> Indexed:
+    info = done.info
+    return Indexed(
+        account=store.account.name,
+        uid=uid,
+        path=path,
+        date=info.date.isoformat() if info.date else None,
+        sender=info.sender,
+        sender_address=info.sender_address,
+        subject=info.subject,
+        message_id=info.message_id,
+        folder=store.relative(done.folder) if done.folder else None,
+        attachments=tuple(store.relative(file) for file in done.files),
+    )
+
+
+def _batches(todo: Sequence[ServerMessage]) -> Iterator[Sequence[ServerMessage]]:
+    start, octets = 0, 0
+    for index, message in enumerate(todo):
+        octets += message.size
+        if index + 1 - start >= BATCH_MESSAGES or octets >= BATCH_OCTETS:
+            yield todo[start : index + 1]
+            start, octets = index + 1, 0
+    if start < len(todo):
+        yield todo[start:]
+
+
+class _Meter:
+    """Progress of one session's fetch, reported after every message."""
+
+    def __init__(
+        self, account: str, todo: Sequence[ServerMessage], callback: ProgressCallback | None
+    ) -> None:
+        self.callback = callback
+        self.progress = Progress(account, 0, len(todo), 0, sum(m.size for m in todo))
+
+    def advance(self, octets: int) -> None:
+        if self.callback is None:
+            return
+        p = self.progress
+        self.progress = Progress(p.account, p.done + 1, p.total, p.octets + octets, p.total_octets)
+        self.callback(self.progress)
+
+
+@contextlib.contextmanager
+def _account_lock(root: Path) -> Iterator[None]:
+    """Hold ``root/.lock`` so that the daemon and a manual fetch never interleave."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise AccountLockedError(
+                f"another fetchd process is polling this account ({root / '.lock'} is locked); "
+                "it will be polled again later"
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
