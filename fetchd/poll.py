@@ -47,11 +47,16 @@ class PollResult:
     new: int = 0
     stored: int = 0
     deleted: int = 0
-    skipped: int = 0
     octets: int = 0
     sessions: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    skipped_uids: set[str] = field(default_factory=set)
+
+    @property
+    def skipped(self) -> int:
+        """Messages left on the server for being over ``max_message_size``."""
+        return len(self.skipped_uids)
 
 
 @dataclass(frozen=True)
@@ -244,8 +249,8 @@ def _drop_oversized(
     for message in big:
         if store.account.fetch_oversized == "headers":
             _store_headers(session, store, message, result)
-        else:
-            result.skipped += 1
+        elif message.uid not in result.skipped_uids:  # a later session sees it again
+            result.skipped_uids.add(message.uid)
             result.warnings.append(
                 f"message {message.number} ({message.size} octets) skipped: too big"
             )
