@@ -6,8 +6,8 @@ import hashlib
 import io
 import resource
 import ssl
-from collections.abc import Callable
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,7 +86,9 @@ def test_dele_rset_quit_semantics(dovecot_alice: Dovecot) -> None:
 
 
 @pytest.mark.parametrize("pipelining", [True, False])
-def test_pipelined_and_lockstep_give_the_same_bytes(dovecot_alice: Dovecot, pipelining: bool) -> None:
+def test_pipelined_and_lockstep_give_the_same_bytes(
+    dovecot_alice: Dovecot, pipelining: bool
+) -> None:
     messages = deliver(dovecot_alice, 40)
     session = logged_in(dovecot_alice, pipelining=pipelining, window=8)
     assert session.pipelining == pipelining
@@ -120,7 +122,9 @@ def test_untrusted_certificate_is_refused(dovecot_alice: Dovecot, tmp_path: Path
         open_session(Endpoint("localhost", dovecot_alice.pop3s_port, "tls", ca_file=other.ca_file))
 
 
-def test_hostname_mismatch_is_refused(pop3_server: Callable[..., POP3TestServer], tmp_path: Path) -> None:
+def test_hostname_mismatch_is_refused(
+    pop3_server: Callable[..., POP3TestServer], tmp_path: Path
+) -> None:
     files = make_test_ca(tmp_path, hostname="mail.example.org")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(files.cert_file, files.key_file)

@@ -70,9 +70,8 @@ def test_apop_is_preferred_without_tls(pop3_server: Start) -> None:
 
 def test_wrong_apop_secret_is_an_auth_error(pop3_server: Start) -> None:
     server = pop3_server(MESSAGES, apop=True)
-    with connect(server) as session:
-        with pytest.raises(AuthError):
-            session.login("apop", "alice", "wrong", "localhost", 0)
+    with connect(server) as session, pytest.raises(AuthError):
+        session.login("apop", "alice", "wrong", "localhost", 0)
 
 
 def test_in_use_is_retry_later_not_auth(pop3_server: Start) -> None:
@@ -148,7 +147,8 @@ def test_late_capabilities_are_read_after_login(pop3_server: Start) -> None:
     with connect(server) as session:
         assert not session.pipelining
         session.login("auto", "alice", "secret", "localhost", 0)
-        assert session.pipelining and "UIDL" in session.capabilities
+        assert session.pipelining
+        assert "UIDL" in session.capabilities
         session.quit()
 
 
@@ -175,5 +175,6 @@ def test_transcript_logs_body_sizes_not_bodies(pop3_server: Start) -> None:
         session.retr(1, io.BytesIO())
         session.quit()
     retr = [e for e in logs if e["event"] == "pop3" and e.get("octets") is not None]
-    assert retr and retr[-1]["octets"] == len(MESSAGES[0])
+    assert retr
+    assert retr[-1]["octets"] == len(MESSAGES[0])
     assert all("Subject" not in e["text"] for e in logs if e["event"] == "pop3")

@@ -180,3 +180,17 @@ def test_root_below_a_private_directory_is_refused(tmp_path: Path) -> None:
     private.mkdir(mode=0o700)
     with pytest.raises(RuntimeError, match="not searchable"):
         Dovecot(private / "dovecot").start()
+
+
+def test_root_too_long_for_unix_sockets_is_refused() -> None:
+    root = Path("/tmp") / ("fetchd-" + "x" * 80)
+    try:
+        with pytest.raises(RuntimeError, match="too long"):
+            Dovecot(root).start()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_credentials_that_break_the_passwd_file_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="test credentials"):
+        Dovecot(tmp_path, users=[("eve", "a:b")])

@@ -409,6 +409,15 @@ def test_uidls_stable_across_sessions_and_explicit(pop3_server: Start) -> None:
         assert client.multi("UIDL")[1] == ["1 b2", "2 c3"]
 
 
+def test_duplicate_uidls_expunge_the_right_message(pop3_server: Start) -> None:
+    server = pop3_server(Mailbox([ONE, TWO, THREE], uidls=["dup", "dup", "x"]))
+    with logged_in(server) as client:
+        assert client.multi("UIDL")[1] == ["1 dup", "2 dup", "3 x"]
+        client.cmd("DELE 2")
+        client.cmd("QUIT")
+    assert server.mailbox.messages == [ONE, THREE]
+
+
 def test_generated_uidls_are_unique_and_stable() -> None:
     mailbox = Mailbox([ONE, ONE])
     mailbox.add(ONE)
