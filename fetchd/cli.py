@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fetchd import __version__
+from fetchd import __version__, errors
 
 EXIT_OK = 0
 EXIT_ACCOUNT_FAILED = 1
@@ -120,24 +121,31 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
+#: Error class -> exit code and how the message is introduced; first match wins.
+_EXITS: tuple[tuple[type[errors.FetchdError], int, str], ...] = (
+    (errors.ConfigError, EXIT_CONFIG, "configuration error:\n"),
+    (errors.UsageError, EXIT_USAGE, ""),
+    (errors.StorageError, EXIT_STORAGE, "storage error: "),
+    (errors.FetchdError, EXIT_ACCOUNT_FAILED, ""),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from fetchd import errors  # noqa: PLC0415 - errors only matter once a command runs
-
     try:
         return _handler(args.command)(args)
+    except BrokenPipeError:
+        # The reader went away (``fetchd list | head``); say nothing more.
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("fetchd: interrupted", file=sys.stderr)
         return 130
-    except errors.ConfigError as exc:
-        print(f"fetchd: configuration error:\n{exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except errors.UsageError as exc:
-        print(f"fetchd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except errors.StorageError as exc:
-        print(f"fetchd: storage error: {exc}", file=sys.stderr)
-        return EXIT_STORAGE
-    except errors.AccountError as exc:
-        print(f"fetchd: {exc}", file=sys.stderr)
-        return EXIT_ACCOUNT_FAILED
+    except errors.FetchdError as exc:
+        code, intro = next((code, intro) for kind, code, intro in _EXITS if isinstance(exc, kind))
+        print(f"fetchd: {intro}{exc}", file=sys.stderr)
+        return code
+    except Exception:
+        traceback.print_exc()
+        print("fetchd: internal error (a bug in fetchd): please report it", file=sys.stderr)
+        return EXIT_SOFTWARE
