@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,49 @@ class Indexed:
     attachments: tuple[str, ...]
     fetched_at: float = 0.0
     size: int = 0
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """One finished poll, as the daemon records it for ``fetchd status``."""
+
+    account: str
+    started: float
+    finished: float
+    #: "ok", or what kind of failure: "auth", "busy", "network", "storage" ...
+    outcome: str
+    error: str | None = None
+    new: int = 0
+    stored: int = 0
+    deleted: int = 0
+    octets: int = 0
+    next_poll: float | None = None
+
+
+@dataclass(frozen=True)
+class PollStatus:
+    """The last poll of one account and what comes next (one ``polls`` row)."""
+
+    account: str
+    started: float | None
+    finished: float | None
+    outcome: str | None
+    error: str | None
+    new: int
+    stored: int
+    deleted: int
+    octets: int
+    last_success: float | None
+    failures: int
+    next_poll: float | None
+
+
+@dataclass(frozen=True)
+class FetchedCount:
+    """Messages stored for one account: in all, and since a moment (say, midnight)."""
+
+    total: int
+    since: int
 
 
 class State:
@@ -190,11 +234,114 @@ class State:
             args = (account,)
         return [_indexed(row) for row in self._query(sql + " ORDER BY date, fetched_at", args)]
 
+    # -- poll bookkeeping (the daemon writes, ``fetchd status`` reads) ----------
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> State:
+        """Open an existing database for reading only; never creates or migrates it.
+
+        ``fetchd status`` may run as another user (root, beside a service with
+        its own user): a read-only connection cannot leave a database, or a
+        schema change, behind that the daemon's user cannot write.
+        """
+        if not path.is_file():
+            raise StorageError(f"no state database at {path} yet: nothing has been polled")
+        state = cls.__new__(cls)
+        state.path = path
+        try:
+            state._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the state database {path}: {exc}") from exc
+        return state
+
+    def record_poll(self, record: PollRecord) -> int:
+        """Store a poll's outcome; returns the account's streak of failed polls (0 on success)."""
+        ok = record.outcome == "ok"
+        with self._transaction() as db:
+            db.execute(_RECORD_POLL, (*_poll_values(record), record.finished if ok else None))
+            (failures,) = db.execute(
+                "SELECT failures FROM polls WHERE account = ?", (record.account,)
+            ).fetchone()
+        return int(failures)
+
+    def set_next_poll(self, account: str, when: float | None) -> None:
+        """When the daemon will poll ``account`` next; None once it stops scheduling it."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO polls (account, next_poll) VALUES (?, ?)"
+                " ON CONFLICT (account) DO UPDATE SET next_poll = excluded.next_poll",
+                (account, when),
+            )
+
+    def clear_next_polls(self) -> None:
+        """The daemon stops: no account has a scheduled poll any more."""
+        with self._transaction() as db:
+            db.execute("UPDATE polls SET next_poll = NULL")
+
+    def poll_status(self) -> list[PollStatus]:
+        """Every account's last poll, failure streak and next poll, sorted by account."""
+        rows = self._query(
+            "SELECT account, started, finished, outcome, error, new, stored, deleted, octets,"
+            " last_success, failures, next_poll FROM polls ORDER BY account",
+            (),
+        )
+        return [
+            PollStatus(a, s, f, o, e, new or 0, st or 0, d or 0, oc or 0, ls, fails, nxt)
+            for a, s, f, o, e, new, st, d, oc, ls, fails, nxt in rows
+        ]
+
+    def fetched_counts(self, since: float | None = None) -> dict[str, FetchedCount]:
+        """Per account: messages stored (whole or headers only) in all and since ``since``.
+
+        ``since`` defaults to the start of today, local time ("fetched today").
+        """
+        if since is None:
+            midnight = (
+                datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+            )
+            since = midnight.timestamp()
+        rows = self._query(
+            "SELECT account, COUNT(*), COALESCE(SUM(fetched_at >= ?), 0) FROM messages"
+            " WHERE status IN ('stored', 'headers') GROUP BY account",
+            (since,),
+        )
+        return {account: FetchedCount(total, recent) for account, total, recent in rows}
+
     def _query(self, sql: str, args: tuple[object, ...]) -> list[Any]:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"the state database {self.path} failed: {exc}") from exc
+
+
+# A failed poll keeps the previous last_success; a successful one resets the streak.
+_RECORD_POLL = """
+INSERT INTO polls (account, started, finished, outcome, error, new, stored, deleted, octets,
+                   next_poll, failures, last_success)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ? = 'ok' THEN 0 ELSE 1 END, ?)
+ON CONFLICT (account) DO UPDATE SET
+    started = excluded.started, finished = excluded.finished, outcome = excluded.outcome,
+    error = excluded.error, new = excluded.new, stored = excluded.stored,
+    deleted = excluded.deleted, octets = excluded.octets, next_poll = excluded.next_poll,
+    failures = CASE WHEN excluded.outcome = 'ok' THEN 0 ELSE polls.failures + 1 END,
+    last_success = COALESCE(excluded.last_success, polls.last_success)
+"""
+
+
+def _poll_values(r: PollRecord) -> tuple[object, ...]:
+    return (
+        r.account,
+        r.started,
+        r.finished,
+        r.outcome,
+        r.error,
+        r.new,
+        r.stored,
+        r.deleted,
+        r.octets,
+        r.next_poll,
+        r.outcome,
+    )
 
 
 _LISTING = (

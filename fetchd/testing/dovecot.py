@@ -113,6 +113,9 @@ class Dovecot:
     def __init__(
         self, root: Path, users: Sequence[tuple[str, str]] = (("alice", "secret"),)
     ) -> None:
+        for name, password in users:
+            if any(c in name + password for c in ":\n") or not name.isascii():
+                raise ValueError(f"user {name!r}: no ':' or newline in test credentials")
         self.root = root.resolve()
         self.pop3_port = 0
         self.pop3s_port = 0
@@ -151,7 +154,11 @@ class Dovecot:
         binary = _find_dovecot()
         self._prepare_root()
         for attempt in range(1, _START_ATTEMPTS + 1):
-            self.pop3_port, self.pop3s_port = _free_port(), _free_port()
+            self.log_path.unlink(missing_ok=True)  # judge each attempt by its own log
+            self.pop3_port = _free_port()
+            while (pop3s_port := _free_port()) == self.pop3_port:
+                pass
+            self.pop3s_port = pop3s_port
             config = self._write_config()
             with (self.root / "dovecot.stderr").open("wb") as stderr:
                 # -F: stay in the foreground, so this object owns the master process.
@@ -237,6 +244,10 @@ class Dovecot:
                     f"{ancestor} is not searchable by other users, so Dovecot's mail and "
                     f"auth processes cannot reach {self.root}: choose a root elsewhere"
                 )
+        # Unix socket paths are limited to 108 bytes; Dovecot's longest is about
+        # 30 bytes below base_dir.
+        if len(str(self.root / "run")) > 70:
+            raise RuntimeError(f"{self.root} is too long a path for Dovecot's sockets")
         self._tls = make_test_ca(self.root / "tls")
         self.ca_file = self._tls.ca_file
         lines = []

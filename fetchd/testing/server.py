@@ -91,6 +91,15 @@ class Mailbox:
             del self.ids[index]
             del self.messages[index]
 
+    def discard(self, uidl: str, message: bytes) -> None:
+        """Delete exactly this entry, even when ids repeat (servers with duplicate UIDLs)."""
+        with self.lock:
+            for index, (known, content) in enumerate(zip(self.ids, self.messages, strict=True)):
+                if known == uidl and content is message:
+                    del self.ids[index]
+                    del self.messages[index]
+                    return
+
     def snapshot(self) -> list[tuple[str, bytes]]:
         """A consistent copy of (uidl, message) pairs, in mailbox order."""
         with self.lock:
@@ -243,8 +252,10 @@ class _Handler(socketserver.BaseRequestHandler):
         session = _Session(owner, cast(socket.socket, self.request))
         try:
             session.run()
-        except (OSError, _Hangup):
-            pass  # the client went away, or a fault was injected: nothing to answer
+        except (OSError, ValueError, _Hangup):
+            # The client went away, stop() closed the socket (ValueError: I/O on a
+            # closed file), or a fault was injected: nothing more to say.
+            pass
         finally:
             session.close()
 
@@ -489,8 +500,7 @@ class _Session:
         self.owner.last_login = now
         self.txn = _Transaction(messages=self.visible_messages(), last=self.mailbox.last)
         self.txn.last = min(self.txn.last, len(self.txn.messages))
-        count = len(self.txn.messages)
-        self.reply(f"+OK {user} has {count} messages")
+        self.reply(f"+OK maildrop has {len(self.txn.messages)} messages")
 
     def visible_messages(self) -> list[_Message]:
         snapshot = self.mailbox.snapshot()
@@ -514,7 +524,7 @@ class _Session:
         deleted = [m for m in self.txn.messages if m.deleted]
         with self.mailbox.lock:
             for message in deleted:
-                self.mailbox.remove(message.uidl)
+                self.mailbox.discard(message.uidl, message.content)
             # Keep LAST pointing at the same message after renumbering.
             shift = sum(1 for m in deleted if m.number <= self.txn.last)
             self.mailbox.last = self.txn.last - shift

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from fetchd.errors import StorageError
+from fetchd.store import names
 from fetchd.store.names import (
     MAX_FOLDER_CHARS,
     MAX_NAME_BYTES,
@@ -296,6 +296,19 @@ def test_created_files_are_world_readable_not_writable(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+def test_endless_collisions_end_in_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(names, "_MAX_COLLISIONS", 3)
+    for _ in range(3):
+        create_exclusive(tmp_path, "x.txt")[1].close()
+        create_unique_dir(tmp_path, "d")
+    with pytest.raises(StorageError, match="too many"):
+        create_exclusive(tmp_path, "x.txt")
+    with pytest.raises(StorageError, match="too many"):
+        create_unique_dir(tmp_path, "d")
+
+
 def test_create_exclusive_maps_os_errors(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot create"):
         create_exclusive(tmp_path / "missing", "x.txt")
@@ -309,7 +322,8 @@ def test_create_unique_dir_numbers_collisions(tmp_path: Path) -> None:
     second = create_unique_dir(tmp_path, "2026-11-26 14.02 Alice - Hi")
     assert first.name == "2026-11-26 14.02 Alice - Hi"
     assert second.name == "2026-11-26 14.02 Alice - Hi (2)"
-    assert first.is_dir() and second.is_dir()
+    assert first.is_dir()
+    assert second.is_dir()
 
 
 def test_create_unique_dir_does_not_follow_a_planted_symlink(tmp_path: Path) -> None:

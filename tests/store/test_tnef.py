@@ -6,6 +6,7 @@ import io
 import struct
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -158,6 +159,45 @@ def test_multi_valued_and_named_properties_are_skipped_correctly() -> None:
     contents, defects = extract_all(build_tnef([entry]))
     assert list(contents) == ["after the skipped ones.bin"]
     assert defects == []
+
+
+def test_a_numbered_named_property_is_skipped() -> None:
+    named = struct.pack("<HH", PT_LONG, 0x8005) + b"G" * 16 + struct.pack("<III", 0, 0x8233, 1)
+    props = mapi_props(
+        [(tnef.PT_UNICODE, tnef.PR_ATTACH_LONG_FILENAME, pad("n.txt\0".encode("utf-16-le")))]
+    )
+    count, rest = props[:4], props[4:]
+    props = struct.pack("<I", struct.unpack("<I", count)[0] + 1) + named + rest
+    stream = build_tnef([TnefEntry(title="T", data=b"x")])
+    stream += attribute(2, tnef.ATT_ATTACHMENT, ATP_BYTE, props)
+    contents, defects = extract_all(stream)
+    assert list(contents) == ["n.txt"]
+    assert defects == []
+
+
+@pytest.mark.parametrize(
+    ("prop", "expected"),
+    [(tnef.PR_ATTACH_FILENAME, "SHORT.TXT"), (tnef.PR_DISPLAY_NAME, "SHORT.TXT")],
+)
+def test_other_name_properties_are_used_when_nothing_better_exists(
+    prop: int, expected: str
+) -> None:
+    extra: list[Prop] = [(tnef.PT_STRING8, prop, b"SHORT.TXT\0")]
+    contents, _ = extract_all(build_tnef([TnefEntry(data=b"d", extra=extra)]))
+    assert list(contents) == [expected]
+
+
+def test_an_absurd_value_count_is_reported() -> None:
+    props = struct.pack("<I", 1) + struct.pack("<HHI", tnef.PT_BINARY, 0x6003, 10**9)
+    stream = build_tnef([TnefEntry(title="kept", data=b"k")])
+    stream += attribute(2, tnef.ATT_ATTACHMENT, ATP_BYTE, props)
+    contents, defects = extract_all(stream)
+    assert contents == {"kept": b"k"}
+    assert any("property list is truncated" in d for d in defects)
+    huge = struct.pack("<I", 10**9)
+    stream = build_tnef([TnefEntry(title="kept", data=b"k")])
+    stream += attribute(2, tnef.ATT_ATTACHMENT, ATP_BYTE, huge)
+    assert extract_all(stream)[0] == {"kept": b"k"}
 
 
 def test_an_attachment_without_data_is_reported_and_skipped() -> None:

@@ -1,0 +1,1 @@
+"""Where fetched mail goes: Maildir files, extracted attachments, fetch state."""
