@@ -32,6 +32,7 @@ import email.utils
 import fnmatch
 import mimetypes
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -134,7 +135,12 @@ def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) ->
     job = _Extraction(eml_path, attachments_root, policy)
     try:
         with eml_path.open("rb") as fp:
-            for event in mime.walk(fp):
+            events = mime.walk(fp)
+            top = next(events)
+            job.handle(top)
+            if isinstance(top, PartStart) and _single_text(top.part) and not _has_uu_begin(fp):
+                return job.finish()  # most mail: nothing to extract, no need to walk it
+            for event in events:
                 job.handle(event)
         return job.finish()
     except OSError as exc:
@@ -145,6 +151,32 @@ def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) ->
     except StorageError:
         job.abort()
         raise
+
+
+def _single_text(part: Part) -> bool:
+    """A message that is one text part: it can only hold files as uuencode."""
+    return part.kind == "leaf" and part.content_type.startswith("text/") and not is_attachment(part)
+
+
+def _has_uu_begin(fp: BinaryIO) -> bool:
+    """Whether ``fp`` has a line starting with "begin " (maybe uuencode).
+
+    One regular expression over large reads instead of the line-by-line walk;
+    a match only means the full walk decides. The whole file is read again,
+    because the walk may have read past the header block already.
+    """
+    position = fp.tell()
+    fp.seek(0)
+    tail = b""
+    while chunk := fp.read(1 << 20):
+        if _UU_BEGIN.search(tail + chunk):
+            fp.seek(position)
+            return True
+        tail = chunk[-16:]
+    return False
+
+
+_UU_BEGIN = re.compile(rb"(?m)^begin[ \t]")
 
 
 # --- what is an attachment ------------------------------------------------------------------
