@@ -52,10 +52,9 @@ _SIMPLE = {
 class Shell:
     """Reads shell lines, sends POP3 commands, prints replies."""
 
-    def __init__(self, session: Session, out: TextIO, *, interactive: bool) -> None:
+    def __init__(self, session: Session, out: TextIO) -> None:
         self.session = session
         self.out = out
-        self.interactive = interactive
         self.marked: set[int] = set()
 
     def run(self, lines: Iterable[str]) -> bool:
@@ -156,12 +155,11 @@ def _prompted_lines(prompt: str) -> Iterable[str]:
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     [account] = select_accounts(config, [args.account])
-    interactive = sys.stdin.isatty()
     session = login(account)
-    shell = Shell(session, sys.stdout, interactive=interactive)
+    shell = Shell(session, sys.stdout)
     shell.print(session.greeting.line)
     shell.note(f"logged in to {account.host} as {account.username}; type help for commands")
-    lines = _prompted_lines(f"{account.name}> ") if interactive else sys.stdin
+    lines = _prompted_lines(f"{account.name}> ") if sys.stdin.isatty() else sys.stdin
     try:
         ended = shell.run(lines)
     finally:

@@ -6,6 +6,7 @@ import io
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -178,3 +179,17 @@ def test_transcript_logs_body_sizes_not_bodies(pop3_server: Start) -> None:
     assert retr
     assert retr[-1]["octets"] == len(MESSAGES[0])
     assert all("Subject" not in e["text"] for e in logs if e["event"] == "pop3")
+
+
+def test_last_against_popa3d(popa3d: Any) -> None:
+    """popa3d is a real server that still answers LAST (RFC 1460)."""
+    popa3d.deliver(MESSAGES)
+    with open_session(Endpoint("127.0.0.1", popa3d.port, "plain")) as session:
+        assert not session.capabilities.known  # popa3d has no CAPA
+        session.login("auto", popa3d.user, popa3d.password, "127.0.0.1", popa3d.port)
+        assert session.last() == 0
+        session.retr(2, io.BytesIO())
+        assert session.last() == 2
+        session.rset()
+        assert session.last() == 0
+        session.quit()
