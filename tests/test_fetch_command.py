@@ -1,0 +1,102 @@
+"""``fetchd fetch`` as a user runs it: config file, exit status, the Maildir it leaves."""
+
+from __future__ import annotations
+
+import mailbox
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from fetchd.cli import EXIT_ACCOUNT_FAILED, EXIT_CONFIG, EXIT_OK, main
+from fetchd.testing.dovecot import Dovecot
+from tests.messages import make_message
+
+
+def write_config(
+    tmp_path: Path, dovecot: Dovecot, *, bob_password: str = "secret2", **alice: str
+) -> Path:
+    """alice over implicit TLS, bob over STLS; ``alice`` adds keys to alice's table."""
+    alice_extra = "".join(f"{key} = {value}\n" for key, value in alice.items())
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""\
+[daemon]
+data_dir = "{tmp_path / "data"}"
+log_level = "warning"
+
+[accounts.alice]
+host = "localhost"
+port = {dovecot.pop3s_port}
+ca_file = "{dovecot.ca_file}"
+username = "alice"
+password = "secret"
+{alice_extra}
+[accounts.bob]
+host = "localhost"
+port = {dovecot.pop3_port}
+security = "starttls"
+ca_file = "{dovecot.ca_file}"
+username = "bob"
+password = "{bob_password}"
+"""
+    )
+    config.chmod(0o600)
+    return config
+
+
+@pytest.fixture
+def both(dovecot_alice: Dovecot) -> Dovecot:
+    dovecot_alice.reset("bob")
+    dovecot_alice.deliver_many("alice", [make_message(f"for alice {i}") for i in range(3)])
+    dovecot_alice.deliver_many("bob", [make_message(f"for bob {i}") for i in range(2)])
+    return dovecot_alice
+
+
+def test_fetch_all_accounts_over_tls_and_starttls(both: Dovecot, tmp_path: Path) -> None:
+    assert main(["-c", str(write_config(tmp_path, both)), "fetch"]) == EXIT_OK
+    for name, count in (("alice", 3), ("bob", 2)):
+        box = mailbox.Maildir(tmp_path / "data" / name / "Maildir", create=False)
+        subjects = sorted(str(message["Subject"]) for message in box)
+        assert subjects == [f"for {name} {i}" for i in range(count)]
+
+
+def test_one_failing_account_fails_the_run_but_not_the_others(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, both, bob_password="not-bobs-password")
+    assert main(["-c", str(config), "fetch"]) == EXIT_ACCOUNT_FAILED
+    err = capsys.readouterr().err
+    [reason] = [line for line in err.splitlines() if line.startswith("fetchd: bob: ")]
+    assert "refused the login" in reason
+    assert "not-bobs-password" not in err
+    assert len(list((tmp_path / "data" / "alice" / "Maildir" / "new").iterdir())) == 3
+
+
+def test_named_accounts_only(both: Dovecot, tmp_path: Path) -> None:
+    assert main(["-c", str(write_config(tmp_path, both)), "fetch", "bob"]) == EXIT_OK
+    assert not (tmp_path / "data" / "alice").exists()
+    assert main(["-c", str(write_config(tmp_path, both)), "fetch", "carol"]) == 2
+
+
+def test_delete_after_days(both: Dovecot, tmp_path: Path) -> None:
+    config = write_config(tmp_path, both, delete_after_days="2")
+    assert main(["-c", str(config), "fetch", "alice"]) == EXIT_OK
+    assert len(both.messages("alice")) == 3  # fetched today: kept
+    with sqlite3.connect(tmp_path / "data" / "state.sqlite3") as db:
+        db.execute(
+            "UPDATE messages SET fetched_at = fetched_at - 3 * 86400 WHERE uid IN "
+            "(SELECT uid FROM messages WHERE account = 'alice' LIMIT 2)"
+        )
+    assert main(["-c", str(config), "fetch", "alice"]) == EXIT_OK
+    assert len(both.messages("alice")) == 1  # the two fetched three days ago are gone
+    assert len(list((tmp_path / "data" / "alice" / "Maildir" / "new").iterdir())) == 3
+
+
+def test_invalid_config_exits_78_with_key_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[accounts.x]\nhost = "h"\nusername = "u"\npassword_env = "P"\nport = 0\n')
+    assert main(["-c", str(config), "fetch"]) == EXIT_CONFIG
+    assert "accounts.x.port" in capsys.readouterr().err
