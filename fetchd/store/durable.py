@@ -9,8 +9,7 @@ filesystem in one, so a batch of hundreds of messages costs two flushes
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import functools
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,7 +17,14 @@ from pathlib import Path
 from fetchd.errors import StorageError
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs, looked up on first use (ctypes costs start-up time)."""
+    if os.environ.get("FETCHD_FSYNC_MODE") == "file":
+        return None
+    import ctypes  # noqa: PLC0415 - only a pass that stores mail needs it
+    import ctypes.util  # noqa: PLC0415
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     except OSError:
@@ -28,10 +34,15 @@ def _load_syncfs() -> Callable[[int], int] | None:
         return None
     syncfs.argtypes = [ctypes.c_int]
     syncfs.restype = ctypes.c_int
-    return syncfs  # type: ignore[no-any-return]
 
+    def call(fd: int) -> int:
+        result: int = syncfs(fd)
+        if result != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+        return result
 
-_syncfs = _load_syncfs() if os.environ.get("FETCHD_FSYNC_MODE") != "file" else None
+    return call
 
 
 def _fsync_path(path: Path, flags: int = os.O_RDONLY) -> None:
@@ -45,7 +56,7 @@ def _fsync_path(path: Path, flags: int = os.O_RDONLY) -> None:
 def sync_files(directory: Path, files: Iterable[Path]) -> None:
     """Flush the contents of ``files`` (all on ``directory``'s filesystem)."""
     try:
-        if _syncfs is not None:
+        if _syncfs() is not None:
             _syncfs_at(directory)
         else:
             for path in files:
@@ -57,7 +68,7 @@ def sync_files(directory: Path, files: Iterable[Path]) -> None:
 def sync_directory(directory: Path) -> None:
     """Flush ``directory``'s entries, so that renames into it survive a power cut."""
     try:
-        if _syncfs is not None:
+        if _syncfs() is not None:
             _syncfs_at(directory)
         else:
             _fsync_path(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -66,11 +77,10 @@ def sync_directory(directory: Path) -> None:
 
 
 def _syncfs_at(directory: Path) -> None:
-    assert _syncfs is not None
+    syncfs = _syncfs()
+    assert syncfs is not None
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _syncfs(fd) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno))
+        syncfs(fd)
     finally:
         os.close(fd)
