@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class PollResult:
     sessions: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: Seconds the server wants between logins (CAPA LOGIN-DELAY, RFC 2449 section 6.8).
+    login_delay: int | None = None
     skipped_uids: set[str] = field(default_factory=set)
 
     @property
@@ -97,24 +100,32 @@ def poll_account(
     transcript: Transcript | None = None,
     progress: ProgressCallback | None = None,
     mark_seen: bool = False,
+    stop: threading.Event | None = None,
 ) -> PollResult:
-    """One pass over ``account``: fetch everything new, exactly once."""
+    """One pass over ``account``: fetch everything new, exactly once.
+
+    Once ``stop`` is set (the daemon is shutting down) no new RETR is sent:
+    the messages already asked for are stored and recorded, then the session
+    ends with QUIT as usual, and the rest waits for the next poll.
+    """
     started = time.monotonic()
     result = PollResult(account.name)
     store = AccountStore(account, data_dir, state)
     with _account_lock(store.root):
         store.maildir.clean_tmp()
         _extract_pending(store, result)
-        while result.sessions < MAX_SESSIONS_PER_POLL:
+        while result.sessions < MAX_SESSIONS_PER_POLL and not _stopping(stop):
             result.sessions += 1
             before = result.stored
             session = login(account, transcript)
+            result.login_delay = session.capabilities.login_delay
             try:
-                _session_pass(session, store, result, progress, mark_seen)
+                _session_pass(session, store, result, progress, mark_seen, stop=stop)
             except BaseException:
                 session.close()  # no QUIT: the server deletes nothing
                 raise
-            if result.stored == before:
+            # A server with LOGIN-DELAY refuses a second login this soon (RFC 2449 6.8).
+            if result.stored == before or result.login_delay:
                 break
     result.seconds = time.monotonic() - started
     return result
@@ -126,6 +137,8 @@ def _session_pass(
     result: PollResult,
     progress: ProgressCallback | None,
     mark_seen: bool,
+    *,
+    stop: threading.Event | None = None,
 ) -> None:
     listing = read_listing(session)
     result.warnings.extend(listing.warnings)
@@ -141,7 +154,9 @@ def _session_pass(
     marked = [m for m in listing.messages if _should_delete(store.account, known.get(m.uid))]
     meter = _Meter(store.account.name, todo, progress)
     for batch in _batches(todo):
-        marked += _fetch_batch(session, store, batch, result, meter)
+        if _stopping(stop):
+            break
+        marked += _fetch_batch(session, store, batch, result, meter, stop=stop)
     _dele(session, marked)
     session.quit()
     # Only now, with QUIT answered +OK, are the marked messages really gone.
@@ -155,9 +170,12 @@ def _fetch_batch(
     batch: Sequence[ServerMessage],
     result: PollResult,
     meter: _Meter,
+    *,
+    stop: threading.Event | None = None,
 ) -> list[ServerMessage]:
     """Store a batch durably, record it, extract it; returns what may be deleted."""
-    files = _retrieve(session, store, batch, meter)  # 1. RETR streams into tmp/
+    files = _retrieve(session, store, batch, meter, stop)  # 1. RETR streams into tmp/
+    batch = batch[: len(files)]  # a stop request ends the batch early
     store.maildir.deliver(files)  # 2-4. flush files, rename into new/, flush new/
     fetched = [
         Fetched(m.uid, "stored", f.size, store.relative(f.new_path))
@@ -172,12 +190,18 @@ def _fetch_batch(
 
 
 def _retrieve(
-    session: Session, store: AccountStore, batch: Sequence[ServerMessage], meter: _Meter
+    session: Session,
+    store: AccountStore,
+    batch: Sequence[ServerMessage],
+    meter: _Meter,
+    stop: threading.Event | None = None,
 ) -> list[MessageFile]:
     files: list[MessageFile] = []
-    commands = [Command("RETR", (str(m.number),)) for m in batch]
+    # Lazy: once ``stop`` is set no further RETR is sent, and only the replies
+    # already in flight arrive, so zip ends early (hence strict=False).
+    commands = (Command("RETR", (str(m.number),)) for m in batch if not _stopping(stop))
     try:
-        for message, reply in zip(batch, session.pipelined(commands), strict=True):
+        for message, reply in zip(batch, session.pipelined(commands), strict=False):
             reply.check(f"RETR {message.number}")
             file = store.maildir.create(message_key(store.account.name, message.uid))
             files.append(file)
@@ -189,6 +213,10 @@ def _retrieve(
             file.discard()
         raise
     return files
+
+
+def _stopping(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
 
 
 def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:

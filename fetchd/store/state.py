@@ -315,6 +315,7 @@ class State:
 
 
 # A failed poll keeps the previous last_success; a successful one resets the streak.
+# Without a next_poll the one set before stays until set_next_poll replaces it.
 _RECORD_POLL = """
 INSERT INTO polls (account, started, finished, outcome, error, new, stored, deleted, octets,
                    next_poll, failures, last_success)
@@ -322,7 +323,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ? = 'ok' THEN 0 ELSE 1 END, ?)
 ON CONFLICT (account) DO UPDATE SET
     started = excluded.started, finished = excluded.finished, outcome = excluded.outcome,
     error = excluded.error, new = excluded.new, stored = excluded.stored,
-    deleted = excluded.deleted, octets = excluded.octets, next_poll = excluded.next_poll,
+    deleted = excluded.deleted, octets = excluded.octets,
+    next_poll = COALESCE(excluded.next_poll, polls.next_poll),
     failures = CASE WHEN excluded.outcome = 'ok' THEN 0 ELSE polls.failures + 1 END,
     last_success = COALESCE(excluded.last_success, polls.last_success)
 """

@@ -1,0 +1,111 @@
+"""``fetchd account add|remove``: accounts as drop-in files, never edits to the main config.
+
+``add`` writes ``accounts.d/NAME.toml``, then loads the whole config as the
+daemon would; if that fails, the new files are removed again and every
+problem is printed. A password is never taken as an argument (it would land
+in the shell's history): without a password source option fetchd asks for it
+on the terminal and keeps it in ``accounts.d/NAME.password`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from fetchd import accounts_file
+from fetchd.commands import say
+from fetchd.config import default_config_path, load_config
+from fetchd.errors import UsageError
+
+_SOURCES = ("password_command", "password_file", "password_env", "password_credential")
+
+
+def run(args: argparse.Namespace) -> int:
+    config_path = (args.config or default_config_path()).expanduser().absolute()
+    if args.action == "add":
+        return _add(args, config_path)
+    return _remove(args.name, config_path)
+
+
+def _add(args: argparse.Namespace, config_path: Path) -> int:
+    name: str = args.name
+    if not config_path.is_file():
+        raise UsageError(f"{config_path} does not exist; `fetchd init` writes a starter config")
+    drop_in = accounts_file.drop_in_path(config_path, name)
+    if drop_in.exists() or accounts_file.main_file_defines(config_path, name):
+        raise UsageError(f"account {name} already exists in {config_path.parent}")
+    table = _table(args)
+    written: list[Path] = []
+    try:
+        if not any(key in table for key in _SOURCES):
+            secret = _ask_password(args.user, args.host)
+            written.append(accounts_file.write_password_file(config_path, name, secret))
+            # Relative paths in drop-ins are read relative to the main config's directory.
+            table["password_file"] = f"{accounts_file.DROP_IN_DIR}/{name}.password"
+        written.append(accounts_file.write_drop_in(config_path, name, table))
+        load_config(config_path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    say(f"added account {name}: {drop_in}")
+    if len(written) == 2 and os.geteuid() == 0:
+        say(
+            "note: a service running as its own user cannot read that password file; "
+            "see --password-credential for systemd credentials"
+        )
+    say("a running daemon picks it up when reloaded: systemctl reload fetchd")
+    return 0
+
+
+def _table(args: argparse.Namespace) -> dict[str, Any]:
+    """The account's keys, as they will appear in its drop-in file."""
+    table: dict[str, Any] = {"host": args.host, "username": args.user}
+    if args.port is not None:
+        table["port"] = args.port
+    if args.security is not None:
+        table["security"] = args.security
+    for key in _SOURCES:
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key == "password_file":  # given relative to where the user stands, not the config
+            value = str(Path(value).expanduser().absolute())
+        table[key] = value
+    if args.delete_after_fetch:
+        table["delete_after_fetch"] = True
+    return table
+
+
+def _ask_password(user: str, host: str) -> str:
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "no password source given: use --password-command, --password-file, "
+            "--password-env or --password-credential, or run in a terminal to be asked"
+        )
+    secret = getpass.getpass(f"Password for {user} at {host}: ")
+    if not secret:
+        raise UsageError("no password entered; nothing was written")
+    return secret
+
+
+def _remove(name: str, config_path: Path) -> int:
+    removed = accounts_file.remove_drop_in(config_path, name)
+    if removed:
+        for path in removed:
+            say(f"removed {path}")
+        say(
+            f"fetched mail of {name} stays in the data directory; "
+            "a running daemon drops the account when reloaded: systemctl reload fetchd"
+        )
+        return 0
+    if accounts_file.main_file_defines(config_path, name):
+        raise UsageError(
+            f"account {name} is defined in {config_path} as [accounts.{name}], not in "
+            f"{accounts_file.DROP_IN_DIR}/; remove that table from the file by hand"
+        )
+    raise UsageError(f"no account {name} in {config_path.parent / accounts_file.DROP_IN_DIR}")

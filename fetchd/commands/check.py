@@ -1,0 +1,110 @@
+"""``fetchd check [--connect]``: is the config valid, and can every account log in?
+
+Validation itself is ``load_config``'s (every problem at once, with its key
+path). Here each account gets a verdict: its password source is read where
+that has no side effects, and with ``--connect`` fetchd logs in, reports what
+the server offers and how many messages wait, and QUITs without marking
+anything for deletion. Exit 1 if any account fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from fetchd.commands import load, say
+from fetchd.config import AccountConfig
+from fetchd.errors import FetchdError
+from fetchd.pop3.connect import open_session
+from fetchd.pop3.replies import Capabilities
+from fetchd.session import endpoint_for
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args)
+    count = len(config.accounts)
+    say(f"{config.path}: valid, {count} account{'' if count == 1 else 's'}")
+    failed = 0
+    for account in config.accounts.values():
+        try:
+            interval = account.interval or config.daemon.interval
+            lines = _verdict(account, interval, connect=args.connect)
+        except FetchdError as exc:
+            failed += 1
+            say(f"{account.name}: FAILED: {exc}")
+            continue
+        say(f"{account.name}: ok: {lines[0]}")
+        for line in lines[1:]:
+            say(f"  {line}")
+    return 1 if failed else 0
+
+
+def _verdict(account: AccountConfig, interval: float, *, connect: bool) -> list[str]:
+    """What is known about ``account``; raises the ``FetchdError`` that makes it fail."""
+    if not account.enabled:
+        return ["disabled (never polled)"]
+    where = f"{account.host}:{account.port} ({account.security}), user {account.username}"
+    if connect:
+        return [where, *_connect(account, interval)]
+    return [f"{where}, {_secret_check(account)}"]
+
+
+def _source(account: AccountConfig) -> str:
+    for key in ("password_file", "password_env", "password_command", "password_credential"):
+        if getattr(account, key) is not None:
+            return key
+    return "password"
+
+
+def _secret_check(account: AccountConfig) -> str:
+    """Read the password where that is harmless; a command is run only with --connect."""
+    source = _source(account)
+    if source == "password_command":
+        return "password_command not run (it runs with --connect)"
+    if source == "password_credential" and not os.environ.get("CREDENTIALS_DIRECTORY"):
+        return "password_credential is read from $CREDENTIALS_DIRECTORY under systemd"
+    account.resolve_secret()
+    return f"password from {source} readable"
+
+
+def _connect(account: AccountConfig, interval: float) -> list[str]:
+    """Log in, count messages, QUIT; nothing was marked, so nothing is deleted."""
+    secret = account.resolve_secret()
+    session = open_session(endpoint_for(account))
+    try:
+        method = session.login(account.auth, account.username, secret, account.host, account.port)
+        messages, octets = session.stat()
+        tls = session.transport.tls_active
+        capabilities = session.capabilities
+        session.quit()
+    except BaseException:
+        session.close()
+        raise
+    lines = [
+        f"logged in with {method.upper()} {'over TLS' if tls else 'WITHOUT TLS'}; "
+        f"{messages} message{'' if messages == 1 else 's'} ({octets / 1e6:.1f} MB) waiting",
+        f"capabilities: {_describe(capabilities)}",
+    ]
+    return lines + _warnings(account, interval, capabilities)
+
+
+def _describe(capabilities: Capabilities) -> str:
+    if not capabilities.known:
+        return "none announced (the server does not know CAPA)"
+    return ", ".join(" ".join((name, *args)) for name, args in capabilities.items.items())
+
+
+def _warnings(account: AccountConfig, interval: float, capabilities: Capabilities) -> list[str]:
+    """What the server announces that conflicts with the account's settings."""
+    found = []
+    # RFC 2449 section 6.7: EXPIRE 0 means mail cannot be left on the server.
+    keeps = not account.delete_after_fetch and account.delete_after_days is None
+    if keeps and capabilities.expire_days == 0:
+        found.append("warning: the server announces EXPIRE 0, so mail is deleted once fetched")
+    delay = capabilities.login_delay
+    if delay and account.schedule is None and interval < delay:
+        found.append(
+            f"note: the server allows a login every {delay} s (LOGIN-DELAY); "
+            "fetchd polls no more often than that"
+        )
+    return found

@@ -1,0 +1,106 @@
+"""``fetchd status [--json]``: each account's polling, from the state database.
+
+It reads what the daemon records after every poll, so it works while the
+daemon runs and after it stopped. The database is opened read-only: status
+may run as root beside a service that owns the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from datetime import datetime
+from typing import Any
+
+from fetchd.commands import load, say
+from fetchd.config import Config
+from fetchd.store.state import FetchedCount, PollStatus, State
+
+#: The database ``fetchd.commands.open_state`` and the daemon use.
+STATE_FILE = "state.sqlite3"
+_COLUMNS = (
+    ("account", "ACCOUNT"),
+    ("last_poll", "LAST POLL"),
+    ("outcome", "OUTCOME"),
+    ("fetched_total", "FETCHED"),
+    ("fetched_today", "TODAY"),
+    ("failures", "FAILURES"),
+    ("next_poll", "NEXT POLL"),
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args)
+    entries = collect(config)
+    if args.json:
+        say(json.dumps(entries, indent=2))
+    else:
+        _print_table(entries)
+    return 0
+
+
+def collect(config: Config) -> list[dict[str, Any]]:
+    """One entry per configured account, ready for JSON."""
+    rows: dict[str, PollStatus] = {}
+    counts: dict[str, FetchedCount] = {}
+    path = config.daemon.data_dir / STATE_FILE
+    if path.is_file():
+        with contextlib.closing(State.open_readonly(path)) as state:
+            rows = {row.account: row for row in state.poll_status()}
+            counts = state.fetched_counts()
+    return [
+        _entry(name, account.enabled, rows.get(name), counts.get(name))
+        for name, account in config.accounts.items()
+    ]
+
+
+def _entry(
+    name: str, enabled: bool, row: PollStatus | None, count: FetchedCount | None
+) -> dict[str, Any]:
+    return {
+        "account": name,
+        "enabled": enabled,
+        "last_poll": _iso(row.finished if row else None),
+        "outcome": row.outcome if row else None,
+        "error": row.error if row else None,
+        "new": row.new if row else 0,
+        "stored": row.stored if row else 0,
+        "fetched_total": count.total if count else 0,
+        "fetched_today": count.since if count else 0,
+        "last_success": _iso(row.last_success if row else None),
+        "failures": row.failures if row else 0,
+        "next_poll": _iso(row.next_poll if row else None),
+    }
+
+
+def _iso(timestamp: float | None) -> str | None:
+    """Local time with its offset, to the second."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def _cell(entry: dict[str, Any], key: str) -> str:
+    value = entry[key]
+    if key in ("last_poll", "next_poll"):
+        return value[:16].replace("T", " ") if value else "-"
+    if key == "outcome":
+        return "disabled" if not entry["enabled"] and value is None else value or "never polled"
+    return str(value)
+
+
+def _print_table(entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        say("no accounts configured")
+        return
+    table = [[title for _, title in _COLUMNS]]
+    table += [[_cell(entry, key) for key, _ in _COLUMNS] for entry in entries]
+    widths = [max(len(row[i]) for row in table) for i in range(len(_COLUMNS))]
+    for row in table:
+        say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for entry in entries:
+        if entry["error"] and entry["outcome"] != "ok":
+            say(f"{entry['account']}: {entry['error']}")
+    if entries and all(entry["next_poll"] is None for entry in entries):
+        say("no poll is scheduled: the daemon (fetchd run) is not running")

@@ -1,0 +1,696 @@
+"""The unattended daemon behind ``fetchd run``: every account polled on its schedule.
+
+Flow: ``Daemon.start`` gives each enabled account one scheduler job → the job
+calls ``poll_account``, the same function ``fetchd fetch`` runs → its outcome
+is recorded in the state database and decides when the account is polled
+next → systemd hears about it (READY, STATUS, WATCHDOG, RELOADING, STOPPING).
+
+Failing accounts back off without touching the others: each poll is its own
+job, a job never raises into the scheduler, and a failure only postpones that
+account's next run. Rules, in order of precedence:
+
+- a refused login (``AuthError``, RFC 3206 ``[AUTH]``) will not succeed with
+  the same credentials: it is logged once at error level, then retried hourly
+  until the config changes (a reload re-polls a changed account at once);
+- a server's ``LOGIN-DELAY n`` (RFC 2449 section 6.8) is a floor between logins;
+- any other failure doubles the wait, from the account's interval up to an hour.
+
+Signals: SIGTERM or SIGINT stop scheduling and ask running polls to stop after
+the messages already requested; the process exits once they end, or after a
+grace period (mail safety does not depend on it: see ``fetchd.poll``). SIGHUP
+reloads the config and reschedules only the accounts whose settings changed;
+an invalid config is logged and the running one kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import re
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType, TracebackType
+from typing import Any
+
+import structlog
+from apscheduler.events import (  # type: ignore[import-untyped]
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
+from apscheduler.jobstores.base import JobLookupError  # type: ignore[import-untyped]
+from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
+    BackgroundScheduler,
+)
+from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+from structlog.typing import FilteringBoundLogger
+
+from fetchd.commands.fetch import log_result
+from fetchd.config import AccountConfig, Config, load_config
+from fetchd.errors import (
+    AccountLockedError,
+    AuthError,
+    ConfigError,
+    FetchdError,
+    NetworkError,
+    ProtocolError,
+    ServerBusyError,
+    ServerError,
+    StorageError,
+    TLSError,
+    UsageError,
+)
+from fetchd.log import get_logger, pop3_transcript
+from fetchd.poll import PollResult, poll_account
+from fetchd.sdnotify import Notifier, monotonic_usec
+from fetchd.store.state import PollRecord, State
+
+__all__ = [
+    "BACKOFF_CAP",
+    "STOP_GRACE",
+    "Daemon",
+    "JobSpec",
+    "backoff_delay",
+    "cron_trigger",
+    "failure_kind",
+    "specs_for",
+]
+
+#: The longest wait between polls of a failing account, in seconds.
+BACKOFF_CAP = 3600.0
+#: How long a stop waits for running polls before the process exits anyway.
+STOP_GRACE = 30.0
+STATE_FILE = "state.sqlite3"
+#: Failure kinds that waiting will not fix: retried only at the cap.
+PERMANENT = frozenset({"auth", "usage"})
+_HEARTBEAT_JOB = ":heartbeat"  # ':' cannot occur in an account name
+
+
+# ---------------------------------------------------------------------------
+# Policy: what a failure means and when to try again
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A short name for what went wrong, recorded as the poll's outcome."""
+    kinds: tuple[tuple[type[BaseException], str], ...] = (
+        (AuthError, "auth"),
+        (ServerBusyError, "busy"),
+        (AccountLockedError, "locked"),
+        (TLSError, "tls"),
+        (NetworkError, "network"),
+        (ServerError, "server"),
+        (ProtocolError, "protocol"),
+        (ConfigError, "config"),
+        (StorageError, "storage"),
+        (UsageError, "usage"),
+    )
+    for cls, kind in kinds:
+        if isinstance(exc, cls):
+            return kind
+    return "error" if isinstance(exc, FetchdError) else "bug"
+
+
+def backoff_delay(
+    interval: float, failures: int, *, permanent: bool = False, cap: float = BACKOFF_CAP
+) -> float:
+    """Seconds until the next poll of an account that failed ``failures`` times in a row.
+
+    Never less than the account's own interval: backing off never polls sooner.
+    """
+    if failures <= 0:
+        return interval
+    if permanent:
+        return max(interval, cap)
+    # The exponent is bounded so that a long streak cannot overflow a float.
+    return max(interval, min(cap, interval * 2.0 ** min(failures, 32)))
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_WEEKDAY_ITEM = re.compile(r"(\*|\d+)(?:-(\d+))?(?:/(\d+))?")
+
+
+def _cron_weekdays(field: str) -> str:
+    """Rewrite a cron weekday field with names: cron counts 0 (and 7) as Sunday.
+
+    APScheduler 3 reads numbers with 0 as Monday, so ``1-5`` would mean
+    Tuesday to Saturday; names mean the same to both.
+    """
+    items = []
+    for item in field.split(","):
+        match = _WEEKDAY_ITEM.fullmatch(item)
+        if match is None:  # names, or something the trigger will reject itself
+            items.append(item)
+            continue
+        first, last, step = match.groups()
+        start = 0 if first == "*" else int(first)
+        end = 6 if first == "*" else int(last) if last is not None else start
+        days = range(start, end + 1, int(step or 1))
+        items.extend(dict.fromkeys(_WEEKDAYS[day % 7] for day in days))
+    return ",".join(dict.fromkeys(items))
+
+
+def cron_trigger(expression: str, jitter: float = 0.0) -> Any:
+    """A trigger for a 5-field cron ``schedule``, with cron's weekday numbering."""
+    minute, hour, day, month, weekday = expression.split()
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_cron_weekdays(weekday),
+        jitter=jitter or None,
+    )
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What one account's job is made of; a reload reschedules it only if this changes."""
+
+    account: AccountConfig
+    #: Seconds between polls; a ``schedule`` account backs off from the daemon's interval.
+    interval: float
+    jitter: float
+
+    @property
+    def name(self) -> str:
+        return self.account.name
+
+    def trigger(self) -> Any:
+        if self.account.schedule is not None:
+            return cron_trigger(self.account.schedule, self.jitter)
+        return IntervalTrigger(seconds=self.interval, jitter=self.jitter or None)
+
+
+def specs_for(config: Config) -> dict[str, JobSpec]:
+    """The job of every enabled account, by account name."""
+    daemon = config.daemon
+    return {
+        name: JobSpec(account, account.interval or daemon.interval, daemon.jitter)
+        for name, account in config.accounts.items()
+        if account.enabled
+    }
+
+
+# ---------------------------------------------------------------------------
+# Small parts: counting running polls, the watchdog, signals
+
+
+class _InFlight:
+    """Counts running polls, so that a stop can wait for them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout)
+
+
+class _Watchdog:
+    """Pings systemd's watchdog only while the scheduler is seen dispatching jobs.
+
+    A heartbeat job on its own executor stamps the time; a separate thread
+    pings every half timeout if the stamp is fresh. A hung scheduler thus
+    stops the pings and systemd restarts the service; busy poll threads do not.
+    """
+
+    def __init__(self, notifier: Notifier, period: float, stopping: threading.Event) -> None:
+        self.notifier = notifier
+        self.period = period
+        self._stopping = stopping
+        self._beat = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="fetchd-watchdog", daemon=True)
+
+    def beat(self) -> None:
+        self._beat = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        # While stopping, the stop's own grace period bounds the wait.
+        return self._stopping.is_set() or time.monotonic() - self._beat < self.period
+
+    def _run(self) -> None:
+        warned = False
+        while True:
+            if self.alive():
+                self.notifier.notify("WATCHDOG=1")
+                warned = False
+            elif not warned:
+                get_logger().error("the scheduler stopped dispatching; withholding the watchdog")
+                warned = True
+            time.sleep(self.period)
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """The handler that lets a signal reach the wakeup socket and nothing else."""
+
+
+class _SignalInbox:
+    """Delivers SIGTERM, SIGINT and SIGHUP to the main thread as plain numbers.
+
+    Python's handlers run between bytecodes of the main thread, where acting
+    on locks is unsafe; ``signal.set_wakeup_fd`` instead writes each signal's
+    number to a socket, and the main thread reads them at its leisure.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __enter__(self) -> _SignalInbox:
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._old = {signum: signal.signal(signum, _ignore_signal) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._old_fd)
+        self._reader.close()
+        self._writer.close()
+
+    def next(self, timeout: float | None = None) -> int | None:
+        """The next signal received, or None once ``timeout`` seconds pass without one."""
+        while True:
+            readable, _, _ = select.select([self._reader], [], [], timeout)
+            if not readable:
+                return None
+            signum = self._reader.recv(1)[0]
+            if signum in self.SIGNALS:
+                return signum
+
+
+def _quiet_apscheduler(scheduler: Any) -> None:
+    """Route the scheduler's few useful events into structlog, nothing else.
+
+    APScheduler logs through the standard ``logging`` module, which fetchd does
+    not use (everything goes through ``fetchd.log``).
+    """
+    logger = logging.getLogger("apscheduler")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+    def relay(event: Any) -> None:
+        log = get_logger(account=event.job_id)
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            log.debug("previous poll still running; this run skipped")
+        elif event.code == EVENT_JOB_MISSED:
+            log.info("poll missed (the machine slept or was busy); the next one is scheduled")
+        else:
+            log.error("poll job crashed", error=repr(getattr(event, "exception", None)))
+
+    scheduler.add_listener(relay, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+
+
+def _when(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp else None
+
+
+# ---------------------------------------------------------------------------
+# The daemon
+
+
+@dataclass(frozen=True)
+class _LastPoll:
+    account: str
+    outcome: str
+    finished: float
+
+
+class Daemon:
+    """Schedules every enabled account of ``config`` and keeps systemd informed.
+
+    ``serve`` is the whole life of ``fetchd run`` (signals included); tests and
+    embedders may drive ``start``, ``reload`` and ``stop`` themselves.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        notifier: Notifier | None = None,
+        *,
+        on_reload: Callable[[Config], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._specs = specs_for(config)
+        self._notifier = notifier or Notifier()
+        self._on_reload = on_reload
+        self._lock = threading.Lock()
+        # Held while a next poll time is decided and written, so that the
+        # database always ends with the scheduler's latest word.
+        self._publishing = threading.Lock()
+        self._stopping = threading.Event()
+        self._in_flight = _InFlight()
+        self._failing: set[str] = set()
+        self._auth_reported: set[str] = set()
+        self._login_delays: dict[str, int] = {}
+        self._last: _LastPoll | None = None
+        self._fetched_today = 0
+        self._scheduler = BackgroundScheduler(
+            executors={
+                "default": ThreadPoolExecutor(config.daemon.max_parallel),
+                "heartbeat": ThreadPoolExecutor(1),
+            },
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        period = self._notifier.watchdog_period
+        self._watchdog = _Watchdog(self._notifier, period, self._stopping) if period else None
+
+    # -- life cycle ------------------------------------------------------------
+
+    def serve(self, grace: float = STOP_GRACE) -> bool:
+        """Run until SIGTERM or SIGINT, reloading on SIGHUP (main thread only).
+
+        Returns whether every running poll ended within ``grace`` seconds; a
+        second SIGTERM or SIGINT gives up waiting at once.
+        """
+        with _SignalInbox() as inbox:
+            self.start()
+            signum = inbox.next()
+            while signum == signal.SIGHUP:
+                self.reload()
+                signum = inbox.next()
+            get_logger().info("stopping", signal=signal.Signals(signum).name if signum else None)
+            self.stop()
+            return self._wait_idle(grace, inbox)
+
+    def start(self) -> None:
+        """Schedule every account (the first poll at once, spread by jitter) and report ready."""
+        _quiet_apscheduler(self._scheduler)
+        # Create (or migrate) the database now, before polls open it in parallel.
+        self._open_state().close()
+        now = time.time()
+        with self._lock:
+            specs = list(self._specs.values())
+        for spec in specs:
+            self._add_job(spec, now)
+        if self._watchdog is not None:
+            self._scheduler.add_job(
+                self._watchdog.beat,
+                IntervalTrigger(seconds=self._watchdog.period / 2),
+                id=_HEARTBEAT_JOB,
+                executor="heartbeat",
+            )
+            self._watchdog.start()
+        self._scheduler.start()
+        self._publish_next_polls()
+        daemon = self._config.daemon
+        get_logger().info(
+            "daemon started",
+            accounts=[spec.name for spec in specs],
+            max_parallel=daemon.max_parallel,
+            interval=daemon.interval,
+        )
+        if not specs:
+            get_logger().warning("no enabled accounts: add one, then reload (SIGHUP)")
+        self._notifier.notify("READY=1", f"STATUS={self._status_text()}")
+
+    def stop(self) -> None:
+        """Stop scheduling and ask running polls to end after their current messages."""
+        self._notifier.notify("STOPPING=1")
+        self._stopping.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        try:
+            with contextlib.closing(self._open_state()) as state:
+                state.clear_next_polls()
+        except StorageError as exc:
+            get_logger().warning("could not clear the next poll times", error=str(exc))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether every running poll ended within ``timeout`` seconds."""
+        return self._in_flight.wait_idle(timeout)
+
+    def _wait_idle(self, grace: float, inbox: _SignalInbox) -> bool:
+        deadline = time.monotonic() + grace
+        while not self._in_flight.wait_idle(0.2):
+            if time.monotonic() >= deadline:
+                get_logger().warning("polls still running after the grace period; exiting")
+                return False
+            if inbox.next(timeout=0) in (signal.SIGTERM, signal.SIGINT):
+                get_logger().warning("second stop signal; not waiting for running polls")
+                return False
+        get_logger().info("stopped")
+        return True
+
+    # -- reload ----------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Load the config again; on success reschedule what changed, else keep the old one."""
+        self._notifier.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
+        log = get_logger()
+        try:
+            config = load_config(self._config.path)
+        except ConfigError as exc:
+            log.error("reload failed; the running configuration stays", error=str(exc))
+            self._notifier.notify("READY=1", f"STATUS=reload failed; {self._status_text()}")
+            return False
+        if self._on_reload is not None:
+            self._on_reload(config)
+        added, removed, changed = self._apply(config)
+        log.info("reloaded", added=added, removed=removed, changed=changed)
+        self._notifier.notify("READY=1", f"STATUS={self._status_text()}")
+        return True
+
+    def _apply(self, config: Config) -> tuple[list[str], list[str], list[str]]:
+        """Swap in ``config``; only accounts whose job changed are touched."""
+        new = specs_for(config)
+        with self._lock:
+            old, old_config = self._specs, self._config
+            self._specs, self._config = new, config
+        added = sorted(new.keys() - old.keys())
+        removed = sorted(old.keys() - new.keys())
+        changed = sorted(n for n in new.keys() & old.keys() if new[n] != old[n])
+        for name in removed + changed:
+            self._forget(name)
+        now = time.time()
+        for name in added + changed:
+            # A changed account may carry the fix for its failure: poll it now.
+            self._add_job(new[name], now)
+        with contextlib.closing(self._open_state()) as state:
+            for name in removed:
+                state.set_next_poll(name, None)
+        self._publish_next_polls()
+        if config.daemon.max_parallel != old_config.daemon.max_parallel:
+            get_logger().warning("a new max_parallel takes effect when fetchd restarts")
+        return added, removed, changed
+
+    def _forget(self, name: str) -> None:
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(name)
+        with self._lock:
+            self._failing.discard(name)
+            self._auth_reported.discard(name)
+
+    # -- scheduling ------------------------------------------------------------
+
+    def _add_job(self, spec: JobSpec, now: float) -> None:
+        first = now + random.uniform(0, spec.jitter)
+        self._scheduler.add_job(
+            self._poll_job,
+            spec.trigger(),
+            args=(spec.name,),
+            id=spec.name,
+            name=spec.name,
+            next_run_time=datetime.fromtimestamp(first, UTC),
+            # A poll later than one interval is no worse than the next one.
+            misfire_grace_time=max(int(spec.interval), 1),
+            replace_existing=True,
+        )
+
+    def _next_run(self, spec: JobSpec) -> float | None:
+        """When the scheduler will run ``spec``'s job next (None if it is gone or replaced)."""
+        with self._lock:
+            current = self._specs.get(spec.name) is spec
+        job = self._scheduler.get_job(spec.name) if current else None
+        if job is None or job.next_run_time is None:
+            return None
+        return float(job.next_run_time.timestamp())
+
+    def _postpone(self, spec: JobSpec, earliest: float) -> float | None:
+        """Move the account's next poll to ``earliest`` unless it is already later."""
+        if self._stopping.is_set():
+            return None
+        natural = self._next_run(spec)
+        if natural is None or earliest <= natural:
+            return natural
+        try:
+            self._scheduler.modify_job(
+                spec.name, next_run_time=datetime.fromtimestamp(earliest, UTC)
+            )
+        except JobLookupError:  # removed by a reload meanwhile
+            return None
+        return earliest
+
+    def _publish_next_polls(self) -> None:
+        """Write each account's next poll time for ``fetchd status``."""
+        with self._lock:
+            specs = list(self._specs.values())
+        with contextlib.closing(self._open_state()) as state, self._publishing:
+            for spec in specs:
+                state.set_next_poll(spec.name, self._next_run(spec))
+
+    def _open_state(self) -> State:
+        with self._lock:
+            data_dir = self._config.daemon.data_dir
+        return State(data_dir / STATE_FILE)
+
+    # -- one poll --------------------------------------------------------------
+
+    def _poll_job(self, name: str) -> None:
+        """The scheduled job: poll one account. Never raises into the scheduler."""
+        with self._lock:
+            spec, config = self._specs.get(name), self._config
+        if spec is None or self._stopping.is_set():
+            return
+        with self._in_flight, structlog.contextvars.bound_contextvars(account=name):
+            log = get_logger()
+            try:
+                with contextlib.closing(State(config.daemon.data_dir / STATE_FILE)) as state:
+                    self._poll_and_record(spec, config, state, log)
+            except StorageError as exc:
+                log.error("the state database failed; poll not recorded", error=str(exc))
+                self._postpone(spec, time.time() + backoff_delay(spec.interval, 1))
+            except Exception:  # a bug must not stop the other accounts
+                log.exception("poll job failed unexpectedly")
+                self._postpone(spec, time.time() + backoff_delay(spec.interval, 1))
+
+    def _poll_and_record(
+        self, spec: JobSpec, config: Config, state: State, log: FilteringBoundLogger
+    ) -> None:
+        started = time.time()
+        result, error = self._attempt(spec.account, config, state, log)
+        outcome = "ok" if error is None else failure_kind(error)
+        record = PollRecord(
+            account=spec.name,
+            started=started,
+            finished=time.time(),
+            outcome=outcome,
+            error=str(error) if error is not None else None,
+            new=result.new if result else 0,
+            stored=result.stored if result else 0,
+            deleted=result.deleted if result else 0,
+            octets=result.octets if result else 0,
+        )
+        with self._publishing:
+            failures = state.record_poll(record)
+            next_poll = self._schedule_next(spec, outcome, failures, result)
+            if next_poll is not None:  # None: a reload replaced the job, or fetchd stops
+                state.set_next_poll(spec.name, next_poll)
+        self._report(
+            spec.name, outcome=outcome, error=error, failures=failures, next_poll=next_poll, log=log
+        )
+        today = sum(count.since for count in state.fetched_counts().values())
+        with self._lock:
+            self._last = _LastPoll(spec.name, outcome, record.finished)
+            self._fetched_today = today
+        self._notifier.notify(f"STATUS={self._status_text()}")
+
+    def _attempt(
+        self, account: AccountConfig, config: Config, state: State, log: FilteringBoundLogger
+    ) -> tuple[PollResult | None, Exception | None]:
+        """Run the poll; its failure is returned, not raised."""
+        transcript = pop3_transcript(log) if config.daemon.transcript else None
+        try:
+            result = poll_account(
+                account, config.daemon.data_dir, state, transcript=transcript, stop=self._stopping
+            )
+        except FetchdError as exc:
+            return None, exc
+        except Exception as exc:  # a bug: logged with its traceback, then backed off like others
+            log.exception("poll crashed")
+            return None, exc
+        log_result(log, result)
+        return result, None
+
+    def _schedule_next(
+        self, spec: JobSpec, outcome: str, failures: int, result: PollResult | None
+    ) -> float | None:
+        """Postpone the next poll for backoff and LOGIN-DELAY; returns when it will run."""
+        now = time.time()
+        earliest = now + backoff_delay(spec.interval, failures, permanent=outcome in PERMANENT)
+        if outcome == "ok":
+            earliest = now
+        with self._lock:
+            if result is not None and result.login_delay:
+                self._login_delays[spec.name] = result.login_delay
+            delay = self._login_delays.get(spec.name)
+        if delay:
+            earliest = max(earliest, now + delay)  # RFC 2449 section 6.8
+        return self._postpone(spec, earliest)
+
+    def _report(
+        self,
+        name: str,
+        *,
+        outcome: str,
+        error: Exception | None,
+        failures: int,
+        next_poll: float | None,
+        log: FilteringBoundLogger,
+    ) -> None:
+        """Log a failure (a refused login loudly only once) and track who is failing."""
+        with self._lock:
+            if error is None:
+                self._failing.discard(name)
+                self._auth_reported.discard(name)
+                return
+            self._failing.add(name)
+            first_auth = outcome == "auth" and name not in self._auth_reported
+            if outcome == "auth":
+                self._auth_reported.add(name)
+        fields = {"error": str(error), "kind": outcome, "failures": failures}
+        if first_auth:
+            log.error(
+                "login refused",
+                **fields,
+                fix="check username, the password source and auth in the config, then reload; "
+                "until then this account is retried only hourly",
+                next_poll=_when(next_poll),
+            )
+        elif outcome == "auth":
+            log.warning("login still refused", **fields, next_poll=_when(next_poll))
+        elif getattr(error, "retry_later", False):
+            log.warning("poll failed; will retry", **fields, next_poll=_when(next_poll))
+        else:
+            log.error("poll failed", **fields, next_poll=_when(next_poll))
+
+    def _status_text(self) -> str:
+        """The one line ``systemctl status`` shows, e.g. "3 accounts; last poll 14:02 work ok"."""
+        with self._lock:
+            count, last = len(self._specs), self._last
+            today, failing = self._fetched_today, sorted(self._failing)
+        parts = [f"{count} account{'' if count == 1 else 's'}"]
+        if last is not None:
+            at = time.strftime("%H:%M", time.localtime(last.finished))
+            parts.append(f"last poll {at} {last.account} {last.outcome}")
+        parts.append(f"{today} fetched today")
+        if failing:
+            parts.append("failing: " + ", ".join(failing))
+        return "; ".join(parts)
