@@ -141,7 +141,7 @@ def _session_pass(
     stop: threading.Event | None = None,
 ) -> None:
     listing = read_listing(session)
-    result.warnings.extend(listing.warnings)
+    result.warnings.extend(listing.warnings + _expire_warnings(session, store.account))
     known = store.state.known(store.account.name)
     _note_gone(store, listing, known)
     todo = new_messages(listing, known)
@@ -149,9 +149,11 @@ def _session_pass(
     if mark_seen:
         store.state.record(store.account.name, [Fetched(m.uid, "seen", m.size) for m in todo])
         todo = []
-    todo = _recover_stored(store, todo, result)
+    todo, recovered = _recover_stored(store, todo, result)
     todo = _drop_oversized(session, store, todo, result)
     marked = [m for m in listing.messages if _should_delete(store.account, known.get(m.uid))]
+    if store.account.delete_after_fetch:
+        marked += recovered
     meter = _Meter(store.account.name, todo, progress)
     for batch in _batches(todo):
         if _stopping(stop):
@@ -225,6 +227,16 @@ def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
         reply.check(f"DELE {message.number}")
 
 
+def _expire_warnings(session: Session, account: AccountConfig) -> list[str]:
+    """RFC 2449 section 6.7: EXPIRE 0 means mail cannot be left on the server."""
+    if session.capabilities.expire_days == 0 and not account.delete_after_fetch:
+        return [
+            "the server announces EXPIRE 0: it deletes messages once they are retrieved, "
+            "so keeping mail on the server is not possible"
+        ]
+    return []
+
+
 def _should_delete(account: AccountConfig, known: Known | None) -> bool:
     """Whether a message recorded earlier is due for deletion on the server."""
     if known is None or not known.on_server or known.status not in ("stored", "headers"):
@@ -245,10 +257,13 @@ def _note_gone(store: AccountStore, listing: Listing, known: dict[str, Known]) -
 
 def _recover_stored(
     store: AccountStore, todo: list[ServerMessage], result: PollResult
-) -> list[ServerMessage]:
-    """Record messages that reached new/ before a crash cut their commit short."""
+) -> tuple[list[ServerMessage], list[ServerMessage]]:
+    """Record messages that reached new/ before a crash cut their commit short.
+
+    Returns the messages still to fetch, and those recovered.
+    """
     if not todo:
-        return todo
+        return todo, []
     on_disk = store.maildir.stored_keys()
     name = store.account.name
     found = {m.uid: on_disk[k] for m in todo if (k := message_key(name, m.uid)) in on_disk}
@@ -264,7 +279,7 @@ def _recover_stored(
             f"{len(found)} message(s) stored before an interruption were recorded"
         )
         _extract(store, [(uid, store.relative(p)) for uid, p in found.items()], result)
-    return [m for m in todo if m.uid not in found]
+    return [m for m in todo if m.uid not in found], [m for m in todo if m.uid in found]
 
 
 def _drop_oversized(

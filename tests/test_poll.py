@@ -15,6 +15,7 @@ import pytest
 from fetchd.config import AccountConfig
 from fetchd.errors import AccountLockedError, NetworkTimeout
 from fetchd.poll import PollResult, _account_lock, poll_account
+from fetchd.store.maildir import Maildir, message_key
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot
 from fetchd.testing.server import Mailbox, POP3TestServer
@@ -234,3 +235,36 @@ def test_broken_quit_keeps_messages_marked_on_server(
 def test_concurrent_poll_of_one_account_is_refused(data_dir: Path, state: State) -> None:
     with _account_lock(data_dir / "work"), pytest.raises(AccountLockedError):
         poll(account(1), data_dir, state)
+
+
+def test_expire_zero_warns_a_user_who_keeps_mail(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    server = pop3_server([make_message("m")], expire="0")
+    result = poll(account(server.port), data_dir, state)
+    assert any("EXPIRE 0" in warning for warning in result.warnings)
+    deleting = poll(account(server.port, delete_after_fetch=True), data_dir, state)
+    assert not any("EXPIRE 0" in warning for warning in deleting.warnings)
+
+
+def test_message_stored_before_a_crash_is_recorded_not_refetched(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    messages = [make_message(f"m{i}") for i in range(3)]
+    mailbox = Mailbox(messages)
+    server = pop3_server(mailbox)
+    # As if a crash hit between the rename into new/ and the commit of the UIDL.
+    maildir = Maildir(data_dir / "work" / "Maildir")
+    early = maildir.create(message_key("work", mailbox.ids[1]))
+    early.write(messages[1])
+    maildir.deliver([early])
+
+    result = poll(account(server.port, delete_after_fetch=True), data_dir, state)
+    assert result.stored == 2  # the other two; the early one is recorded, not fetched
+    assert any("interruption" in warning for warning in result.warnings)
+    assert result.deleted == 3
+    assert sorted(stored(data_dir)) == sorted(lf(m) for m in messages)
+    retrieved = [
+        line for side, line in server.transcript if side == "C" and line.startswith("RETR")
+    ]
+    assert retrieved == ["RETR 1", "RETR 3"]
