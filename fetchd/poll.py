@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fetchd.config import AccountConfig
 from fetchd.errors import AccountLockedError, StorageError
@@ -26,9 +27,11 @@ from fetchd.listing import Listing, ServerMessage, new_messages, read_listing
 from fetchd.pop3.client import Session, Transcript
 from fetchd.pop3.commands import Command
 from fetchd.session import login
-from fetchd.store import attachments
 from fetchd.store.maildir import Maildir, MessageFile, message_key
 from fetchd.store.state import Fetched, Indexed, Known, State
+
+if TYPE_CHECKING:
+    from fetchd.store.attachments import ExtractResult
 
 #: A batch ends at this many messages or octets, whichever comes first; its
 #: files are flushed together and its UIDLs committed in one transaction.
@@ -86,7 +89,6 @@ class AccountStore:
         self.root = self.data_dir / self.account.name
         self.maildir = Maildir(self.root / "Maildir")
         self.attachments_root = self.root / "attachments"
-        self.policy = attachments.AttachmentPolicy(**self.account.attachments.model_dump())
 
     def relative(self, path: Path) -> str:
         return os.path.relpath(path, self.data_dir)
@@ -324,10 +326,16 @@ def _extract_pending(store: AccountStore, result: PollResult) -> None:
 
 def _extract(store: AccountStore, stored: Sequence[tuple[str, str]], result: PollResult) -> None:
     """Extract attachments and index messages; the .eml is safe, so errors only warn."""
+    if not stored:
+        return
+    # Imported here: a pass that finds nothing new never pays for the MIME code.
+    from fetchd.store import attachments  # noqa: PLC0415
+
+    policy = attachments.AttachmentPolicy(**store.account.attachments.model_dump())
     rows = []
     for uid, path in stored:
         try:
-            done = attachments.extract(store.data_dir / path, store.attachments_root, store.policy)
+            done = attachments.extract(store.data_dir / path, store.attachments_root, policy)
         except StorageError as exc:
             result.warnings.append(f"attachments of {path} not extracted: {exc}")
             continue
@@ -336,9 +344,7 @@ def _extract(store: AccountStore, stored: Sequence[tuple[str, str]], result: Pol
     store.state.index_many(store.account.name, rows)
 
 
-def _index_row(
-    store: AccountStore, uid: str, path: str, done: attachments.ExtractResult
-) -> Indexed:
+def _index_row(store: AccountStore, uid: str, path: str, done: ExtractResult) -> Indexed:
     info = done.info
     return Indexed(
         account=store.account.name,
