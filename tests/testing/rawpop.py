@@ -71,7 +71,7 @@ class RawPOP3:
             return status, []
         return status, self.body().decode("latin-1").splitlines()
 
-    def login(self, user: str = "alice", password: str = "secret") -> str:  # noqa: S107
+    def login(self, user: str = "alice", password: str = "secret") -> str:
         assert self.cmd(f"USER {user}").startswith("+OK")
         return self.cmd(f"PASS {password}")
 

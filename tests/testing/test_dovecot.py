@@ -22,7 +22,7 @@ HELLO = make_message("hello", "Hello, Alice.\n")
 def logged_in(
     server: Dovecot,
     user: str = "alice",
-    password: str = "secret",  # noqa: S107 - the fixture's test account
+    password: str = "secret",
 ) -> RawPOP3:
     client = RawPOP3(server.host, server.pop3_port)
     greeting, login = client.status(), client.login(user, password)

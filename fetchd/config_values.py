@@ -1,0 +1,192 @@
+"""The value types of fetchd's config: durations, sizes, paths, names, commands.
+
+``parse_duration`` and ``parse_size`` read the human forms (``"1h30m"``,
+``"10M"``); the ``Annotated`` types below are what the models in
+``fetchd.config`` declare their fields as, so that every field of one kind is
+checked, and its error worded, the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import shlex
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_DURATION = re.compile(
+    rf"(?:(?P<d>{_NUMBER})\s*d)?\s*(?:(?P<h>{_NUMBER})\s*h)?\s*"
+    rf"(?:(?P<m>{_NUMBER})\s*m)?\s*(?:(?P<s>{_NUMBER})\s*s)?"
+)
+_DURATION_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_SIZE = re.compile(rf"(?P<n>{_NUMBER})\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_BYTES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_DURATION_HINT = "expected seconds as a number, or a duration such as '90s', '5m', '1h30m', '1d'"
+_SIZE_HINT = "expected bytes as a whole number, or a size such as '512K', '10M', '2.5MB', '1G'"
+
+
+def _plain_number(value: object) -> float | None:
+    """Return a finite, non-negative TOML number as float, else None (bools excluded)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Return the number of seconds in ``text``.
+
+    Accepts a plain number of seconds (``300``, ``"300"``, ``2.5``) or units in
+    descending order, each at most once: ``"1d"``, ``"1h30m"``, ``"90s"``,
+    ``"1.5h"``. Raises ``ValueError`` for anything else, including negatives.
+    """
+    if not isinstance(text, str):
+        number = _plain_number(text)
+        if number is None:
+            raise ValueError(f"invalid duration {text!r}: {_DURATION_HINT}")
+        return number
+    stripped = text.strip()
+    if re.fullmatch(_NUMBER, stripped):
+        return float(stripped)
+    match = _DURATION.fullmatch(stripped)
+    if not stripped or match is None:
+        raise ValueError(f"invalid duration {text!r}: {_DURATION_HINT}")
+    return sum(
+        float(amount) * _DURATION_SECONDS[unit]
+        for unit, amount in match.groupdict().items()
+        if amount is not None
+    )
+
+
+def parse_size(text: str | int) -> int:
+    """Return the number of bytes in ``text``.
+
+    Accepts a whole number of bytes or a number with a binary unit: K, M, G, T
+    (optionally followed by ``B`` or ``iB``, any case): ``"512K"`` is 524288 and
+    ``"2.5MB"`` is 2621440, rounded down to whole bytes. Raises
+    ``ValueError`` for anything else, including negatives.
+    """
+    if not isinstance(text, str):
+        if isinstance(text, bool) or not isinstance(text, int) or text < 0:
+            raise ValueError(f"invalid size {text!r}: {_SIZE_HINT}")
+        return text
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or ("." in match["n"] and not match["unit"]):
+        raise ValueError(f"invalid size {text!r}: {_SIZE_HINT}")
+    # Fraction keeps "2.5M" exact where float arithmetic could land one byte short.
+    return int(Fraction(match["n"]) * _SIZE_BYTES[match["unit"].lower()])
+
+
+# Field types. Their messages never repeat the input: it could be a secret typed
+# into the wrong key.
+
+
+def _as_duration(value: object) -> object:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str | int | float):
+            return parse_duration(value)
+    except ValueError:
+        pass
+    raise ValueError(_DURATION_HINT)
+
+
+def _as_size(value: object) -> object:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str | int):
+            return parse_size(value)
+    except ValueError:
+        pass
+    raise ValueError(_SIZE_HINT)
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Expand ``~`` and anchor relative paths at the config file's directory."""
+    path = value.expanduser()
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+    if isinstance(base, Path) and not path.is_absolute():
+        path = base / path
+    return path
+
+
+def _existing_file(path: Path) -> Path:
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+
+
+def _account_name(name: str) -> str:
+    # Names become directory names (Maildir, attachments): no '/', no hidden dirs.
+    if not _ACCOUNT_NAME.fullmatch(name):
+        raise ValueError(
+            "invalid account name: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "not starting with '.' (the name becomes a directory name)"
+        )
+    return name
+
+
+def _host(host: str) -> str:
+    if not host or any(c.isspace() for c in host):
+        raise ValueError("host must be a non-empty name or address without spaces")
+    return host
+
+
+def _env_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError("must be an environment variable name such as FETCHD_WORK_PASSWORD")
+    return name
+
+
+def _credential_name(name: str) -> str:
+    # systemd credential names are file names inside $CREDENTIALS_DIRECTORY.
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError("must be a systemd credential name: no '/', not starting with '.'")
+    return name
+
+
+def _command(command: str) -> str:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        raise ValueError("cannot be split into words (unbalanced quotes?)") from None
+    if not words:
+        raise ValueError("must name a program to run")
+    return command
+
+
+def _cron(expression: str) -> str:
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError("must be a 5-field cron expression: minute hour day month weekday")
+    # Imported here: only configs with a schedule pay apscheduler's import time.
+    # The same parser the scheduler uses, so a schedule accepted here also runs there.
+    cron = importlib.import_module("apscheduler.triggers.cron")
+    try:
+        cron.CronTrigger.from_crontab(expression, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression: {exc}") from None
+    return expression
+
+
+Duration = Annotated[float, BeforeValidator(_as_duration)]
+PositiveDuration = Annotated[float, Field(gt=0), BeforeValidator(_as_duration)]
+Size = Annotated[int, Field(ge=1), BeforeValidator(_as_size)]
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+ExistingFile = Annotated[Path, AfterValidator(_resolve_path), AfterValidator(_existing_file)]
+AccountName = Annotated[str, AfterValidator(_account_name)]
+HostName = Annotated[str, AfterValidator(_host)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+CredentialName = Annotated[str, AfterValidator(_credential_name)]
+CommandLine = Annotated[str, AfterValidator(_command)]
+CronExpression = Annotated[str, AfterValidator(_cron)]

@@ -1,0 +1,196 @@
+"""Content-Transfer-Encoding decoders for the MIME walker (RFC 2045 section 6).
+
+Each decoder takes one body a line at a time, in bounded memory, and never
+raises: characters it cannot use are skipped and reported through ``report``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from fetchd.store.parts import CHUNK, LINE_LIMIT
+
+#: Encodings whose bytes are the content itself.
+IDENTITY = frozenset({"7bit", "8bit", "binary"})
+_UUENCODE = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_SPACE = b" \t\r\n"
+_B64_JUNK = bytes(b for b in range(256) if b not in _B64_ALPHABET and b not in _B64_SPACE)
+#: The line that opens a uuencoded file: ``begin MODE NAME``.
+UU_BEGIN = re.compile(rb"begin[ \t]+[0-7]{1,4}[ \t]+(.*?)[ \t]*")
+
+Report = Callable[[str], None]
+
+
+class Decoder(Protocol):
+    """Decodes one body: content arrives per line, minus its line break.
+
+    ``end_line`` says the line ended and the body goes on (RFC 2046 section
+    5.1.1: the break before a boundary belongs to the boundary, so the last
+    line of a body gets ``finish`` instead).
+    """
+
+    def feed(self, content: bytes) -> bytes: ...
+    def end_line(self, term: bytes) -> bytes: ...
+    def finish(self) -> bytes: ...
+
+
+class _Identity:
+    """7bit, 8bit, binary: the bytes are the content."""
+
+    def feed(self, content: bytes) -> bytes:
+        return content
+
+    def end_line(self, term: bytes) -> bytes:
+        return term
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class _QuotedPrintable:
+    """Quoted-printable (RFC 2045 section 6.7), one line at a time."""
+
+    def __init__(self) -> None:
+        self._line = bytearray()
+
+    def feed(self, content: bytes) -> bytes:
+        self._line += content
+        if len(self._line) <= LINE_LIMIT:
+            return b""
+        # A runaway line: decode what cannot be part of an =XX escape or trailing blanks.
+        cut = len(self._line.rstrip(b" \t"))
+        for back in (1, 2):
+            if self._line[cut - back : cut - back + 1] == b"=":
+                cut -= back
+                break
+        out = binascii.a2b_qp(bytes(self._line[:cut]))
+        del self._line[:cut]
+        return out
+
+    def end_line(self, term: bytes) -> bytes:
+        line = self._take()
+        if line.endswith(b"="):  # rule 5: soft line break
+            return binascii.a2b_qp(line[:-1])
+        return binascii.a2b_qp(line) + term
+
+    def finish(self) -> bytes:
+        line = self._take()
+        return binascii.a2b_qp(line[:-1] if line.endswith(b"=") else line)
+
+    def _take(self) -> bytes:
+        # Rule 3: trailing blanks were added in transport and are deleted.
+        line = bytes(self._line).rstrip(b" \t")
+        self._line.clear()
+        return line
+
+
+class _Base64:
+    """Base64 (RFC 2045 section 6.8): characters outside the alphabet are ignored."""
+
+    def __init__(self, report: Report) -> None:
+        self._report = report
+        self._raw = bytearray()
+        self._carry = b""
+        self._junk = 0
+
+    def feed(self, content: bytes) -> bytes:
+        self._raw += content
+        return self._drain(final=False) if len(self._raw) >= CHUNK else b""
+
+    def end_line(self, term: bytes) -> bytes:
+        return b""
+
+    def finish(self) -> bytes:
+        out = self._drain(final=True)
+        if self._junk:
+            self._report(f"{self._junk} characters outside the base64 alphabet were ignored")
+        return out
+
+    def _drain(self, *, final: bool) -> bytes:
+        data = bytes(self._raw).translate(None, _B64_SPACE)
+        self._raw.clear()
+        clean = data.translate(None, _B64_JUNK)
+        self._junk += len(data) - len(clean)
+        # '=' ends a block; some encoders concatenate padded blocks, so decode each.
+        *padded, tail = (self._carry + clean).split(b"=")
+        out = b"".join(self._decode(piece) for piece in padded if piece)
+        if final:
+            self._carry = b""
+            return out + self._decode(tail)
+        keep = len(tail) % 4
+        self._carry = tail[len(tail) - keep :]
+        return out + binascii.a2b_base64(tail[: len(tail) - keep])
+
+    def _decode(self, piece: bytes) -> bytes:
+        if len(piece) % 4 == 1:
+            self._report("base64 data ends with a stray character")
+            piece = piece[:-1]
+        return binascii.a2b_base64(piece + b"=" * (-len(piece) % 4))
+
+
+def uu_line(line: bytes) -> bytes | None:
+    """One uuencoded line; tolerates the trailing garbage some encoders add."""
+    if not line:
+        return b""
+    try:
+        return binascii.a2b_uu(line)
+    except binascii.Error:
+        count = (line[0] - 32) & 63
+        try:
+            return binascii.a2b_uu(line[: 1 + (count + 2) // 3 * 4])
+        except binascii.Error:
+            return None
+
+
+class _UUBody:
+    """Content-Transfer-Encoding x-uuencode: one begin ... end block is the body."""
+
+    def __init__(self, report: Report) -> None:
+        self._report = report
+        self._line = bytearray()
+        self._state: Literal["before", "inside", "after"] = "before"
+        self._bad = 0
+
+    def feed(self, content: bytes) -> bytes:
+        if len(self._line) < 4096:
+            self._line += content
+        return b""
+
+    def end_line(self, term: bytes) -> bytes:
+        line = bytes(self._line)
+        self._line.clear()
+        if self._state == "before":
+            self._state = "inside" if UU_BEGIN.fullmatch(line) else "before"
+        elif self._state == "inside":
+            if line.strip() == b"end":
+                self._state = "after"
+                return b""
+            data = uu_line(line)
+            self._bad += data is None
+            return data or b""
+        return b""
+
+    def finish(self) -> bytes:
+        out = self.end_line(b"") if self._line else b""
+        if self._state != "after":
+            self._report("uuencoded data has no begin or no end line")
+        if self._bad:
+            self._report(f"{self._bad} uuencoded lines could not be decoded")
+        return out
+
+
+def decoder_for(encoding: str, report: Report) -> Decoder:
+    """The decoder for one Content-Transfer-Encoding; an unknown one keeps the bytes."""
+    if encoding == "base64":
+        return _Base64(report)
+    if encoding == "quoted-printable":
+        return _QuotedPrintable()
+    if encoding in _UUENCODE:
+        return _UUBody(report)
+    if encoding not in IDENTITY:
+        report(f"unknown Content-Transfer-Encoding {encoding[:40]!r}; content kept as is")
+    return _Identity()

@@ -1,0 +1,300 @@
+"""One extraction in progress: the folder, the attachment files being written.
+
+``Extraction`` consumes the MIME walker's events for one stored message (see
+``fetchd.store.attachments.extract``): it opens a file for each attachment the
+policy lets through, writes the decoded content as it arrives, unpacks TNEF
+containers, and creates the message's folder only when the first file needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import BinaryIO
+
+from fetchd.store import names, tnef
+from fetchd.store.headers import header_text
+from fetchd.store.message_info import MessageInfo, info_from_headers
+from fetchd.store.parts import Body, Defect, Event, Part, PartEnd, PartStart
+from fetchd.store.selection import (
+    AttachmentPolicy,
+    extension_for,
+    is_attachment,
+    is_inline,
+    is_tnef,
+    mime_types,
+)
+
+#: The hard link (or copy) of the stored message inside its folder.
+MESSAGE_FILE = "message.eml"
+#: How much of an unnamed forwarded message is held while waiting for its subject.
+_MAX_WAITING = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    info: MessageInfo
+    folder: Path | None  # None when no attachment was written
+    files: tuple[Path, ...]  # attachment files written (not message.eml)
+    warnings: tuple[str, ...]
+
+
+class _Output:
+    """One attachment being written; it may wait (bounded) for its name."""
+
+    def __init__(self, part: Part, limit: int | None) -> None:
+        self.part = part
+        self.path: Path | None = None
+        self.size = 0
+        self.oversize = False
+        self._limit = limit
+        self._fp: BinaryIO | None = None
+        self._early = bytearray()
+
+    @property
+    def waiting(self) -> bool:
+        return self._fp is None
+
+    @property
+    def early_bytes(self) -> int:
+        return len(self._early)
+
+    def attach(self, fp: BinaryIO) -> None:
+        self._fp = fp
+        if self._early:
+            fp.write(self._early)
+            self._early = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self._limit is not None and self.size > self._limit:
+            self.oversize = True  # keep counting, stop writing
+        elif self._fp is None:
+            self._early += data
+        else:
+            self._fp.write(data)
+
+    def close(self) -> None:
+        if self._fp is not None:
+            self._fp.close()
+
+
+class Extraction:
+    """The state of one ``extract`` call: folder, open outputs, results."""
+
+    def __init__(
+        self, eml_path: Path, root: Path, policy: AttachmentPolicy, *, max_files: int
+    ) -> None:
+        self._eml = eml_path
+        self._root = root
+        self._policy = policy
+        self._info = MessageInfo(None, "", "", "", None)
+        self._folder: Path | None = None
+        self._files: list[Path] = []
+        self._warnings: list[str] = []
+        self._outputs: dict[int, _Output] = {}
+        self._unfinished: list[_Output] = []  # have a file, not yet kept: abort removes them
+        self._tnef: dict[int, tuple[Part, BinaryIO]] = {}  # winmail.dat in a temporary file
+        self._naming: dict[int, int] = {}  # inner message id -> id of the waiting output
+        self._unnamed = 0
+        self._skipped_many = False
+        self._max_files = max_files
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, Body):
+            self._body(event.part_id, event.data)
+        elif isinstance(event, PartStart):
+            self._start(event.part)
+        elif isinstance(event, PartEnd):
+            self._end(event.part_id)
+        elif isinstance(event, Defect):
+            self._warnings.append(event.message)
+
+    def _start(self, part: Part) -> None:
+        if part.id == 0 and part.headers is not None:
+            self._info = info_from_headers(part.headers, self._warnings)
+        if part.id in self._naming and part.headers is not None:
+            self._name_message(self._naming.pop(part.id), part.headers)
+        if not is_attachment(part) or (is_inline(part) and not self._policy.inline):
+            return
+        if len(self._files) + len(self._outputs) + len(self._tnef) >= self._max_files:
+            if not self._skipped_many:
+                self._warnings.append(f"more than {self._max_files} attachments; the rest skipped")
+            self._skipped_many = True
+            return
+        if is_tnef(part):
+            self._tnef[part.id] = (part, self._temporary())
+        elif part.kind == "message" and not part.filename:
+            self._outputs[part.id] = _Output(part, self._policy.max_size)
+            self._naming[part.id + 1] = part.id  # the enclosed message's headers come next
+        else:
+            output = _Output(part, self._policy.max_size)
+            if self._open(output, self._name(part)):
+                self._outputs[part.id] = output
+
+    def _body(self, part_id: int, data: bytes) -> None:
+        if part_id in self._tnef:
+            self._tnef[part_id][1].write(data)
+            return
+        output = self._outputs.get(part_id)
+        if output is None:
+            return
+        output.write(data)
+        if output.waiting and output.early_bytes > _MAX_WAITING:
+            self._naming = {k: v for k, v in self._naming.items() if v != part_id}
+            if not self._open(output, self._name(output.part)):
+                del self._outputs[part_id]
+
+    def _end(self, part_id: int) -> None:
+        if part_id in self._tnef:
+            self._unpack(*self._tnef.pop(part_id))
+            return
+        output = self._outputs.pop(part_id, None)
+        if output is None:
+            return
+        if output.waiting:  # an unnamed message whose headers never ended
+            self._naming = {k: v for k, v in self._naming.items() if v != part_id}
+            if not self._open(output, self._name(output.part)):
+                return
+        output.close()
+        self._keep(output)
+
+    def _keep(self, output: _Output) -> None:
+        assert output.path is not None
+        self._unfinished.remove(output)
+        if not output.oversize:
+            self._files.append(output.path)
+            return
+        output.path.unlink()
+        self._warnings.append(
+            f"{output.path.name}: skipped, {output.size} bytes is over the "
+            f"{self._policy.max_size}-byte limit"
+        )
+
+    def _name(self, part: Part) -> str:
+        if part.filename:
+            name = part.filename
+            if part.kind == "message" and not names.split_extension(name)[1]:
+                name += ".eml"
+            return names.sanitize_filename(name)
+        return self._unnamed_name(part.content_type)
+
+    def _unnamed_name(self, mime_type: str) -> str:
+        self._unnamed += 1
+        return f"attachment-{self._unnamed}{extension_for(mime_type)}"
+
+    def _name_message(self, output_id: int, headers: Message) -> None:
+        """An unnamed forwarded message is named after its subject, once that is known."""
+        output = self._outputs.get(output_id)
+        if output is None or not output.waiting:
+            return
+        subject = " ".join(header_text(headers, "subject", self._warnings).split())
+        name = f"{subject}.eml" if subject else self._unnamed_name("message/rfc822")
+        if not self._open(output, name):
+            del self._outputs[output_id]
+
+    def _open(self, output: _Output, name: str) -> bool:
+        """Give ``output`` its file, if the policy lets ``name`` through."""
+        name = names.sanitize_filename(name)
+        if not self._policy.allows(name, mime_types(output.part.content_type, name)):
+            return False
+        path, fp = names.create_exclusive(self._ensure_folder(), name)
+        output.path = path
+        self._unfinished.append(output)
+        output.attach(fp)
+        return True
+
+    def _ensure_folder(self) -> Path:
+        if self._folder is None:
+            self._root.mkdir(parents=True, exist_ok=True)
+            info = self._info
+            title = names.message_folder_name(info.date, info.sender, info.subject)
+            folder = names.create_unique_dir(self._root, title)
+            self._folder = folder
+            _link_or_copy(self._eml, folder / MESSAGE_FILE)
+        return self._folder
+
+    def _temporary(self) -> BinaryIO:
+        # Beside the folders, on the same disk: a winmail.dat may be as big as the message.
+        self._root.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryFile(dir=self._root)
+
+    def _unpack(self, part: Part, container: BinaryIO) -> None:
+        """Replace a winmail.dat by the files inside it (or keep it if there are none)."""
+        with container:
+            found, defects = tnef.scan(container)
+            self._warnings.extend(defects)
+            if not found:
+                size = container.seek(0, os.SEEK_END)
+                name = part.filename or "winmail.dat"
+                self._write_copy(tnef.TnefFile(name, part.content_type, 0, size), container)
+            for item in found:
+                if len(self._files) >= self._max_files:
+                    break
+                self._write_copy(item, container)
+
+    def _write_copy(self, item: tnef.TnefFile, container: BinaryIO) -> None:
+        mime_type = item.mime_type or "application/octet-stream"
+        name = names.sanitize_filename(item.name or self._unnamed_name(mime_type))
+        if not self._policy.allows(name, mime_types(mime_type, name)):
+            return
+        limit = self._policy.max_size
+        if limit is not None and item.length > limit:
+            self._warnings.append(
+                f"{name}: skipped, {item.length} bytes is over the {limit}-byte limit"
+            )
+            return
+        path, fp = names.create_exclusive(self._ensure_folder(), name)
+        try:
+            with fp:
+                copied = tnef.copy_data(container, item, fp)
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+        if copied < item.length:
+            self._warnings.append(f"{path.name}: cut short, the TNEF data is truncated")
+        self._files.append(path)
+
+    def finish(self) -> ExtractResult:
+        # The walker ends every part it starts, so nothing can be left open here.
+        assert not self._outputs
+        assert not self._tnef
+        assert not self._unfinished
+        folder = self._folder
+        if folder is not None and not self._files:
+            # Every file written was removed again (max_size): no folder for nothing.
+            (folder / MESSAGE_FILE).unlink()
+            with contextlib.suppress(OSError):  # something else is in it: leave it be
+                folder.rmdir()
+            folder = None
+        return ExtractResult(self._info, folder, tuple(self._files), tuple(self._warnings))
+
+    def abort(self) -> None:
+        """After a disk error: close everything, remove the half-written files."""
+        for output in self._unfinished:
+            with contextlib.suppress(OSError):
+                output.close()
+            with contextlib.suppress(OSError):  # the error being raised matters more
+                if output.path is not None:
+                    output.path.unlink()
+        self._unfinished.clear()
+        for _part, container in self._tnef.values():
+            with contextlib.suppress(OSError):
+                container.close()
+        self._outputs.clear()
+        self._tnef.clear()
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link costs no space; a copy is the fallback (other filesystem, no links)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        with source.open("rb") as src, os.fdopen(os.open(target, flags, 0o644), "wb") as dst:
+            shutil.copyfileobj(src, dst)

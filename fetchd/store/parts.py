@@ -1,0 +1,71 @@
+"""What the MIME walker reports: the parts of a message, the events, the limits.
+
+These are the walker's vocabulary, shared by the walker (``fetchd.store.mime``),
+its frames and decoders, and whoever consumes the events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Literal
+
+#: Longest line fragment read at once; longer lines arrive in pieces.
+LINE_LIMIT = 65536
+#: Decoded data is handed on in chunks of about this size.
+CHUNK = 65536
+#: Header blocks are small; a larger one is cut and the rest ignored.
+MAX_HEADER_BYTES = 512 * 1024
+#: Multiparts and messages nested deeper than this are not opened.
+MAX_DEPTH = 32
+#: After this many defects one more says the rest were not listed.
+MAX_DEFECTS = 50
+
+Kind = Literal["multipart", "message", "leaf", "uuencode"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One entity of the message, as its headers describe it (all text decoded)."""
+
+    id: int
+    kind: Kind
+    content_type: str
+    disposition: str | None = None
+    filename: str | None = None
+    content_id: str | None = None
+    #: Content types of the enclosing entities, outermost first.
+    parents: tuple[str, ...] = ()
+    #: Position among the parts of the enclosing multipart.
+    index: int = 0
+    headers: Message | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class PartStart:
+    part: Part
+
+
+@dataclass(frozen=True)
+class Body:
+    part_id: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PartEnd:
+    part_id: int
+
+
+@dataclass(frozen=True)
+class Defect:
+    message: str
+
+
+Event = PartStart | Body | PartEnd | Defect
+
+
+def label(part: Part) -> str:
+    """How a defect names the part it is about."""
+    name = f" {part.filename[:60]!r}" if part.filename else ""
+    return f"part {part.id} ({part.content_type}{name})"
