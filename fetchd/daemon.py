@@ -7,13 +7,9 @@ next → systemd hears about it (READY, STATUS, WATCHDOG, RELOADING, STOPPING).
 
 Failing accounts back off without touching the others: each poll is its own
 job, a job never raises into the scheduler, and a failure only postpones that
-account's next run. Rules, in order of precedence:
-
-- a refused login (``AuthError``, RFC 3206 ``[AUTH]``) will not succeed with
-  the same credentials: it is logged once at error level, then retried hourly
-  until the config changes (a reload re-polls a changed account at once);
-- a server's ``LOGIN-DELAY n`` (RFC 2449 section 6.8) is a floor between logins;
-- any other failure doubles the wait, from the account's interval up to an hour.
+account's next run, by the rules in ``fetchd.schedule``. A refused login is
+logged once at error level, then quietly retried hourly; a reload re-polls a
+changed account at once.
 
 Signals: SIGTERM or SIGINT stop scheduling and ask running polls to stop after
 the messages already requested; the process exits once they end, or after a
@@ -25,52 +21,38 @@ an invalid config is logged and the running one kept.
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
-import re
-import select
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import FrameType, TracebackType
-from typing import Any
 
 import structlog
-from apscheduler.events import (  # type: ignore[import-untyped]
-    EVENT_JOB_ERROR,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-)
 from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
 from apscheduler.jobstores.base import JobLookupError  # type: ignore[import-untyped]
 from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
     BackgroundScheduler,
 )
-from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 from structlog.typing import FilteringBoundLogger
 
 from fetchd.commands.fetch import log_result
 from fetchd.config import AccountConfig, Config, load_config
-from fetchd.errors import (
-    AccountLockedError,
-    AuthError,
-    ConfigError,
-    FetchdError,
-    NetworkError,
-    ProtocolError,
-    ServerBusyError,
-    ServerError,
-    StorageError,
-    TLSError,
-    UsageError,
-)
+from fetchd.daemon_plumbing import InFlight, SignalInbox, Watchdog, quiet_apscheduler
+from fetchd.daemon_report import PollReporter
+from fetchd.errors import ConfigError, FetchdError, StorageError
 from fetchd.log import get_logger, pop3_transcript
 from fetchd.poll import PollResult, poll_account
+from fetchd.schedule import (
+    BACKOFF_CAP,
+    PERMANENT,
+    JobSpec,
+    backoff_delay,
+    cron_trigger,
+    failure_kind,
+    specs_for,
+)
 from fetchd.sdnotify import Notifier, monotonic_usec
 from fetchd.store.state import PollRecord, State
 
@@ -85,262 +67,10 @@ __all__ = [
     "specs_for",
 ]
 
-#: The longest wait between polls of a failing account, in seconds.
-BACKOFF_CAP = 3600.0
 #: How long a stop waits for running polls before the process exits anyway.
 STOP_GRACE = 30.0
 STATE_FILE = "state.sqlite3"
-#: Failure kinds that waiting will not fix: retried only at the cap.
-PERMANENT = frozenset({"auth", "usage"})
 _HEARTBEAT_JOB = ":heartbeat"  # ':' cannot occur in an account name
-
-
-# ---------------------------------------------------------------------------
-# Policy: what a failure means and when to try again
-
-
-def failure_kind(exc: BaseException) -> str:
-    """A short name for what went wrong, recorded as the poll's outcome."""
-    kinds: tuple[tuple[type[BaseException], str], ...] = (
-        (AuthError, "auth"),
-        (ServerBusyError, "busy"),
-        (AccountLockedError, "locked"),
-        (TLSError, "tls"),
-        (NetworkError, "network"),
-        (ServerError, "server"),
-        (ProtocolError, "protocol"),
-        (ConfigError, "config"),
-        (StorageError, "storage"),
-        (UsageError, "usage"),
-    )
-    for cls, kind in kinds:
-        if isinstance(exc, cls):
-            return kind
-    return "error" if isinstance(exc, FetchdError) else "bug"
-
-
-def backoff_delay(
-    interval: float, failures: int, *, permanent: bool = False, cap: float = BACKOFF_CAP
-) -> float:
-    """Seconds until the next poll of an account that failed ``failures`` times in a row.
-
-    Never less than the account's own interval: backing off never polls sooner.
-    """
-    if failures <= 0:
-        return interval
-    if permanent:
-        return max(interval, cap)
-    # The exponent is bounded so that a long streak cannot overflow a float.
-    return max(interval, min(cap, interval * 2.0 ** min(failures, 32)))
-
-
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_WEEKDAY_ITEM = re.compile(r"(\*|\d+)(?:-(\d+))?(?:/(\d+))?")
-
-
-def _cron_weekdays(field: str) -> str:
-    """Rewrite a cron weekday field with names: cron counts 0 (and 7) as Sunday.
-
-    APScheduler 3 reads numbers with 0 as Monday, so ``1-5`` would mean
-    Tuesday to Saturday; names mean the same to both.
-    """
-    items = []
-    for item in field.split(","):
-        match = _WEEKDAY_ITEM.fullmatch(item)
-        if match is None:  # names, or something the trigger will reject itself
-            items.append(item)
-            continue
-        first, last, step = match.groups()
-        start = 0 if first == "*" else int(first)
-        end = 6 if first == "*" else int(last) if last is not None else start
-        days = range(start, end + 1, int(step or 1))
-        items.extend(dict.fromkeys(_WEEKDAYS[day % 7] for day in days))
-    return ",".join(dict.fromkeys(items))
-
-
-def cron_trigger(expression: str, jitter: float = 0.0) -> Any:
-    """A trigger for a 5-field cron ``schedule``, with cron's weekday numbering."""
-    minute, hour, day, month, weekday = expression.split()
-    return CronTrigger(
-        minute=minute,
-        hour=hour,
-        day=day,
-        month=month,
-        day_of_week=_cron_weekdays(weekday),
-        jitter=jitter or None,
-    )
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What one account's job is made of; a reload reschedules it only if this changes."""
-
-    account: AccountConfig
-    #: Seconds between polls; a ``schedule`` account backs off from the daemon's interval.
-    interval: float
-    jitter: float
-
-    @property
-    def name(self) -> str:
-        return self.account.name
-
-    def trigger(self) -> Any:
-        if self.account.schedule is not None:
-            return cron_trigger(self.account.schedule, self.jitter)
-        return IntervalTrigger(seconds=self.interval, jitter=self.jitter or None)
-
-
-def specs_for(config: Config) -> dict[str, JobSpec]:
-    """The job of every enabled account, by account name."""
-    daemon = config.daemon
-    return {
-        name: JobSpec(account, account.interval or daemon.interval, daemon.jitter)
-        for name, account in config.accounts.items()
-        if account.enabled
-    }
-
-
-# ---------------------------------------------------------------------------
-# Small parts: counting running polls, the watchdog, signals
-
-
-class _InFlight:
-    """Counts running polls, so that a stop can wait for them."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._idle = threading.Condition()
-
-    def __enter__(self) -> None:
-        with self._idle:
-            self._count += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._idle:
-            self._count -= 1
-            self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._count == 0, timeout)
-
-
-class _Watchdog:
-    """Pings systemd's watchdog only while the scheduler is seen dispatching jobs.
-
-    A heartbeat job on its own executor stamps the time; a separate thread
-    pings every half timeout if the stamp is fresh. A hung scheduler thus
-    stops the pings and systemd restarts the service; busy poll threads do not.
-    """
-
-    def __init__(self, notifier: Notifier, period: float, stopping: threading.Event) -> None:
-        self.notifier = notifier
-        self.period = period
-        self._stopping = stopping
-        self._beat = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="fetchd-watchdog", daemon=True)
-
-    def beat(self) -> None:
-        self._beat = time.monotonic()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def alive(self) -> bool:
-        # While stopping, the stop's own grace period bounds the wait.
-        return self._stopping.is_set() or time.monotonic() - self._beat < self.period
-
-    def _run(self) -> None:
-        warned = False
-        while True:
-            if self.alive():
-                self.notifier.notify("WATCHDOG=1")
-                warned = False
-            elif not warned:
-                get_logger().error("the scheduler stopped dispatching; withholding the watchdog")
-                warned = True
-            time.sleep(self.period)
-
-
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """The handler that lets a signal reach the wakeup socket and nothing else."""
-
-
-class _SignalInbox:
-    """Delivers SIGTERM, SIGINT and SIGHUP to the main thread as plain numbers.
-
-    Python's handlers run between bytecodes of the main thread, where acting
-    on locks is unsafe; ``signal.set_wakeup_fd`` instead writes each signal's
-    number to a socket, and the main thread reads them at its leisure.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-    def __enter__(self) -> _SignalInbox:
-        self._reader, self._writer = socket.socketpair()
-        self._writer.setblocking(False)
-        self._old_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
-        self._old = {signum: signal.signal(signum, _ignore_signal) for signum in self.SIGNALS}
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        for signum, handler in self._old.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(self._old_fd)
-        self._reader.close()
-        self._writer.close()
-
-    def next(self, timeout: float | None = None) -> int | None:
-        """The next signal received, or None once ``timeout`` seconds pass without one."""
-        while True:
-            readable, _, _ = select.select([self._reader], [], [], timeout)
-            if not readable:
-                return None
-            signum = self._reader.recv(1)[0]
-            if signum in self.SIGNALS:
-                return signum
-
-
-def _quiet_apscheduler(scheduler: Any) -> None:
-    """Route the scheduler's few useful events into structlog, nothing else.
-
-    APScheduler logs through the standard ``logging`` module, which fetchd does
-    not use (everything goes through ``fetchd.log``).
-    """
-    logger = logging.getLogger("apscheduler")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-
-    def relay(event: Any) -> None:
-        log = get_logger(account=event.job_id)
-        if event.code == EVENT_JOB_MAX_INSTANCES:
-            log.debug("previous poll still running; this run skipped")
-        elif event.code == EVENT_JOB_MISSED:
-            log.info("poll missed (the machine slept or was busy); the next one is scheduled")
-        else:
-            log.error("poll job crashed", error=repr(getattr(event, "exception", None)))
-
-    scheduler.add_listener(relay, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-
-
-def _when(timestamp: float | None) -> str | None:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp else None
-
-
-# ---------------------------------------------------------------------------
-# The daemon
-
-
-@dataclass(frozen=True)
-class _LastPoll:
-    account: str
-    outcome: str
-    finished: float
 
 
 class Daemon:
@@ -366,12 +96,9 @@ class Daemon:
         # database always ends with the scheduler's latest word.
         self._publishing = threading.Lock()
         self._stopping = threading.Event()
-        self._in_flight = _InFlight()
-        self._failing: set[str] = set()
-        self._auth_reported: set[str] = set()
+        self._in_flight = InFlight()
+        self._reporter = PollReporter()
         self._login_delays: dict[str, int] = {}
-        self._last: _LastPoll | None = None
-        self._fetched_today = 0
         self._scheduler = BackgroundScheduler(
             executors={
                 "default": ThreadPoolExecutor(config.daemon.max_parallel),
@@ -380,7 +107,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         period = self._notifier.watchdog_period
-        self._watchdog = _Watchdog(self._notifier, period, self._stopping) if period else None
+        self._watchdog = Watchdog(self._notifier, period, self._stopping) if period else None
 
     # -- life cycle ------------------------------------------------------------
 
@@ -390,7 +117,7 @@ class Daemon:
         Returns whether every running poll ended within ``grace`` seconds; a
         second SIGTERM or SIGINT gives up waiting at once.
         """
-        with _SignalInbox() as inbox:
+        with SignalInbox() as inbox:
             self.start()
             signum = inbox.next()
             while signum == signal.SIGHUP:
@@ -402,7 +129,7 @@ class Daemon:
 
     def start(self) -> None:
         """Schedule every account (the first poll at once, spread by jitter) and report ready."""
-        _quiet_apscheduler(self._scheduler)
+        quiet_apscheduler(self._scheduler)
         # Create (or migrate) the database now, before polls open it in parallel.
         self._open_state().close()
         now = time.time()
@@ -447,7 +174,7 @@ class Daemon:
         """Whether every running poll ended within ``timeout`` seconds."""
         return self._in_flight.wait_idle(timeout)
 
-    def _wait_idle(self, grace: float, inbox: _SignalInbox) -> bool:
+    def _wait_idle(self, grace: float, inbox: SignalInbox) -> bool:
         deadline = time.monotonic() + grace
         while not self._in_flight.wait_idle(0.2):
             if time.monotonic() >= deadline:
@@ -504,9 +231,7 @@ class Daemon:
     def _forget(self, name: str) -> None:
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(name)
-        with self._lock:
-            self._failing.discard(name)
-            self._auth_reported.discard(name)
+        self._reporter.forget(name)
 
     # -- scheduling ------------------------------------------------------------
 
@@ -603,13 +328,11 @@ class Daemon:
             next_poll = self._schedule_next(spec, outcome, failures, result)
             if next_poll is not None:  # None: a reload replaced the job, or fetchd stops
                 state.set_next_poll(spec.name, next_poll)
-        self._report(
+        self._reporter.report(
             spec.name, outcome=outcome, error=error, failures=failures, next_poll=next_poll, log=log
         )
         today = sum(count.since for count in state.fetched_counts().values())
-        with self._lock:
-            self._last = _LastPoll(spec.name, outcome, record.finished)
-            self._fetched_today = today
+        self._reporter.polled(spec.name, outcome, record.finished, today)
         self._notifier.notify(f"STATUS={self._status_text()}")
 
     def _attempt(
@@ -645,52 +368,8 @@ class Daemon:
             earliest = max(earliest, now + delay)  # RFC 2449 section 6.8
         return self._postpone(spec, earliest)
 
-    def _report(
-        self,
-        name: str,
-        *,
-        outcome: str,
-        error: Exception | None,
-        failures: int,
-        next_poll: float | None,
-        log: FilteringBoundLogger,
-    ) -> None:
-        """Log a failure (a refused login loudly only once) and track who is failing."""
-        with self._lock:
-            if error is None:
-                self._failing.discard(name)
-                self._auth_reported.discard(name)
-                return
-            self._failing.add(name)
-            first_auth = outcome == "auth" and name not in self._auth_reported
-            if outcome == "auth":
-                self._auth_reported.add(name)
-        fields = {"error": str(error), "kind": outcome, "failures": failures}
-        if first_auth:
-            log.error(
-                "login refused",
-                **fields,
-                fix="check username, the password source and auth in the config, then reload; "
-                "until then this account is retried only hourly",
-                next_poll=_when(next_poll),
-            )
-        elif outcome == "auth":
-            log.warning("login still refused", **fields, next_poll=_when(next_poll))
-        elif getattr(error, "retry_later", False):
-            log.warning("poll failed; will retry", **fields, next_poll=_when(next_poll))
-        else:
-            log.error("poll failed", **fields, next_poll=_when(next_poll))
-
     def _status_text(self) -> str:
         """The one line ``systemctl status`` shows, e.g. "3 accounts; last poll 14:02 work ok"."""
         with self._lock:
-            count, last = len(self._specs), self._last
-            today, failing = self._fetched_today, sorted(self._failing)
-        parts = [f"{count} account{'' if count == 1 else 's'}"]
-        if last is not None:
-            at = time.strftime("%H:%M", time.localtime(last.finished))
-            parts.append(f"last poll {at} {last.account} {last.outcome}")
-        parts.append(f"{today} fetched today")
-        if failing:
-            parts.append("failing: " + ", ".join(failing))
-        return "; ".join(parts)
+            count = len(self._specs)
+        return self._reporter.status_text(count)
