@@ -32,17 +32,20 @@ def _non_empty(account: str, source: str, secret: str) -> str:
     return secret
 
 
-def read_file(account: str, path: Path) -> str:
-    """Return the contents of ``password_file`` without its trailing newline."""
+def _read_text(account: str, path: Path, what: str) -> str:
+    """A secret file's text without its trailing newline."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"account {account}: password_file {path} is not UTF-8 text") from exc
+        raise ConfigError(f"account {account}: {what} {path} is not UTF-8 text") from exc
     except OSError as exc:
-        raise ConfigError(
-            f"account {account}: cannot read password_file {path}: {exc.strerror}"
-        ) from exc
-    return _non_empty(account, f"password_file {path}", _strip_newline(text))
+        raise ConfigError(f"account {account}: cannot read {what} {path}: {exc.strerror}") from exc
+    return _strip_newline(text)
+
+
+def read_file(account: str, path: Path) -> str:
+    """Return the contents of ``password_file`` without its trailing newline."""
+    return _non_empty(account, f"password_file {path}", _read_text(account, path, "password_file"))
 
 
 def read_env(account: str, variable: str) -> str:
@@ -68,16 +71,8 @@ def read_credential(account: str, name: str) -> str:
             f"account {account}: password_credential {name!r} needs $CREDENTIALS_DIRECTORY, "
             "which systemd sets for units with LoadCredential= or LoadCredentialEncrypted="
         )
-    path = Path(directory) / name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"account {account}: credential {path} is not UTF-8 text") from exc
-    except OSError as exc:
-        raise ConfigError(
-            f"account {account}: cannot read credential {path}: {exc.strerror}"
-        ) from exc
-    return _non_empty(account, f"password_credential {name!r}", _strip_newline(text))
+    text = _read_text(account, Path(directory) / name, "credential")
+    return _non_empty(account, f"password_credential {name!r}", text)
 
 
 def run_command(account: str, command: str) -> str:
