@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -108,24 +109,24 @@ class SocketTransport:
             raise TLSError(f"TLS handshake with {self._host} failed: {exc}") from exc
 
     def read(self) -> bytes:
-        try:
+        with self._mapped_errors("reading from", "sent nothing within the read timeout"):
             return self._sock.recv(READ_SIZE)
-        except TimeoutError as exc:
-            raise NetworkTimeout(f"{self._host} sent nothing within the read timeout") from exc
-        except ssl.SSLError as exc:
-            raise TLSError(f"TLS error reading from {self._host}: {exc}") from exc
-        except OSError as exc:
-            raise NetworkError(f"reading from {self._host} failed: {exc.strerror or exc}") from exc
 
     def write(self, data: bytes) -> None:
-        try:
+        with self._mapped_errors("writing to", "stopped accepting data"):
             self._sock.sendall(data)
+
+    @contextlib.contextmanager
+    def _mapped_errors(self, doing: str, when_silent: str) -> Iterator[None]:
+        """The one place where socket and TLS errors become fetchd's own."""
+        try:
+            yield
         except TimeoutError as exc:
-            raise NetworkTimeout(f"{self._host} stopped accepting data") from exc
+            raise NetworkTimeout(f"{self._host} {when_silent}") from exc
         except ssl.SSLError as exc:
-            raise TLSError(f"TLS error writing to {self._host}: {exc}") from exc
+            raise TLSError(f"TLS error {doing} {self._host}: {exc}") from exc
         except OSError as exc:
-            raise NetworkError(f"writing to {self._host} failed: {exc.strerror or exc}") from exc
+            raise NetworkError(f"{doing} {self._host} failed: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
         # Closing is best effort: the session is over either way.
