@@ -43,7 +43,7 @@ from fetchd.daemon_plumbing import InFlight, SignalInbox, Watchdog, quiet_apsche
 from fetchd.daemon_report import PollReporter
 from fetchd.errors import ConfigError, FetchdError, StorageError
 from fetchd.log import get_logger, pop3_transcript
-from fetchd.poll import PollResult, poll_account
+from fetchd.poll import PollResult, poll_account, poll_record
 from fetchd.schedule import (
     BACKOFF_CAP,
     PERMANENT,
@@ -54,7 +54,7 @@ from fetchd.schedule import (
     specs_for,
 )
 from fetchd.sdnotify import Notifier, monotonic_usec
-from fetchd.store.state import PollRecord, State
+from fetchd.store.state import State
 
 __all__ = [
     "BACKOFF_CAP",
@@ -311,18 +311,8 @@ class Daemon:
     ) -> None:
         started = time.time()
         result, error = self._attempt(spec.account, config, state, log)
-        outcome = "ok" if error is None else failure_kind(error)
-        record = PollRecord(
-            account=spec.name,
-            started=started,
-            finished=time.time(),
-            outcome=outcome,
-            error=str(error) if error is not None else None,
-            new=result.new if result else 0,
-            stored=result.stored if result else 0,
-            deleted=result.deleted if result else 0,
-            octets=result.octets if result else 0,
-        )
+        record = poll_record(spec.name, started, result, error)
+        outcome = record.outcome
         with self._publishing:
             failures = state.record_poll(record)
             next_poll = self._schedule_next(spec, outcome, failures, result)

@@ -28,6 +28,8 @@ from __future__ import annotations
 class FetchdError(Exception):
     """Base of every error fetchd raises on purpose."""
 
+    #: A short name for the class of failure, recorded as a poll's outcome.
+    kind: str = "error"
     #: Whether the same action may succeed later without the user changing anything.
     retry_later: bool = False
 
@@ -35,13 +37,19 @@ class FetchdError(Exception):
 class ConfigError(FetchdError):
     """The configuration cannot be used; the message names file and key path."""
 
+    kind = "config"
+
 
 class StorageError(FetchdError):
     """Writing a message, an attachment or the state database failed."""
 
+    kind = "storage"
+
 
 class UsageError(FetchdError):
     """A command was used in a way that cannot work (bad argument, wrong state)."""
+
+    kind = "usage"
 
 
 class AccountError(FetchdError):
@@ -51,9 +59,13 @@ class AccountError(FetchdError):
 class AuthError(AccountError):
     """The server refused the credentials. Retrying with the same ones will not help."""
 
+    kind = "auth"
+
 
 class ServerBusyError(AccountError):
     """The server asked us to come back later ([IN-USE], [LOGIN-DELAY], [SYS/TEMP])."""
+
+    kind = "busy"
 
     retry_later = True
 
@@ -65,9 +77,13 @@ class ServerBusyError(AccountError):
 class ServerError(AccountError):
     """The server refused a command with -ERR (or [SYS/PERM])."""
 
+    kind = "server"
+
 
 class AccountLockedError(AccountError):
     """Another fetchd process holds this account's lock; it is polled again later."""
+
+    kind = "locked"
 
     retry_later = True
 
@@ -75,9 +91,13 @@ class AccountLockedError(AccountError):
 class ProtocolError(AccountError):
     """The server sent bytes that POP3 does not allow; the session is unusable."""
 
+    kind = "protocol"
+
 
 class NetworkError(AccountError):
     """Connecting, reading or writing failed; usually transient."""
+
+    kind = "network"
 
     retry_later = True
 
@@ -88,6 +108,8 @@ class NetworkTimeout(NetworkError):
 
 class TLSError(NetworkError):
     """The TLS handshake or the certificate check failed."""
+
+    kind = "tls"
 
     # A certificate that does not verify will not verify on the next try either.
     retry_later = False

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetchd.config import AccountConfig
-from fetchd.errors import AccountLockedError, StorageError
+from fetchd.errors import AccountLockedError, FetchdError, StorageError
 from fetchd.listing import Listing, ServerMessage, new_messages, read_listing
 from fetchd.pop3.client import Session, Transcript
 from fetchd.pop3.commands import Command
 from fetchd.session import login
 from fetchd.store.maildir import Maildir, MessageFile, message_key
-from fetchd.store.state import Fetched, Indexed, Known, State
+from fetchd.store.state import Fetched, Indexed, Known, PollRecord, State
 
 if TYPE_CHECKING:
     from fetchd.store.attachments import ExtractResult
@@ -131,6 +131,30 @@ def poll_account(
                 break
     result.seconds = time.monotonic() - started
     return result
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """ "ok", or the kind of failure: ``FetchdError.kind``, or "bug" for anything else."""
+    if error is None:
+        return "ok"
+    return error.kind if isinstance(error, FetchdError) else "bug"
+
+
+def poll_record(
+    account: str, started: float, result: PollResult | None, error: BaseException | None
+) -> PollRecord:
+    """What ``fetchd status`` keeps of one poll, from ``fetchd fetch`` or the daemon."""
+    return PollRecord(
+        account=account,
+        started=started,
+        finished=time.time(),
+        outcome=outcome_of(error),
+        error=None if error is None else str(error),
+        new=result.new if result else 0,
+        stored=result.stored if result else 0,
+        deleted=result.deleted if result else 0,
+        octets=result.octets if result else 0,
+    )
 
 
 def _session_pass(

@@ -19,19 +19,7 @@ from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from fetchd.config import AccountConfig, Config
-from fetchd.errors import (
-    AccountLockedError,
-    AuthError,
-    ConfigError,
-    FetchdError,
-    NetworkError,
-    ProtocolError,
-    ServerBusyError,
-    ServerError,
-    StorageError,
-    TLSError,
-    UsageError,
-)
+from fetchd.poll import outcome_of as failure_kind
 
 __all__ = [
     "BACKOFF_CAP",
@@ -47,26 +35,6 @@ __all__ = [
 BACKOFF_CAP = 3600.0
 #: Failure kinds that waiting will not fix: retried only at the cap.
 PERMANENT = frozenset({"auth", "usage"})
-
-
-def failure_kind(exc: BaseException) -> str:
-    """A short name for what went wrong, recorded as the poll's outcome."""
-    kinds: tuple[tuple[type[BaseException], str], ...] = (
-        (AuthError, "auth"),
-        (ServerBusyError, "busy"),
-        (AccountLockedError, "locked"),
-        (TLSError, "tls"),
-        (NetworkError, "network"),
-        (ServerError, "server"),
-        (ProtocolError, "protocol"),
-        (ConfigError, "config"),
-        (StorageError, "storage"),
-        (UsageError, "usage"),
-    )
-    for cls, kind in kinds:
-        if isinstance(exc, cls):
-            return kind
-    return "error" if isinstance(exc, FetchdError) else "bug"
 
 
 def backoff_delay(

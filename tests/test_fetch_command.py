@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import sqlite3
 from pathlib import Path
@@ -100,3 +101,17 @@ def test_invalid_config_exits_78_with_key_path(
     config.write_text('[accounts.x]\nhost = "h"\nusername = "u"\npassword_env = "P"\nport = 0\n')
     assert main(["-c", str(config), "fetch"]) == EXIT_CONFIG
     assert "accounts.x.port" in capsys.readouterr().err
+
+
+def test_status_shows_what_fetch_did(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, both, bob_password="not-bobs-password")
+    main(["-c", str(config), "fetch"])
+    capsys.readouterr()
+    assert main(["-c", str(config), "status", "--json"]) == EXIT_OK
+    rows = {row["account"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["alice"]["outcome"] == "ok"
+    assert rows["alice"]["fetched_total"] == 3
+    assert rows["bob"]["outcome"] == "auth"
+    assert "refused the login" in rows["bob"]["error"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
@@ -12,7 +13,7 @@ from fetchd.commands import load, open_state, select_accounts
 from fetchd.config import AccountConfig
 from fetchd.errors import AccountError
 from fetchd.log import get_logger, pop3_transcript
-from fetchd.poll import PollResult, Progress, poll_account
+from fetchd.poll import PollResult, Progress, poll_account, poll_record
 from fetchd.store.state import State
 
 
@@ -50,6 +51,7 @@ def fetch_one(
     """Poll one account and log the outcome; returns why it failed, or None."""
     log = get_logger(account=account.name)
     bar = _ProgressBar() if sys.stderr.isatty() else None
+    started = time.time()
     try:
         result = poll_account(
             account,
@@ -61,11 +63,13 @@ def fetch_one(
         )
     except AccountError as exc:
         log.error("poll failed", error=str(exc), retry_later=exc.retry_later)
+        state.record_poll(poll_record(account.name, started, None, exc))
         return str(exc)
     finally:
         if bar:
             bar.done()
     log_result(log, result)
+    state.record_poll(poll_record(account.name, started, result, None))
     return None
 
 
