@@ -11,14 +11,20 @@ import re
 from collections.abc import Callable
 from typing import Literal, Protocol
 
+from fetchd.store.lines import whole_lines
 from fetchd.store.parts import CHUNK, LINE_LIMIT
 
 #: Encodings whose bytes are the content itself.
 IDENTITY = frozenset({"7bit", "8bit", "binary"})
 _UUENCODE = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_B64_DATA = _B64_ALPHABET[:-1]  # without the "=" of padding
 _B64_SPACE = b" \t\r\n"
 _B64_JUNK = bytes(b for b in range(256) if b not in _B64_ALPHABET and b not in _B64_SPACE)
+#: Line ends where joined quoted-printable lines decode otherwise than one by one:
+#: trailing blanks (rule 3), "==" before a soft line break (rule 5).
+_QP_ODD_ENDS = (b" \n", b"\t\n", b"==\n")
+_QP_ODD_CRLF_ENDS = (b" \r\n", b"\t\r\n", b"==\r\n")
 #: The line that opens a uuencoded file: ``begin MODE NAME``.
 UU_BEGIN = re.compile(rb"begin[ \t]+[0-7]{1,4}[ \t]+(.*?)[ \t]*")
 
@@ -31,10 +37,17 @@ class Decoder(Protocol):
     ``end_line`` says the line ended and the body goes on (RFC 2046 section
     5.1.1: the break before a boundary belongs to the boundary, so the last
     line of a body gets ``finish`` instead).
+
+    ``feed_lines`` takes a run of whole lines at a line start, each with its
+    break and none longer than ``LINE_LIMIT``, the last one ending in
+    ``term``. It returns what ``feed`` and ``end_line`` line by line would,
+    except that the last break is left to the caller: it may yet turn out to
+    belong to a boundary.
     """
 
     def feed(self, content: bytes) -> bytes: ...
     def end_line(self, term: bytes) -> bytes: ...
+    def feed_lines(self, data: bytes, term: bytes) -> bytes: ...
     def finish(self) -> bytes: ...
 
 
@@ -46,6 +59,9 @@ class _Identity:
 
     def end_line(self, term: bytes) -> bytes:
         return term
+
+    def feed_lines(self, data: bytes, term: bytes) -> bytes:
+        return data[: len(data) - len(term)]
 
     def finish(self) -> bytes:
         return b""
@@ -72,20 +88,44 @@ class _QuotedPrintable:
         return out
 
     def end_line(self, term: bytes) -> bytes:
-        line = self._take()
-        if line.endswith(b"="):  # rule 5: soft line break
-            return binascii.a2b_qp(line[:-1])
-        return binascii.a2b_qp(line) + term
+        return _qp_line(self._take(), term)
+
+    def feed_lines(self, data: bytes, term: bytes) -> bytes:
+        body = len(data) - len(term)
+        cut = data.rfind(b"\n", 0, body) + 1
+        whole = data[:cut]
+        self._line += data[cut:body]  # the last line waits for what follows it
+        if _qp_joinable(whole):
+            return binascii.a2b_qp(whole)
+        return b"".join(_qp_line(content, brk) for content, brk in whole_lines(whole))
 
     def finish(self) -> bytes:
-        line = self._take()
-        return binascii.a2b_qp(line[:-1] if line.endswith(b"=") else line)
+        return _qp_line(self._take(), b"")
 
     def _take(self) -> bytes:
-        # Rule 3: trailing blanks were added in transport and are deleted.
-        line = bytes(self._line).rstrip(b" \t")
+        line = bytes(self._line)
         self._line.clear()
         return line
+
+
+def _qp_joinable(lines: bytes) -> bool:
+    """Whether the stdlib decodes these whole lines joined as it would each one."""
+    if any(end in lines for end in _QP_ODD_ENDS):
+        return False
+    if b"\r" not in lines:  # the common case: stored messages end their lines in LF
+        return True
+    if any(end in lines for end in _QP_ODD_CRLF_ENDS):
+        return False
+    # A "=" before a CR that is no line break: the stdlib would skip to the next line feed.
+    return lines.count(b"=\r") == lines.count(b"=\r\n")
+
+
+def _qp_line(line: bytes, term: bytes) -> bytes:
+    """One whole line of quoted-printable and the break after it (b"" for none)."""
+    line = line.rstrip(b" \t")  # rule 3: trailing blanks were added in transport
+    if line.endswith(b"="):  # rule 5: soft line break
+        return binascii.a2b_qp(line[:-1])
+    return binascii.a2b_qp(line) + term
 
 
 class _Base64:
@@ -103,6 +143,30 @@ class _Base64:
 
     def end_line(self, term: bytes) -> bytes:
         return b""
+
+    def feed_lines(self, data: bytes, term: bytes) -> bytes:
+        # Line breaks carry nothing in base64, so the last one needs no care either.
+        if self._raw:
+            data = bytes(self._raw) + data
+            self._raw.clear()
+        return self._decode_block(data)
+
+    def _decode_block(self, data: bytes) -> bytes:
+        """Clean lines in one strict C call; anything unusual takes the careful path."""
+        stream = self._carry + data.translate(None, b"\r\n")
+        keep = len(stream) % 4
+        head, tail = stream[: len(stream) - keep], stream[len(stream) - keep :]
+        if not tail.translate(None, _B64_DATA):
+            try:
+                # Strict: any junk, blank or "=" but final padding makes it refuse.
+                out = binascii.a2b_base64(head, strict_mode=True)
+            except binascii.Error:
+                pass
+            else:
+                self._carry = tail
+                return out
+        self._raw += data
+        return self._drain(final=False)
 
     def finish(self) -> bytes:
         out = self._drain(final=True)
@@ -159,6 +223,17 @@ class _UUBody:
         if len(self._line) < 4096:
             self._line += content
         return b""
+
+    def feed_lines(self, data: bytes, term: bytes) -> bytes:
+        # Rare enough to go line by line.
+        body = len(data) - len(term)
+        cut = data.rfind(b"\n", 0, body) + 1
+        out = bytearray()
+        for content, brk in whole_lines(data[:cut]):
+            self.feed(content)
+            out += self.end_line(brk)
+        self.feed(data[cut:body])
+        return bytes(out)
 
     def end_line(self, term: bytes) -> bytes:
         line = bytes(self._line)

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from fetchd.store.mime import MimeWalker
 
 _FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
+#: Only a line starting with "--" can be a delimiter (RFC 2046 section 5.1.1) ...
+_DELIMITER = (b"--",)
+#: ... and only one starting with "begin" can open a uuencoded file.
+_DELIMITER_OR_BEGIN = (b"--", b"begin")
 
 
 class Frame(Protocol):
@@ -118,6 +122,15 @@ class MessageFrame:
             walker.emit(Body(self.part.id, bytes(self._out)))
             self._out.clear()
 
+    def lines(self, walker: MimeWalker, data: bytes, term: bytes) -> None:
+        """A run of whole lines, the last ending in ``term``: as ``raw`` for each."""
+        self._out += self._pending
+        self._out += memoryview(data)[: len(data) - len(term)]
+        self._pending = term
+        if len(self._out) >= CHUNK:
+            walker.emit(Body(self.part.id, bytes(self._out)))
+            self._out.clear()
+
     def line(self, walker: MimeWalker, content: bytes, term: bytes, continued: bool) -> None:
         """Unreachable while the enclosed message is open; nothing to do after."""
 
@@ -151,6 +164,35 @@ class LeafFrame:
             walker.emit(Body(self.part.id, bytes(self._out)))
             self._out.clear()
 
+    def stops(self) -> tuple[bytes, ...] | None:
+        """Line starts that need a line of their own; None if every line does.
+
+        Any other line only goes to the decoder, so runs of them can be
+        decoded in one call (see ``lines``).
+        """
+        if self._scanner is None:
+            return _DELIMITER
+        return _DELIMITER_OR_BEGIN if self._scanner.idle else None
+
+    def lines(self, walker: MimeWalker, data: bytes, term: bytes) -> None:
+        """A run of whole lines, none starting with a stop: as ``line`` for each."""
+        if self._pending:
+            self._out += self._decoder.end_line(self._pending)
+        decoded = self._decoder.feed_lines(data, term)
+        self._pending = term
+        if len(decoded) < CHUNK:  # collected, as line() does
+            self._out += decoded
+            if len(self._out) >= CHUNK:
+                self._flush(walker)
+            return
+        self._flush(walker)  # what came before goes first; the rest is not copied again
+        walker.emit(Body(self.part.id, decoded))
+
+    def _flush(self, walker: MimeWalker) -> None:
+        if self._out:
+            walker.emit(Body(self.part.id, bytes(self._out)))
+            self._out.clear()
+
     def close(self, walker: MimeWalker) -> None:
         if walker.at_eof and self._pending:
             self._out += self._decoder.end_line(self._pending)
@@ -178,6 +220,11 @@ class UUScanner:
         self._part: Part | None = None
         self._out = bytearray()
         self._bad = 0
+
+    @property
+    def idle(self) -> bool:
+        """Neither in a file nor after a begin line: only a "begin" line can matter."""
+        return self._name is None and self._part is None and not self._line
 
     def line(self, walker: MimeWalker, content: bytes, term: bytes) -> None:
         if len(self._line) < 4096:  # no uuencoded line is this long

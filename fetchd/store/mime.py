@@ -7,7 +7,10 @@ a stack of the entities that are open, parses each header block (small) with
 the stdlib, and decodes bodies as they stream past.
 
 It is sans-IO: ``MimeWalker.feed`` takes fragments as ``readline(LINE_LIMIT)``
-returns them and hands back events; ``walk`` drives it from a binary file::
+returns them and hands back events; ``walk`` drives it from a binary file.
+Inside a leaf, lines that cannot be a delimiter can also go to the walker in
+runs (``MimeWalker.feed_lines``), with the same result as one by one; that is
+how ``walk`` decodes a large attachment at the speed of the stdlib's decoders::
 
     PartStart(part)   an entity begins: the message, each multipart, each leaf,
                       each message/rfc822, each uuencoded file in a text body
@@ -21,7 +24,8 @@ and the problem is reported as a ``Defect``.
 
 The walker's pieces live beside it, and what callers use is re-exported here:
 ``parts`` (the events and limits), ``headers`` (header decoding),
-``decoders`` (Content-Transfer-Encodings) and ``frames`` (the open entities).
+``decoders`` (Content-Transfer-Encodings), ``frames`` (the open entities) and
+``lines`` (reading in blocks).
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ from fetchd.store.headers import (
     param,
     unfold,
 )
+from fetchd.store.lines import BlockReader, split_break
 from fetchd.store.parts import (
+    BLOCK_SIZE,
     LINE_LIMIT,
     MAX_DEFECTS,
     MAX_DEPTH,
@@ -90,17 +96,44 @@ __all__ = [
 ]
 
 
-def walk(fp: BinaryIO) -> Iterator[Event]:
-    """Walk the message in ``fp`` (binary, positioned at its start)."""
+def walk(fp: BinaryIO, *, bulk: bool = True, block_size: int = BLOCK_SIZE) -> Iterator[Event]:
+    """Walk the message in ``fp`` (binary, positioned at its start).
+
+    ``bulk`` reads ``fp`` in blocks of ``block_size`` bytes and hands runs of
+    lines to the leaves at once. Without it, the walk reads line by line: the
+    reference the bulk walk must equal, and it reads no further than it needs.
+    """
     walker = MimeWalker()
-    while fragment := fp.readline(LINE_LIMIT):
-        yield from walker.feed(fragment)
+    if bulk:
+        yield from _walk_blocks(fp, walker, block_size)
+    else:
+        while fragment := fp.readline(LINE_LIMIT):
+            yield from walker.feed(fragment)
     yield from walker.close()
+
+
+def _walk_blocks(fp: BinaryIO, walker: MimeWalker, block_size: int) -> Iterator[Event]:
+    # Line by line up to the first body: most messages are small, and one that is
+    # a single text part is often not walked further (see ``attachments.extract``).
+    while walker.stops() is None:
+        if not (fragment := fp.readline(LINE_LIMIT)):
+            return
+        yield from walker.feed(fragment)
+    reader = BlockReader(fp, block_size)  # reads on from where readline stopped
+    stops, readline, feed = walker.stops, reader.readline, walker.feed  # once, not per line
+    while True:
+        allowed = stops()
+        if allowed is not None and (run := reader.lines(allowed)):
+            yield from walker.feed_lines(run)
+        elif fragment := readline():
+            yield from feed(fragment)
+        else:
+            return
 
 
 def read_headers(fp: BinaryIO) -> Message:
     """The top-level header block of the message in ``fp``, without reading its body."""
-    for event in walk(fp):
+    for event in walk(fp, bulk=False):
         if isinstance(event, PartStart):
             assert event.part.headers is not None  # every entity but a uuencoded file has them
             return event.part.headers
@@ -187,6 +220,35 @@ class MimeWalker:
         events, self._events = self._events, []
         return events
 
+    def stops(self) -> tuple[bytes, ...] | None:
+        """Whether ``feed_lines`` may take the next lines: None if not.
+
+        Otherwise the line starts that must still come through ``feed``: a run
+        of lines ends before the first line that starts with one of them.
+        """
+        if not self._line_start or not self._stack:
+            return None
+        top = self._stack[-1]
+        return top.stops() if isinstance(top, LeafFrame) else None
+
+    def feed_lines(self, data: bytes) -> list[Event]:
+        """Take a run of whole lines, each ending in a line feed, for the innermost leaf.
+
+        Only when ``stops`` allows it, and no line may start with one of the
+        stops or be longer than ``LINE_LIMIT``: then each line is one fragment
+        and none is a delimiter, and the events are those that feeding the
+        lines one by one gives, but for how the decoded data is cut into
+        ``Body`` events and where those fall among the rest.
+        """
+        term = b"\r\n" if data.endswith(b"\r\n") else b"\n"
+        for tap in self._taps:
+            tap.lines(self, data, term)
+        top = self._stack[-1]
+        assert isinstance(top, LeafFrame)
+        top.lines(self, data, term)
+        events, self._events = self._events, []
+        return events
+
     def close(self) -> list[Event]:
         """The message ended: close every open entity."""
         self.at_eof = True
@@ -196,7 +258,7 @@ class MimeWalker:
         return events
 
     def _line(self, fragment: bytes) -> None:
-        content, term = _split(fragment)
+        content, term = split_break(fragment)
         continued = not self._line_start
         self._line_start = bool(term)
         if self._first:
@@ -316,11 +378,3 @@ class MimeWalker:
 
 
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
-
-
-def _split(fragment: bytes) -> tuple[bytes, bytes]:
-    if fragment.endswith(b"\r\n"):
-        return fragment[:-2], b"\r\n"
-    if fragment.endswith(b"\n"):
-        return fragment[:-1], b"\n"
-    return fragment, b""

@@ -14,6 +14,8 @@ from typing import Literal
 LINE_LIMIT = 65536
 #: Decoded data is handed on in chunks of about this size.
 CHUNK = 65536
+#: The stored message is read in blocks of this size (see ``fetchd.store.lines``).
+BLOCK_SIZE = 1024 * 1024
 #: Header blocks are small; a larger one is cut and the rest ignored.
 MAX_HEADER_BYTES = 512 * 1024
 #: Multiparts and messages nested deeper than this are not opened.
