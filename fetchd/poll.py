@@ -11,9 +11,6 @@ file name's key and not stored twice) or recorded and on disk.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,17 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fetchd.account_store import AccountStore
 from fetchd.config import AccountConfig
-from fetchd.errors import AccountLockedError, FetchdError, StorageError
+from fetchd.errors import FetchdError
 from fetchd.listing import Listing, ServerMessage, new_messages, read_listing
 from fetchd.pop3.client import Session, Transcript
 from fetchd.pop3.commands import Command
 from fetchd.session import login
-from fetchd.store.maildir import Maildir, MessageFile, message_key
-from fetchd.store.state import Fetched, Indexed, Known, PollRecord, State
+from fetchd.store.maildir import MessageFile, message_key
+from fetchd.store.state import Fetched, Known, PollRecord, State
 
 if TYPE_CHECKING:
-    from fetchd.store.attachments import ExtractResult
+    pass
 
 #: A batch ends at this many messages or octets, whichever comes first; its
 #: files are flushed together and its UIDLs committed in one transaction.
@@ -77,23 +75,6 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-@dataclass
-class AccountStore:
-    """Where one account's mail goes: its Maildir, attachments and state."""
-
-    account: AccountConfig
-    data_dir: Path
-    state: State
-
-    def __post_init__(self) -> None:
-        self.root = self.data_dir / self.account.name
-        self.maildir = Maildir(self.root / "Maildir")
-        self.attachments_root = self.root / "attachments"
-
-    def relative(self, path: Path) -> str:
-        return os.path.relpath(path, self.data_dir)
-
-
 def poll_account(
     account: AccountConfig,
     data_dir: Path,
@@ -113,9 +94,9 @@ def poll_account(
     started = time.monotonic()
     result = PollResult(account.name)
     store = AccountStore(account, data_dir, state)
-    with _account_lock(store.root):
+    with store.lock():
         store.maildir.clean_tmp()
-        _extract_pending(store, result)
+        result.warnings.extend(store.index_pending())
         while result.sessions < MAX_SESSIONS_PER_POLL and not _stopping(stop):
             result.sessions += 1
             before = result.stored
@@ -212,7 +193,7 @@ def _fetch_batch(
     store.state.record(store.account.name, fetched)  # 5. the UIDLs, committed durably
     result.stored += len(fetched)
     result.octets += sum(f.size for f in files)
-    _extract(store, [(f.uid, f.path) for f in fetched if f.path], result)
+    result.warnings.extend(store.index([(f.uid, f.path) for f in fetched if f.path]))
     # 6. Deleting is safe now; the caller sends DELE and QUIT.
     return list(batch) if store.account.delete_after_fetch else []
 
@@ -304,7 +285,7 @@ def _recover_stored(
         result.warnings.append(
             f"{len(found)} message(s) stored before an interruption were recorded"
         )
-        _extract(store, [(uid, store.relative(p)) for uid, p in found.items()], result)
+        result.warnings.extend(store.index([(uid, store.relative(p)) for uid, p in found.items()]))
     return [m for m in todo if m.uid not in found], [m for m in todo if m.uid in found]
 
 
@@ -343,47 +324,6 @@ def _store_headers(
     result.stored += 1
 
 
-def _extract_pending(store: AccountStore, result: PollResult) -> None:
-    """Finish extraction that an interruption left undone."""
-    _extract(store, store.state.unindexed(store.account.name), result)
-
-
-def _extract(store: AccountStore, stored: Sequence[tuple[str, str]], result: PollResult) -> None:
-    """Extract attachments and index messages; the .eml is safe, so errors only warn."""
-    if not stored:
-        return
-    # Imported here: a pass that finds nothing new never pays for the MIME code.
-    from fetchd.store import attachments  # noqa: PLC0415
-
-    policy = attachments.AttachmentPolicy(**store.account.attachments.model_dump())
-    rows = []
-    for uid, path in stored:
-        try:
-            done = attachments.extract(store.data_dir / path, store.attachments_root, policy)
-        except StorageError as exc:
-            result.warnings.append(f"attachments of {path} not extracted: {exc}")
-            continue
-        result.warnings.extend(f"{path}: {warning}" for warning in done.warnings)
-        rows.append(_index_row(store, uid, path, done))
-    store.state.index_many(store.account.name, rows)
-
-
-def _index_row(store: AccountStore, uid: str, path: str, done: ExtractResult) -> Indexed:
-    info = done.info
-    return Indexed(
-        account=store.account.name,
-        uid=uid,
-        path=path,
-        date=info.date.isoformat() if info.date else None,
-        sender=info.sender,
-        sender_address=info.sender_address,
-        subject=info.subject,
-        message_id=info.message_id,
-        folder=store.relative(done.folder) if done.folder else None,
-        attachments=tuple(store.relative(file) for file in done.files),
-    )
-
-
 def _batches(todo: Sequence[ServerMessage]) -> Iterator[Sequence[ServerMessage]]:
     start, octets = 0, 0
     for index, message in enumerate(todo):
@@ -410,21 +350,3 @@ class _Meter:
         p = self.progress
         self.progress = Progress(p.account, p.done + 1, p.total, p.octets + octets, p.total_octets)
         self.callback(self.progress)
-
-
-@contextlib.contextmanager
-def _account_lock(root: Path) -> Iterator[None]:
-    """Hold ``root/.lock`` so that the daemon and a manual fetch never interleave."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise AccountLockedError(
-                f"another fetchd process is polling this account ({root / '.lock'} is locked); "
-                "it will be polled again later"
-            ) from exc
-        yield
-    finally:
-        os.close(fd)

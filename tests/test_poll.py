@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from fetchd.account_store import AccountStore
 from fetchd.config import AccountConfig
 from fetchd.errors import AccountLockedError, NetworkTimeout
-from fetchd.poll import PollResult, _account_lock, poll_account
+from fetchd.poll import PollResult, poll_account
 from fetchd.store.maildir import Maildir, message_key
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot
@@ -233,7 +234,7 @@ def test_broken_quit_keeps_messages_marked_on_server(
 
 
 def test_concurrent_poll_of_one_account_is_refused(data_dir: Path, state: State) -> None:
-    with _account_lock(data_dir / "work"), pytest.raises(AccountLockedError):
+    with AccountStore(account(1), data_dir, state).lock(), pytest.raises(AccountLockedError):
         poll(account(1), data_dir, state)
 
 
