@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fetchd.account_store import AccountStore
 from fetchd.config import AccountConfig
@@ -27,9 +26,6 @@ from fetchd.pop3.commands import Command
 from fetchd.session import login
 from fetchd.store.maildir import MessageFile, message_key
 from fetchd.store.state import Fetched, Known, PollRecord, State
-
-if TYPE_CHECKING:
-    pass
 
 #: A batch ends at this many messages or octets, whichever comes first; its
 #: files are flushed together and its UIDLs committed in one transaction.
@@ -65,6 +61,8 @@ class PollResult:
 
 @dataclass(frozen=True)
 class Progress:
+    """How far one session's fetch has come, for a progress bar."""
+
     account: str
     done: int
     total: int
@@ -115,7 +113,7 @@ def poll_account(
 
 
 def outcome_of(error: BaseException | None) -> str:
-    """ "ok", or the kind of failure: ``FetchdError.kind``, or "bug" for anything else."""
+    """The poll's outcome: "ok", the failure's ``FetchdError.kind``, or "bug"."""
     if error is None:
         return "ok"
     return error.kind if isinstance(error, FetchdError) else "bug"
@@ -245,8 +243,12 @@ def _expire_warnings(session: Session, account: AccountConfig) -> list[str]:
 
 
 def _should_delete(account: AccountConfig, known: Known | None) -> bool:
-    """Whether a message recorded earlier is due for deletion on the server."""
-    if known is None or not known.on_server or known.status not in ("stored", "headers"):
+    """Whether a message recorded earlier is due for deletion on the server.
+
+    Only whole messages: one stored as headers only (too big) or marked seen
+    without a download exists nowhere else, so it stays on the server.
+    """
+    if known is None or not known.on_server or known.status != "stored":
         return False
     if account.delete_after_fetch:
         return True

@@ -269,3 +269,20 @@ def test_message_stored_before_a_crash_is_recorded_not_refetched(
         line for side, line in server.transcript if side == "C" and line.startswith("RETR")
     ]
     assert retrieved == ["RETR 1", "RETR 3"]
+
+
+def test_headers_only_messages_are_never_deleted(
+    dovecot_alice: Dovecot, data_dir: Path, state: State
+) -> None:
+    dovecot_alice.deliver_many("alice", [make_message("small"), make_message("big", "x" * 50_000)])
+    acct = account(
+        dovecot_alice.pop3_port,
+        max_message_size=10_000,
+        fetch_oversized="headers",
+        delete_after_fetch=True,
+    )
+    first = poll(acct, data_dir, state)
+    assert (first.stored, first.deleted) == (2, 1)
+    poll(acct, data_dir, state)
+    [left] = dovecot_alice.messages("alice")  # the big one: only its headers are on disk
+    assert b"Subject: big" in left.read_bytes()
