@@ -7,6 +7,7 @@ Every ``OSError`` and ``ssl.SSLError`` is mapped here into ``NetworkError``,
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import ssl
 from collections.abc import Iterator
@@ -48,7 +49,21 @@ class Transport(Protocol):
 
 
 def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
-    """A verifying client context: system CAs plus ``ca_file``, TLS 1.2 or later (RFC 8314)."""
+    """A verifying client context: system CAs plus ``ca_file``, TLS 1.2 or later (RFC 8314).
+
+    Built once per version of ``ca_file`` and shared (an SSLContext is safe to
+    share between threads): loading the system store costs tens of
+    milliseconds, at every login otherwise.
+    """
+    try:
+        stamp = ca_file.stat().st_mtime_ns if ca_file is not None else None
+    except OSError as exc:
+        raise TLSError(f"cannot load the CA file {ca_file}: {exc.strerror}") from exc
+    return _context(ca_file, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _context(ca_file: Path | None, stamp: int | None) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context()
         if ca_file is not None:

@@ -111,7 +111,9 @@ def _has_uu_begin(fp: BinaryIO) -> bool:
     fp.seek(0)
     tail = b""
     while chunk := fp.read(1 << 20):
-        if _UU_BEGIN.search(tail + chunk):
+        window = tail + chunk
+        # The substring test first: far cheaper than the regular expression.
+        if b"begin" in window and _UU_BEGIN.search(window):
             fp.seek(position)
             return True
         tail = chunk[-16:]
