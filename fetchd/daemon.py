@@ -54,7 +54,7 @@ from fetchd.schedule import (
     specs_for,
 )
 from fetchd.sdnotify import Notifier, monotonic_usec
-from fetchd.store.state import State
+from fetchd.store.state import STATE_FILE, State
 
 __all__ = [
     "BACKOFF_CAP",
@@ -69,7 +69,6 @@ __all__ = [
 
 #: How long a stop waits for running polls before the process exits anyway.
 STOP_GRACE = 30.0
-STATE_FILE = "state.sqlite3"
 _HEARTBEAT_JOB = ":heartbeat"  # ':' cannot occur in an account name
 
 

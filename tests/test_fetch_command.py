@@ -115,3 +115,13 @@ def test_status_shows_what_fetch_did(
     assert rows["alice"]["fetched_total"] == 3
     assert rows["bob"]["outcome"] == "auth"
     assert "refused the login" in rows["bob"]["error"]
+
+
+def test_list_and_status_before_any_fetch_create_nothing(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, both)
+    assert main(["-c", str(config), "list"]) == EXIT_OK
+    assert "no messages" in capsys.readouterr().out
+    assert main(["-c", str(config), "status"]) == EXIT_OK
+    assert not (tmp_path / "data" / "state.sqlite3").exists()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from fetchd.config import AccountConfig, Config, default_config_path, load_config
 from fetchd.errors import UsageError
 from fetchd.log import configure_logging
-from fetchd.store.state import State
+from fetchd.store.state import STATE_FILE, State
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -38,7 +38,18 @@ def select_accounts(config: Config, names: Sequence[str]) -> list[AccountConfig]
 
 
 def open_state(config: Config) -> State:
-    return State(config.daemon.data_dir / "state.sqlite3")
+    """The state database for fetching, created on first use."""
+    return State(config.daemon.data_dir / STATE_FILE)
+
+
+def read_state(config: Config) -> State | None:
+    """The state database opened read-only, or None if nothing was ever fetched.
+
+    Commands that only report never create it, and never leave a file behind
+    that the daemon's user could not write.
+    """
+    path = config.daemon.data_dir / STATE_FILE
+    return State.open_readonly(path) if path.is_file() else None
 
 
 def say(text: str) -> None:

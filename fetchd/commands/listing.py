@@ -12,6 +12,7 @@ or a shell.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import unicodedata
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from fetchd.commands import load, open_state, say
+from fetchd.commands import load, read_state, say
 from fetchd.errors import UsageError
 from fetchd.store.state import Indexed
 
@@ -61,11 +62,11 @@ class Filters:
 def run(args: argparse.Namespace) -> int:
     filters = Filters.from_args(args)
     config = load(args)
-    state = open_state(config)
-    try:
-        rows = state.listing(args.account)
-    finally:
-        state.close()
+    state = read_state(config)
+    rows = []
+    if state is not None:
+        with contextlib.closing(state):
+            rows = state.listing(args.account)
     if args.account and not rows and args.account not in config.accounts:
         known = ", ".join(config.accounts) or "none"
         raise UsageError(f"no account named {args.account} in {config.path} (known: {known})")

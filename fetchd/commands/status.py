@@ -13,12 +13,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from fetchd.commands import load, say
+from fetchd.commands import load, read_state, say
 from fetchd.config import Config
-from fetchd.store.state import FetchedCount, PollStatus, State
+from fetchd.store.state import FetchedCount, PollStatus
 
-#: The database ``fetchd.commands.open_state`` and the daemon use.
-STATE_FILE = "state.sqlite3"
 _COLUMNS = (
     ("account", "ACCOUNT"),
     ("last_poll", "LAST POLL"),
@@ -44,9 +42,9 @@ def collect(config: Config) -> list[dict[str, Any]]:
     """One entry per configured account, ready for JSON."""
     rows: dict[str, PollStatus] = {}
     counts: dict[str, FetchedCount] = {}
-    path = config.daemon.data_dir / STATE_FILE
-    if path.is_file():
-        with contextlib.closing(State.open_readonly(path)) as state:
+    state = read_state(config)
+    if state is not None:
+        with contextlib.closing(state):
             rows = {row.account: row for row in state.poll_status()}
             counts = state.fetched_counts()
     return [

@@ -20,6 +20,9 @@ from typing import Any
 
 from fetchd.errors import StorageError
 
+#: The database's file name inside the data directory.
+STATE_FILE = "state.sqlite3"
+
 _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE messages (
