@@ -12,7 +12,6 @@ is never overwritten.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from fetchd.config_values import ACCOUNT_NAME
 from fetchd.errors import ConfigError, StorageError, UsageError
 
 __all__ = [
@@ -33,12 +33,10 @@ __all__ = [
 ]
 
 DROP_IN_DIR = "accounts.d"
-# The rule of fetchd.config for account names; checked here before a file name is made.
-_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def _checked(name: str) -> str:
-    if not _NAME.fullmatch(name):
+    if not ACCOUNT_NAME.fullmatch(name):  # checked before it becomes a file name
         raise UsageError(
             f"invalid account name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
             "not starting with '.'"

@@ -123,12 +123,12 @@ def _existing_file(path: Path) -> Path:
     return path
 
 
-_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+#: Account names become directory names (Maildir, attachments): no "/", no hidden dirs.
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 def _account_name(name: str) -> str:
-    # Names become directory names (Maildir, attachments): no '/', no hidden dirs.
-    if not _ACCOUNT_NAME.fullmatch(name):
+    if not ACCOUNT_NAME.fullmatch(name):
         raise ValueError(
             "invalid account name: use 1 to 64 letters, digits, '.', '_' or '-', "
             "not starting with '.' (the name becomes a directory name)"
