@@ -23,6 +23,7 @@ from fetchd.errors import FetchdError
 from fetchd.listing import Listing, ServerMessage, new_messages, read_listing
 from fetchd.pop3.client import Session, Transcript
 from fetchd.pop3.commands import Command
+from fetchd.pop3.replies import Capabilities
 from fetchd.session import login
 from fetchd.store.maildir import MessageFile, message_key
 from fetchd.store.state import Fetched, Known, PollRecord, State
@@ -146,7 +147,7 @@ def _session_pass(
     stop: threading.Event | None = None,
 ) -> None:
     listing = read_listing(session)
-    result.warnings.extend(listing.warnings + _expire_warnings(session, store.account))
+    result.warnings.extend(listing.warnings + expire_warnings(store.account, session.capabilities))
     known = store.state.known(store.account.name)
     _note_gone(store, listing, known)
     todo = new_messages(listing, known)
@@ -232,9 +233,9 @@ def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
         reply.check(f"DELE {message.number}")
 
 
-def _expire_warnings(session: Session, account: AccountConfig) -> list[str]:
+def expire_warnings(account: AccountConfig, capabilities: Capabilities) -> list[str]:
     """RFC 2449 section 6.7: EXPIRE 0 means mail cannot be left on the server."""
-    if session.capabilities.expire_days == 0 and not account.delete_after_fetch:
+    if capabilities.expire_days == 0 and not account.delete_after_fetch:
         return [
             "the server announces EXPIRE 0: it deletes messages once they are retrieved, "
             "so keeping mail on the server is not possible"

@@ -18,7 +18,6 @@ from fetchd.store.state import STATE_FILE, State
 
 def load(args: argparse.Namespace) -> Config:
     """The validated config named by ``-c`` (or the default), with logging set up."""
-    configure_logging(args.log_level or "info", args.log_format or "auto")
     config = load_config(args.config or default_config_path())
     configure_logging(
         args.log_level or config.daemon.log_level, args.log_format or config.daemon.log_format

@@ -15,9 +15,9 @@ import os
 from fetchd.commands import load, say
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
-from fetchd.pop3.connect import open_session
+from fetchd.poll import expire_warnings
 from fetchd.pop3.replies import Capabilities
-from fetchd.session import endpoint_for
+from fetchd.session import login
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,10 +69,9 @@ def _secret_check(account: AccountConfig) -> str:
 
 def _connect(account: AccountConfig, interval: float) -> list[str]:
     """Log in, count messages, QUIT; nothing was marked, so nothing is deleted."""
-    secret = account.resolve_secret()
-    session = open_session(endpoint_for(account))
+    session = login(account)
     try:
-        method = session.login(account.auth, account.username, secret, account.host, account.port)
+        method = session.auth_method or account.auth
         messages, octets = session.stat()
         tls = session.transport.tls_active
         capabilities = session.capabilities
@@ -96,11 +95,7 @@ def _describe(capabilities: Capabilities) -> str:
 
 def _warnings(account: AccountConfig, interval: float, capabilities: Capabilities) -> list[str]:
     """What the server announces that conflicts with the account's settings."""
-    found = []
-    # RFC 2449 section 6.7: EXPIRE 0 means mail cannot be left on the server.
-    keeps = not account.delete_after_fetch and account.delete_after_days is None
-    if keeps and capabilities.expire_days == 0:
-        found.append("warning: the server announces EXPIRE 0, so mail is deleted once fetched")
+    found = [f"warning: {text}" for text in expire_warnings(account, capabilities)]
     delay = capabilities.login_delay
     if delay and account.schedule is None and interval < delay:
         found.append(

@@ -123,6 +123,8 @@ class Session:
         self.capabilities = Capabilities(known=False)
         self.window = window
         self.pipelining_allowed = True
+        #: The login method used, once logged in ("auto" resolved).
+        self.auth_method: str | None = None
         self._transcript = transcript
         self._current: Reply | None = None
         self.greeting = self._read_greeting()
@@ -202,19 +204,19 @@ class Session:
             self._current = None
 
     def _send_more(self, todo: Iterator[Command], in_flight: deque[Command], window: int) -> bool:
+        """Send commands, in one write, until the window is full; True once ``todo`` ran out."""
         lines = []
+        exhausted = True
         for command in todo:
             lines.append(self.connection.send(command))
             self._log("C", command.redacted())
             in_flight.append(command)
             if len(in_flight) >= window:
+                exhausted = False
                 break
-        else:
-            if lines:
-                self.transport.write(b"".join(lines))
-            return True
-        self.transport.write(b"".join(lines))
-        return False
+        if lines:
+            self.transport.write(b"".join(lines))
+        return exhausted
 
     def capa(self) -> Capabilities:
         """Ask CAPA; an old server's -ERR means "assume nothing" (RFC 2449 section 5)."""
@@ -307,6 +309,7 @@ class Session:
         else:
             self._login_sasl(auth.sasl_exchange(method, username, secret, host, port))
         self.capa()  # RFC 2449 section 5: capabilities may change after login
+        self.auth_method = method
         return method
 
     def _login_user(self, username: str, secret: str) -> None:

@@ -70,10 +70,6 @@ class Connection:
         """How many sent commands still await (part of) their reply."""
         return len(self._pending)
 
-    @property
-    def awaiting_sasl_response(self) -> bool:
-        return self._sasl
-
     def _check_can_send(self, name: str) -> None:
         if self.state is State.ERROR:
             raise UsageError("the POP3 session failed earlier and cannot be used")
