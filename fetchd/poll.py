@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fetchd.account_store import AccountStore
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
-from fetchd.listing import Listing, ServerMessage, new_messages, read_listing
 from fetchd.pop3.client import Session, Transcript
 from fetchd.pop3.commands import Command
+from fetchd.pop3.inventory import Listing, ServerMessage, new_messages, read_listing
 from fetchd.pop3.replies import Capabilities
 from fetchd.session import login
+from fetchd.store.account import AccountStore
 from fetchd.store.maildir import MessageFile, message_key
 from fetchd.store.state import Fetched, Known, PollRecord, State
 

@@ -1,4 +1,4 @@
-"""Tests for fetchd.config and fetchd.secrets: loading, validation, error messages, secrets."""
+"""Tests for fetchd.config: loading, validation, error messages, password sources."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from fetchd import secrets
 from fetchd.config import (
     AccountConfig,
     AttachmentsConfig,
@@ -24,6 +23,7 @@ from fetchd.config import (
     load_config,
     parse_duration,
     parse_size,
+    passwords,
 )
 from fetchd.errors import ConfigError
 
@@ -544,7 +544,7 @@ def test_missing_command_program_is_named() -> None:
 
 
 def test_slow_command_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(secrets, "PASSWORD_COMMAND_TIMEOUT", 0.3)
+    monkeypatch.setattr(passwords, "PASSWORD_COMMAND_TIMEOUT", 0.3)
     with pytest.raises(ConfigError, match=r"did not finish within 0\.3 s"):
         account(password_command=python_command("import time; time.sleep(10)")).resolve_secret()
 

@@ -16,8 +16,8 @@ import pytest
 
 from fetchd.cli import main
 from fetchd.commands.demo import DEMO_ACCOUNT, tree_lines
-from fetchd.demo_mail import Sample, samples
-from fetchd.store.attachments import MESSAGE_FILE
+from fetchd.commands.demo_mail import Sample, samples
+from fetchd.mime.attachments import MESSAGE_FILE
 from fetchd.store.state import Indexed, State
 
 SAMPLES = {sample.uid: sample for sample in samples()}

@@ -13,7 +13,7 @@ import pytest
 
 from fetchd.cli import main
 from fetchd.commands.demo import DEMO_ACCOUNT
-from fetchd.demo_mail import samples
+from fetchd.commands.demo_mail import samples
 from fetchd.store.state import Fetched, Indexed, State
 
 SAMPLES = {sample.uid: sample for sample in samples()}

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from fetchd.account_store import AccountStore
 from fetchd.config import AccountConfig
 from fetchd.errors import AccountLockedError, NetworkTimeout
 from fetchd.poll import PollResult, poll_account
+from fetchd.store.account import AccountStore
 from fetchd.store.maildir import Maildir, message_key
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fetchd import accounts_file
 from fetchd.commands import say
-from fetchd.config import default_config_path, load_config
+from fetchd.config import default_config_path, drop_ins, load_config
 from fetchd.errors import UsageError
 
 _SOURCES = ("password_command", "password_file", "password_env", "password_credential")
@@ -35,18 +34,18 @@ def _add(args: argparse.Namespace, config_path: Path) -> int:
     name: str = args.name
     if not config_path.is_file():
         raise UsageError(f"{config_path} does not exist; `fetchd init` writes a starter config")
-    drop_in = accounts_file.drop_in_path(config_path, name)
-    if drop_in.exists() or accounts_file.main_file_defines(config_path, name):
+    drop_in = drop_ins.drop_in_path(config_path, name)
+    if drop_in.exists() or drop_ins.main_file_defines(config_path, name):
         raise UsageError(f"account {name} already exists in {config_path.parent}")
     table = _table(args)
     written: list[Path] = []
     try:
         if not any(key in table for key in _SOURCES):
             secret = _ask_password(args.user, args.host)
-            written.append(accounts_file.write_password_file(config_path, name, secret))
+            written.append(drop_ins.write_password_file(config_path, name, secret))
             # Relative paths in drop-ins are read relative to the main config's directory.
-            table["password_file"] = f"{accounts_file.DROP_IN_DIR}/{name}.password"
-        written.append(accounts_file.write_drop_in(config_path, name, table))
+            table["password_file"] = f"{drop_ins.DROP_IN_DIR}/{name}.password"
+        written.append(drop_ins.write_drop_in(config_path, name, table))
         load_config(config_path)
     except BaseException:
         for path in written:
@@ -94,7 +93,7 @@ def _ask_password(user: str, host: str) -> str:
 
 
 def _remove(name: str, config_path: Path) -> int:
-    removed = accounts_file.remove_drop_in(config_path, name)
+    removed = drop_ins.remove_drop_in(config_path, name)
     if removed:
         for path in removed:
             say(f"removed {path}")
@@ -103,9 +102,9 @@ def _remove(name: str, config_path: Path) -> int:
             "a running daemon drops the account when reloaded: systemctl reload fetchd"
         )
         return 0
-    if accounts_file.main_file_defines(config_path, name):
+    if drop_ins.main_file_defines(config_path, name):
         raise UsageError(
             f"account {name} is defined in {config_path} as [accounts.{name}], not in "
-            f"{accounts_file.DROP_IN_DIR}/; remove that table from the file by hand"
+            f"{drop_ins.DROP_IN_DIR}/; remove that table from the file by hand"
         )
-    raise UsageError(f"no account {name} in {config_path.parent / accounts_file.DROP_IN_DIR}")
+    raise UsageError(f"no account {name} in {config_path.parent / drop_ins.DROP_IN_DIR}")

@@ -9,8 +9,8 @@ import sys
 from fetchd.commands import load
 from fetchd.config import Config
 from fetchd.daemon import Daemon
+from fetchd.daemon.sdnotify import Notifier
 from fetchd.log import configure_logging, get_logger
-from fetchd.sdnotify import Notifier
 
 
 def run(args: argparse.Namespace) -> int:

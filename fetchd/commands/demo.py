@@ -2,7 +2,7 @@
 
 The first thing a newcomer runs, so it must work on a fresh machine: it
 starts fetchd's own test POP3 server on 127.0.0.1 with the messages of
-``fetchd.demo_mail`` and a password made up for this run, builds the account
+``fetchd.commands.demo_mail`` and a password made up for this run, builds the account
 in code, and runs the same ``poll_account`` that ``fetchd fetch`` and the
 daemon run. Then it shows what arrived: where, how much, the directory tree,
 and the listing ``fetchd list`` would print.
@@ -23,9 +23,9 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from fetchd.commands import open_state, say
+from fetchd.commands.demo_mail import Sample, samples
 from fetchd.commands.listing import Filters, human_lines, select
 from fetchd.config import AccountConfig, Config, DaemonConfig
-from fetchd.demo_mail import Sample, samples
 from fetchd.errors import StorageError, UsageError
 from fetchd.log import configure_logging, get_logger, pop3_transcript
 from fetchd.poll import PollResult, poll_account

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 import fetchd.poll
-from fetchd import daemon as daemon_module
 from fetchd.config import AccountConfig, Config, load_config
 from fetchd.daemon import Daemon
+from fetchd.daemon import service as daemon_module
+from fetchd.daemon.sdnotify import Notifier
 from fetchd.log import configure_logging
 from fetchd.poll import PollResult
-from fetchd.sdnotify import Notifier
 from fetchd.store.state import PollStatus, State
 from fetchd.testing.server import POP3TestServer
 from tests.messages import make_message

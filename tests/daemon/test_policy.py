@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fetchd import errors
 from fetchd.config import load_config
-from fetchd.schedule import (
+from fetchd.daemon.policy import (
     BACKOFF_CAP,
     _cron_weekdays,
     backoff_delay,

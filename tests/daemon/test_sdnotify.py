@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fetchd.sdnotify import Notifier, monotonic_usec
+from fetchd.daemon.sdnotify import Notifier, monotonic_usec
 
 
 def receiver(address: str) -> socket.socket:

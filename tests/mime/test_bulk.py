@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fetchd.store import mime
-from fetchd.store.attachments import AttachmentPolicy, extract
-from fetchd.store.decoders import decoder_for
-from fetchd.store.lines import BlockReader
-from fetchd.store.mime import LINE_LIMIT, Body, Defect, Event, PartEnd, PartStart
-from tests.store.test_attachments import mixed_message, policy_message, related_message
+from fetchd.mime import walker as mime
+from fetchd.mime.attachments import AttachmentPolicy, extract
+from fetchd.mime.decoders import decoder_for
+from fetchd.mime.lines import BlockReader
+from fetchd.mime.walker import LINE_LIMIT, Body, Defect, Event, PartEnd, PartStart
+from tests.mime.test_attachments import mixed_message, policy_message, related_message
 
 Outcome = tuple[list[Event], dict[int, bytes]]
 

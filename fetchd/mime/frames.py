@@ -2,7 +2,7 @@
 
 The walker keeps a stack of frames and hands each line to the innermost one;
 a frame turns the lines it gets into events and may push the frames of the
-entities it contains (see ``fetchd.store.mime``).
+entities it contains (see ``fetchd.mime.walker``).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Protocol
 
-from fetchd.store.decoders import UU_BEGIN, Decoder, uu_line
-from fetchd.store.headers import decode_bytes
-from fetchd.store.parts import CHUNK, MAX_HEADER_BYTES, Body, Part, PartEnd, PartStart, label
+from fetchd.mime.decoders import UU_BEGIN, Decoder, uu_line
+from fetchd.mime.headers import decode_bytes
+from fetchd.mime.parts import CHUNK, MAX_HEADER_BYTES, Body, Part, PartEnd, PartStart, label
 
 if TYPE_CHECKING:
-    from fetchd.store.mime import MimeWalker
+    from fetchd.mime.walker import MimeWalker
 
 _FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
 #: Only a line starting with "--" can be a delimiter (RFC 2046 section 5.1.1) ...

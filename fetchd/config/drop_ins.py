@@ -19,7 +19,7 @@ from typing import Any
 
 import tomli_w
 
-from fetchd.config_values import ACCOUNT_NAME
+from fetchd.config._values import ACCOUNT_NAME
 from fetchd.errors import ConfigError, StorageError, UsageError
 
 __all__ = [

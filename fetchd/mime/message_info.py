@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
 
-from fetchd.store.headers import decode_words, header_text, unfold
+from fetchd.mime.headers import decode_words, header_text, unfold
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from fetchd.store.mime import decode_bytes
+from fetchd.mime.walker import decode_bytes
 
 SIGNATURE = 0x223E9F78
 _LEVELS = (0x01, 0x02)  # message, attachment

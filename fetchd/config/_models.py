@@ -1,28 +1,4 @@
-"""fetchd's configuration: one TOML file plus one drop-in file per account.
-
-Flow: ``load_config(path)`` reads the main file, merges ``accounts.d/NAME.toml``
-files found beside it, and validates everything at once with frozen pydantic
-models. Every problem is reported together, one line each, as
-``FILE: dotted.key.path: what is wrong``, inside a single ``ConfigError``: a
-daemon started by systemd should not be fixed one error per restart.
-
-Secrets stay out of the models' ``repr`` (``SecretStr``) and out of every error
-message: pydantic echoes input values, so the messages built here drop them.
-Passwords from files, the environment, commands or systemd credentials are read
-only by ``AccountConfig.resolve_secret()``, at each login.
-
-Relative paths in the config (``data_dir``, ``ca_file``, ``password_file``) are
-taken relative to the directory holding the main config file, so a config
-behaves the same whatever directory fetchd is started from.
-
-The models live here; their field types and the duration and size parsers in
-``fetchd.config_values``; reading the files, merging drop-ins and wording the
-errors in ``fetchd.config_load``.
-
-Import cost matters (the CLI imports this module for every command): beyond
-pydantic and the standard library, apscheduler is imported only to check a
-``schedule``.
-"""
+"""The validated models of fetchd's configuration; see ``fetchd.config``."""
 
 from __future__ import annotations
 
@@ -34,9 +10,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from fetchd import secrets
-from fetchd.config_load import Sources, describe_errors, gather, scrub, toml_key
-from fetchd.config_values import (
+from fetchd.config import passwords
+from fetchd.config._load import Sources, describe_errors, gather, scrub, toml_key
+from fetchd.config._values import (
     AccountName,
     CommandLine,
     CredentialName,
@@ -197,13 +173,13 @@ class AccountConfig(_Frozen):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            return secrets.read_file(self.name, self.password_file)
+            return passwords.read_file(self.name, self.password_file)
         if self.password_env is not None:
-            return secrets.read_env(self.name, self.password_env)
+            return passwords.read_env(self.name, self.password_env)
         if self.password_command is not None:
-            return secrets.run_command(self.name, self.password_command)
+            return passwords.run_command(self.name, self.password_command)
         if self.password_credential is not None:
-            return secrets.read_credential(self.name, self.password_credential)
+            return passwords.read_credential(self.name, self.password_credential)
         raise ConfigError(f"account {self.name}: no password source is configured")
 
 

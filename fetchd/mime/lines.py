@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from fetchd.store.parts import BLOCK_SIZE, LINE_LIMIT
+from fetchd.mime.parts import BLOCK_SIZE, LINE_LIMIT
 
 
 def split_break(fragment: bytes) -> tuple[bytes, bytes]:

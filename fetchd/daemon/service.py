@@ -7,7 +7,7 @@ next → systemd hears about it (READY, STATUS, WATCHDOG, RELOADING, STOPPING).
 
 Failing accounts back off without touching the others: each poll is its own
 job, a job never raises into the scheduler, and a failure only postpones that
-account's next run, by the rules in ``fetchd.schedule``. A refused login is
+account's next run, by the rules in ``fetchd.daemon.policy``. A refused login is
 logged once at error level, then quietly retried hourly; a reload re-polls a
 changed account at once.
 
@@ -39,12 +39,8 @@ from structlog.typing import FilteringBoundLogger
 
 from fetchd.commands.fetch import log_result
 from fetchd.config import AccountConfig, Config, load_config
-from fetchd.daemon_plumbing import InFlight, SignalInbox, Watchdog, quiet_apscheduler
-from fetchd.daemon_report import PollReporter
-from fetchd.errors import ConfigError, FetchdError, StorageError
-from fetchd.log import get_logger, pop3_transcript
-from fetchd.poll import PollResult, poll_account, poll_record
-from fetchd.schedule import (
+from fetchd.daemon.plumbing import InFlight, SignalInbox, Watchdog, quiet_apscheduler
+from fetchd.daemon.policy import (
     BACKOFF_CAP,
     PERMANENT,
     JobSpec,
@@ -53,7 +49,11 @@ from fetchd.schedule import (
     failure_kind,
     specs_for,
 )
-from fetchd.sdnotify import Notifier, monotonic_usec
+from fetchd.daemon.report import PollReporter
+from fetchd.daemon.sdnotify import Notifier, monotonic_usec
+from fetchd.errors import ConfigError, FetchdError, StorageError
+from fetchd.log import get_logger, pop3_transcript
+from fetchd.poll import PollResult, poll_account, poll_record
 from fetchd.store.state import STATE_FILE, State
 
 __all__ = [

@@ -1,7 +1,7 @@
 """One extraction in progress: the folder, the attachment files being written.
 
 ``Extraction`` consumes the MIME walker's events for one stored message (see
-``fetchd.store.attachments.extract``): it opens a file for each attachment the
+``fetchd.mime.attachments.extract``): it opens a file for each attachment the
 policy lets through, writes the decoded content as it arrives, unpacks TNEF
 containers, and creates the message's folder only when the first file needs it.
 """
@@ -17,11 +17,11 @@ from email.message import Message
 from pathlib import Path
 from typing import BinaryIO
 
-from fetchd.store import names, tnef
-from fetchd.store.headers import header_text
-from fetchd.store.message_info import MessageInfo, info_from_headers
-from fetchd.store.parts import Body, Defect, Event, Part, PartEnd, PartStart
-from fetchd.store.selection import (
+from fetchd.mime import names, tnef
+from fetchd.mime.headers import header_text
+from fetchd.mime.message_info import MessageInfo, info_from_headers
+from fetchd.mime.parts import Body, Defect, Event, Part, PartEnd, PartStart
+from fetchd.mime.selection import (
     AttachmentPolicy,
     extension_for,
     is_attachment,

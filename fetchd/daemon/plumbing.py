@@ -21,8 +21,8 @@ from apscheduler.events import (  # type: ignore[import-untyped]
     EVENT_JOB_MISSED,
 )
 
+from fetchd.daemon.sdnotify import Notifier
 from fetchd.log import get_logger
-from fetchd.sdnotify import Notifier
 
 __all__ = ["InFlight", "SignalInbox", "Watchdog", "quiet_apscheduler"]
 

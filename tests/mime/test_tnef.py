@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fetchd.store import tnef
+from fetchd.mime import tnef
 
 # --- a small TNEF writer ([MS-OXTNEF] 2.1.3) ----------------------------------------------------
 

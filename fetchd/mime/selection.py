@@ -1,6 +1,6 @@
 """Which parts of a message are attachments, and which of them a policy keeps.
 
-The rules are listed in the docstring of ``fetchd.store.attachments``.
+The rules are listed in the docstring of ``fetchd.mime.attachments``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import mimetypes
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fetchd.store.parts import Part
+from fetchd.mime.parts import Part
 
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})

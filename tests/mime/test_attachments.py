@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fetchd.errors import StorageError
-from fetchd.store import mime
-from fetchd.store.attachments import (
+from fetchd.mime import walker as mime
+from fetchd.mime.attachments import (
     MESSAGE_FILE,
     AttachmentPolicy,
     ExtractResult,
@@ -35,7 +35,7 @@ from fetchd.store.attachments import (
     extract,
     read_info,
 )
-from tests.store.test_tnef import TnefEntry, build_tnef
+from tests.mime.test_tnef import TnefEntry, build_tnef
 
 RNG = random.Random(20261126)
 PDF = b"%PDF-1.7\n" + RNG.randbytes(300_000)
@@ -843,7 +843,7 @@ def test_a_header_block_the_stdlib_cannot_parse(
 
 
 def test_more_attachments_than_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fetchd.store import attachments
+    from fetchd.mime import attachments
 
     monkeypatch.setattr(attachments, "MAX_FILES", 2)
     result = run(tmp_path, policy_message())
@@ -946,7 +946,7 @@ def test_an_unusable_attachments_root_is_a_storage_error(tmp_path: Path) -> None
 def test_a_storage_error_while_writing_is_passed_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fetchd.store import names
+    from fetchd.mime import names
 
     def refuse(directory: Path, name: str) -> tuple[Path, BinaryIO]:
         raise StorageError(f"cannot create {name}")
@@ -959,7 +959,7 @@ def test_a_storage_error_while_writing_is_passed_on(
 def test_a_write_error_removes_the_half_written_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fetchd.store import names
+    from fetchd.mime import names
 
     real = names.create_exclusive
     opened: list[Path] = []
@@ -989,7 +989,7 @@ def test_a_write_error_removes_the_half_written_file(
 def test_a_write_error_inside_winmail_dat_removes_the_partial_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fetchd.store import tnef
+    from fetchd.mime import tnef
 
     def failing(fp: object, item: object, out: BinaryIO, **_kwargs: object) -> int:
         out.write(b"partial")

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-from fetchd.store.lines import whole_lines
-from fetchd.store.parts import CHUNK, LINE_LIMIT
+from fetchd.mime.lines import whole_lines
+from fetchd.mime.parts import CHUNK, LINE_LIMIT
 
 #: Encodings whose bytes are the content itself.
 IDENTITY = frozenset({"7bit", "8bit", "binary"})

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fetchd.errors import StorageError
-from fetchd.store.extraction import MESSAGE_FILE, Extraction, ExtractResult
-from fetchd.store.message_info import MessageInfo, info_from_headers
-from fetchd.store.mime import read_headers, walk
-from fetchd.store.parts import Part, PartStart
-from fetchd.store.selection import AttachmentPolicy, extension_for, is_attachment, is_inline
+from fetchd.mime.extraction import MESSAGE_FILE, Extraction, ExtractResult
+from fetchd.mime.message_info import MessageInfo, info_from_headers
+from fetchd.mime.parts import Part, PartStart
+from fetchd.mime.selection import AttachmentPolicy, extension_for, is_attachment, is_inline
+from fetchd.mime.walker import read_headers, walk
 
 __all__ = [
     "MAX_FILES",

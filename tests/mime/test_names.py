@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 
 from fetchd.errors import StorageError
-from fetchd.store import names
-from fetchd.store.names import (
+from fetchd.mime import names
+from fetchd.mime.names import (
     MAX_FOLDER_CHARS,
     MAX_NAME_BYTES,
     create_exclusive,

@@ -21,7 +21,7 @@ from fetchd.store.maildir import Maildir
 from fetchd.store.state import Indexed, State
 
 if TYPE_CHECKING:
-    from fetchd.store.attachments import ExtractResult
+    from fetchd.mime.attachments import ExtractResult
 
 
 @dataclass
@@ -66,7 +66,7 @@ class AccountStore:
         if not stored:
             return []
         # Imported here: a pass that finds nothing new never pays for the MIME code.
-        from fetchd.store import attachments  # noqa: PLC0415
+        from fetchd.mime import attachments  # noqa: PLC0415
 
         policy = attachments.AttachmentPolicy(**self.account.attachments.model_dump())
         rows, warnings = [], []

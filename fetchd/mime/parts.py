@@ -1,6 +1,6 @@
 """What the MIME walker reports: the parts of a message, the events, the limits.
 
-These are the walker's vocabulary, shared by the walker (``fetchd.store.mime``),
+These are the walker's vocabulary, shared by the walker (``fetchd.mime.walker``),
 its frames and decoders, and whoever consumes the events.
 """
 
@@ -14,7 +14,7 @@ from typing import Literal
 LINE_LIMIT = 65536
 #: Decoded data is handed on in chunks of about this size.
 CHUNK = 65536
-#: The stored message is read in blocks of this size (see ``fetchd.store.lines``).
+#: The stored message is read in blocks of this size (see ``fetchd.mime.lines``).
 BLOCK_SIZE = 1024 * 1024
 #: Header blocks are small; a larger one is cut and the rest ignored.
 MAX_HEADER_BYTES = 512 * 1024

@@ -39,8 +39,8 @@ from email.parser import HeaderParser
 from email.policy import compat32
 from typing import BinaryIO
 
-from fetchd.store.decoders import IDENTITY, Report, decoder_for
-from fetchd.store.frames import (
+from fetchd.mime.decoders import IDENTITY, Report, decoder_for
+from fetchd.mime.frames import (
     Frame,
     HeaderFrame,
     LeafFrame,
@@ -48,7 +48,7 @@ from fetchd.store.frames import (
     MultipartFrame,
     UUScanner,
 )
-from fetchd.store.headers import (
+from fetchd.mime.headers import (
     decode_bytes,
     decode_words,
     first_token,
@@ -56,8 +56,8 @@ from fetchd.store.headers import (
     param,
     unfold,
 )
-from fetchd.store.lines import BlockReader, split_break
-from fetchd.store.parts import (
+from fetchd.mime.lines import BlockReader, split_break
+from fetchd.mime.parts import (
     BLOCK_SIZE,
     LINE_LIMIT,
     MAX_DEFECTS,

@@ -1,0 +1,48 @@
+"""fetchd's configuration: one TOML file plus one drop-in file per account.
+
+Flow: ``load_config(path)`` reads the main file, merges ``accounts.d/NAME.toml``
+files found beside it, and validates everything at once with frozen pydantic
+models. Every problem is reported together, one line each, as
+``FILE: dotted.key.path: what is wrong``, inside a single ``ConfigError``: a
+daemon started by systemd should not be fixed one error per restart.
+
+Secrets stay out of the models' ``repr`` (``SecretStr``) and out of every error
+message: pydantic echoes input values, so the messages built here drop them.
+Passwords from files, the environment, commands or systemd credentials are read
+only by ``AccountConfig.resolve_secret()``, at each login.
+
+Relative paths in the config (``data_dir``, ``ca_file``, ``password_file``) are
+taken relative to the directory holding the main config file, so a config
+behaves the same whatever directory fetchd is started from.
+
+Parts: ``_models`` the models; ``_values`` their field types and the duration
+and size parsers; ``_load`` reading the files, merging drop-ins and wording the
+errors; ``passwords`` the password sources; ``drop_ins`` writing one account's
+``accounts.d`` file for ``fetchd account add``.
+
+Import cost matters (the CLI imports this module for every command): beyond
+pydantic and the standard library, apscheduler is imported only to check a
+``schedule``.
+"""
+
+from fetchd.config._models import (
+    AccountConfig,
+    AttachmentsConfig,
+    Config,
+    DaemonConfig,
+    default_config_path,
+    load_config,
+    parse_duration,
+    parse_size,
+)
+
+__all__ = [
+    "AccountConfig",
+    "AttachmentsConfig",
+    "Config",
+    "DaemonConfig",
+    "default_config_path",
+    "load_config",
+    "parse_duration",
+    "parse_size",
+]
