@@ -14,8 +14,11 @@ are mapped into it at the module that meets them, with ``raise ... from exc``::
         ├── ServerError           the server refused a command (-ERR), [SYS/PERM]
         ├── AccountLockedError    another fetchd process is polling this account
         ├── ProtocolError         the server said something POP3 does not allow
+        │   ├── ReplyTooLongError a reply went past its cap in octets or lines
+        │   └── SizeMismatchError a message's size differs from what LIST announced
         └── NetworkError          connect, read or write failed; transient
-            ├── NetworkTimeout    the server went silent longer than the timeout
+            ├── NetworkTimeout    the server went silent longer than the timeout, or
+            │                     a reply took longer than its deadline
             └── TLSError          handshake or certificate verification failed
 
 Messages say what happened and what to do about it. They never contain a
@@ -92,6 +95,25 @@ class ProtocolError(AccountError):
     """The server sent bytes that POP3 does not allow; the session is unusable."""
 
     kind = "protocol"
+
+
+class ReplyTooLongError(ProtocolError):
+    """A reply went past its cap (an endless listing, a message larger than allowed).
+
+    Reading stopped there, so the session is unusable; what came before is intact.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class SizeMismatchError(ProtocolError):
+    """A message's body differs in size from what LIST announced, beyond CRLF/LF.
+
+    The reply may belong to another command (a server that sent one reply too
+    many), so nothing read in this session after it can be trusted.
+    """
 
 
 class NetworkError(AccountError):
