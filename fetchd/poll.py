@@ -1,12 +1,25 @@
-"""One account's poll: decide what is new, fetch, store, record, delete.
+"""One account's poll: the durability order, top to bottom.
 
-``fetchd fetch`` and the daemon both call ``poll_account``. The ordering that
-keeps mail safe lives in ``_fetch_batch``, top to bottom: RETR into tmp/,
-flush, rename into new/, flush the directory, commit the UIDLs, and only then
-DELE. A DELE takes effect at QUIT (RFC 1939 section 6), so the state says
-"gone from the server" only after QUIT answered +OK. A crash at any point
-leaves each message either unrecorded (fetched again, or recognised by its
-file name's key and not stored twice) or recorded and on disk.
+Each session of a poll:
+
+1. lists the mailbox and decides what is new (``fetchd.pop3.inventory``);
+2. RETRs each new message into tmp/, reading no more than its LIST size
+   allows and checking the size it came in (``_retrieve``);
+3. checks that the server is still in step: ``LIST n`` of the batch's last
+   message answers with that message, and nothing unasked-for is waiting;
+4. commits the batch (``AccountStore.commit``): flush, rename into new/,
+   flush new/, record the UIDs, then extract attachments;
+5. only then sends DELE, and QUIT. A DELE takes effect at QUIT (RFC 1939
+   section 6), so the state says "gone from the server" only after QUIT
+   answered +OK.
+
+A crash at any point leaves each message either unrecorded (fetched again,
+or recognised by its file name's key and not stored twice) or recorded and
+on disk. A message the server cannot deliver (-ERR, more octets than it
+announced, a connection lost in its body) is recorded as failing and retried
+with a backoff; the rest of the mailbox goes on without it. A session that
+may be out of step stores nothing of the batch it was reading and deletes
+nothing.
 """
 
 from __future__ import annotations
@@ -18,15 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetchd.config import AccountConfig
-from fetchd.errors import FetchdError
-from fetchd.pop3.client import Session, Transcript
+from fetchd.errors import NetworkError, ProtocolError, ReplyTooLongError, ServerError
+from fetchd.pop3.client import Session, Transcript, error_for
 from fetchd.pop3.commands import Command
 from fetchd.pop3.inventory import Listing, ServerMessage, new_messages, read_listing
 from fetchd.pop3.replies import Capabilities
 from fetchd.session import login
-from fetchd.store.account import AccountStore
-from fetchd.store.maildir import MessageFile, message_key
-from fetchd.store.state import Fetched, Known, PollRecord, State
+from fetchd.store.account import AccountStore, Spooled
+from fetchd.store.state import Known, State
 
 #: A batch ends at this many messages or octets, whichever comes first; its
 #: files are flushed together and its UIDLs committed in one transaction.
@@ -35,6 +47,11 @@ BATCH_OCTETS = 64 * 1024 * 1024
 #: Servers that show a mailbox in slices (Gmail: about 250 a session) are
 #: logged into again until a session brings nothing new, at most this often.
 MAX_SESSIONS_PER_POLL = 20
+#: A body may be at most twice LIST's size (every LF turned CRLF) plus this;
+#: reading stops there, so a lying size or an endless RETR cannot fill the disk.
+BODY_MARGIN = 1024 * 1024
+#: What TOP n 0 may bring for a message stored as headers only.
+HEADERS_LIMIT = 4 * 1024 * 1024
 DAY = 86400.0
 
 
@@ -53,11 +70,17 @@ class PollResult:
     #: Seconds the server wants between logins (CAPA LOGIN-DELAY, RFC 2449 section 6.8).
     login_delay: int | None = None
     skipped_uids: set[str] = field(default_factory=set)
+    #: Messages that failed this poll (they are retried later, see ``State.failing``).
+    failed_uids: set[str] = field(default_factory=set)
 
     @property
     def skipped(self) -> int:
         """Messages left on the server for being over ``max_message_size``."""
         return len(self.skipped_uids)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failed_uids)
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,27 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class _Options:
+    progress: ProgressCallback | None = None
+    mark_seen: bool = False
+    stop: threading.Event | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One session's work in progress, handed down to the steps of the pass."""
+
+    session: Session
+    store: AccountStore
+    result: PollResult
+    options: _Options
 
 
 def poll_account(
@@ -91,146 +135,206 @@ def poll_account(
     ends with QUIT as usual, and the rest waits for the next poll.
     """
     started = time.monotonic()
+    options = _Options(progress, mark_seen, stop)
     result = PollResult(account.name)
     store = AccountStore(account, data_dir, state)
     with store.lock():
-        store.maildir.clean_tmp()
-        result.warnings.extend(store.index_pending())
-        while result.sessions < MAX_SESSIONS_PER_POLL and not _stopping(stop):
+        result.warnings.extend(store.prepare())
+        while result.sessions < MAX_SESSIONS_PER_POLL and not options.stopping:
             result.sessions += 1
-            before = result.stored
             session = login(account, transcript)
             result.login_delay = session.capabilities.login_delay
             try:
-                _session_pass(session, store, result, progress, mark_seen, stop=stop)
+                again = _session_pass(_Pass(session, store, result, options))
             except BaseException:
                 session.close()  # no QUIT: the server deletes nothing
                 raise
             # A server with LOGIN-DELAY refuses a second login this soon (RFC 2449 6.8).
-            if result.stored == before or result.login_delay:
+            if not again or result.login_delay:
                 break
     result.seconds = time.monotonic() - started
     return result
 
 
-def outcome_of(error: BaseException | None) -> str:
-    """The poll's outcome: "ok", the failure's ``FetchdError.kind``, or "bug"."""
-    if error is None:
-        return "ok"
-    return error.kind if isinstance(error, FetchdError) else "bug"
+def recover_account(
+    account: AccountConfig, data_dir: Path, state: State, *, transcript: Transcript | None = None
+) -> PollResult:
+    """Record what the Maildir already holds of the server's messages; never deletes.
+
+    For ``fetchd state rebuild``: a fresh state learns from the keyed file
+    names which messages are stored (whole or headers only). Nothing is
+    fetched, and the session ends with QUIT without a single DELE.
+    """
+    result = PollResult(account.name, sessions=1)
+    store = AccountStore(account, data_dir, state)
+    with store.lock():
+        store.prepare()
+        session = login(account, transcript)
+        try:
+            listing = read_listing(session)
+            todo = new_messages(listing, store.known())
+            recovered = store.recover({m.uid: m.size for m in todo})
+            session.quit()
+        except BaseException:
+            session.close()
+            raise
+    result.new = len(todo)
+    result.stored = len(recovered)
+    return result
 
 
-def poll_record(
-    account: str, started: float, result: PollResult | None, error: BaseException | None
-) -> PollRecord:
-    """What ``fetchd status`` keeps of one poll, from ``fetchd fetch`` or the daemon."""
-    return PollRecord(
-        account=account,
-        started=started,
-        finished=time.time(),
-        outcome=outcome_of(error),
-        error=None if error is None else str(error),
-        new=result.new if result else 0,
-        stored=result.stored if result else 0,
-        deleted=result.deleted if result else 0,
-        octets=result.octets if result else 0,
-    )
-
-
-def _session_pass(
-    session: Session,
-    store: AccountStore,
-    result: PollResult,
-    progress: ProgressCallback | None,
-    mark_seen: bool,
-    *,
-    stop: threading.Event | None = None,
-) -> None:
+def _session_pass(run: _Pass) -> bool:
+    """One session's work; returns whether another session may bring more."""
+    session, store, result, options = run.session, run.store, run.result, run.options
     listing = read_listing(session)
     result.warnings.extend(listing.warnings + expire_warnings(store.account, session.capabilities))
-    known = store.state.known(store.account.name)
+    known = store.known()
     _note_gone(store, listing, known)
-    todo = new_messages(listing, known)
+    todo = _due(store, new_messages(listing, known))
     result.new += len(todo)
-    if mark_seen:
-        store.state.record(store.account.name, [Fetched(m.uid, "seen", m.size) for m in todo])
+    if options.mark_seen:
+        store.mark_seen({m.uid: m.size for m in todo})
         todo = []
-    todo, recovered = _recover_stored(store, todo, result)
-    todo = _drop_oversized(session, store, todo, result)
+    recovered = store.recover({m.uid: m.size for m in todo})
+    if recovered:
+        result.warnings.append(
+            f"{len(recovered)} message(s) stored before an interruption were recorded"
+        )
+    todo = [m for m in todo if m.uid not in recovered]
+    todo = _drop_oversized(run, todo)
     marked = [m for m in listing.messages if _should_delete(store.account, known.get(m.uid))]
     if store.account.delete_after_fetch:
-        marked += recovered
-    meter = _Meter(store.account.name, todo, progress)
+        marked += [m for m in listing.messages if recovered.get(m.uid) == "stored"]
+    stored_before = result.stored
+    meter = _Meter(store.account.name, todo, options.progress)
     for batch in _batches(todo):
-        if _stopping(stop):
+        if options.stopping:
             break
-        marked += _fetch_batch(session, store, batch, result, meter, stop=stop)
+        stored, broken = _fetch_batch(run, batch, meter)
+        if store.account.delete_after_fetch:
+            marked += stored
+        if broken:  # a message left the session unusable: end it, delete nothing
+            session.close()
+            return True
+    session.ensure_synchronized()  # no DELE in a session that may be out of step
     _dele(session, marked)
     session.quit()
     # Only now, with QUIT answered +OK, are the marked messages really gone.
-    store.state.mark_gone(store.account.name, [m.uid for m in marked])
+    store.mark_gone([m.uid for m in marked])
     result.deleted += len(marked)
+    return result.stored > stored_before
 
 
 def _fetch_batch(
-    session: Session,
-    store: AccountStore,
-    batch: Sequence[ServerMessage],
-    result: PollResult,
-    meter: _Meter,
-    *,
-    stop: threading.Event | None = None,
-) -> list[ServerMessage]:
-    """Store a batch durably, record it, extract it; returns what may be deleted."""
-    files = _retrieve(session, store, batch, meter, stop)  # 1. RETR streams into tmp/
-    batch = batch[: len(files)]  # a stop request ends the batch early
-    store.maildir.deliver(files)  # 2-4. flush files, rename into new/, flush new/
-    fetched = [
-        Fetched(m.uid, "stored", f.size, store.relative(f.new_path))
-        for m, f in zip(batch, files, strict=True)
-    ]
-    store.state.record(store.account.name, fetched)  # 5. the UIDLs, committed durably
-    result.stored += len(fetched)
-    result.octets += sum(f.size for f in files)
-    result.warnings.extend(store.index([(f.uid, f.path) for f in fetched if f.path]))
-    # 6. Deleting is safe now; the caller sends DELE and QUIT.
-    return list(batch) if store.account.delete_after_fetch else []
+    run: _Pass, batch: Sequence[ServerMessage], meter: _Meter
+) -> tuple[list[ServerMessage], bool]:
+    """Store a batch durably, record it, extract it.
+
+    Returns the messages stored (the caller may delete them), and whether the
+    session is unusable after a failed message.
+    """
+    spooled, broken = _retrieve(run, batch, meter)  # 1. RETR streams into tmp/
+    try:
+        if spooled and not broken:
+            _check_in_step(run.session, batch[-1])  # 2. the replies belonged to their commands
+    except BaseException:
+        _discard(spooled)
+        raise
+    run.result.warnings.extend(run.store.commit(spooled))  # 3. in new/, recorded, extracted
+    run.result.stored += len(spooled)
+    run.result.octets += sum(s.file.size for s in spooled)
+    uids = {s.uid for s in spooled}
+    # 4. Deleting is safe now; the caller sends DELE and QUIT.
+    return [m for m in batch if m.uid in uids], broken
 
 
 def _retrieve(
-    session: Session,
-    store: AccountStore,
-    batch: Sequence[ServerMessage],
-    meter: _Meter,
-    stop: threading.Event | None = None,
-) -> list[MessageFile]:
-    files: list[MessageFile] = []
+    run: _Pass, batch: Sequence[ServerMessage], meter: _Meter
+) -> tuple[list[Spooled], bool]:
+    """RETR ``batch`` into tmp/; returns the complete files and whether the session broke.
+
+    A message refused with -ERR is noted as failing and skipped. One that
+    breaks the session is noted too: after a lost connection or a body longer
+    than allowed the messages before it are kept; after any other protocol
+    error (a size that does not match LIST: its reply may belong to another
+    command) nothing of the batch is.
+    """
+    spooled: list[Spooled] = []
     # Lazy: once ``stop`` is set no further RETR is sent, and only the replies
-    # already in flight arrive, so zip ends early (hence strict=False).
-    commands = (Command("RETR", (str(m.number),)) for m in batch if not _stopping(stop))
-    try:
-        for message, reply in zip(batch, session.pipelined(commands), strict=False):
-            reply.check(f"RETR {message.number}")
-            file = store.maildir.create(message_key(store.account.name, message.uid))
-            files.append(file)
-            reply.read_into(file)
-            file.close()
-            meter.advance(file.size)
-    except BaseException:
-        for file in files:
-            file.discard()
-        raise
-    return files
+    # already in flight arrive.
+    commands = (Command("RETR", (str(m.number),)) for m in batch if not run.options.stopping)
+    replies = run.session.pipelined(commands)
+    current: Spooled | None = None
+    for message in batch:
+        try:
+            reply = next(replies, None)
+            if reply is None:
+                break
+            if not reply.ok:
+                _failed(run, message, error_for(reply.response, f"RETR {message.number}"))
+                continue
+            current = run.store.spool(message.uid)
+            reply.read_into(current, limit=2 * message.size + BODY_MARGIN, expect=message.size)
+            current.file.close()
+        except (ProtocolError, NetworkError) as exc:
+            _discard([current] if current else [])
+            if not isinstance(exc, ReplyTooLongError | NetworkError):
+                _discard(spooled)
+                spooled = []
+            _failed(run, message, exc)
+            return spooled, True
+        except BaseException:
+            _discard([*spooled, current] if current else spooled)
+            raise
+        spooled.append(current)
+        current = None
+        meter.advance(spooled[-1].file.size)
+    return spooled, False
 
 
-def _stopping(stop: threading.Event | None) -> bool:
-    return stop is not None and stop.is_set()
+def _check_in_step(session: Session, last: ServerMessage) -> None:
+    """Prove the session is in step before anything of it is recorded.
+
+    A server that sent one reply too many (or too few) shifts every later
+    reply onto the wrong command; ``LIST n`` must answer for message n with
+    its size, and nothing else may be waiting.
+    """
+    size = session.list_one(last.number)
+    if size != last.size:
+        raise ProtocolError(
+            f"LIST {last.number} said {size} octets, the listing said {last.size}: "
+            "the server's replies are out of step; nothing of this batch is recorded"
+        )
+    session.ensure_synchronized()
+
+
+def _failed(run: _Pass, message: ServerMessage, exc: Exception) -> None:
+    """Note a message the server could not deliver; it is retried with a backoff."""
+    count = run.store.note_failure(message.uid, str(exc))
+    run.result.failed_uids.add(message.uid)
+    run.result.warnings.append(
+        f"message {message.number} ({message.size} octets) not fetched, attempt {count}: {exc}"
+    )
+
+
+def _discard(spooled: Sequence[Spooled]) -> None:
+    for spool in spooled:
+        spool.discard()
 
 
 def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
     commands = [Command("DELE", (str(m.number),)) for m in marked]
     for message, reply in zip(marked, session.pipelined(commands), strict=True):
         reply.check(f"DELE {message.number}")
+
+
+def _due(store: AccountStore, todo: list[ServerMessage]) -> list[ServerMessage]:
+    """New messages less those failing and not yet due for another attempt."""
+    failing = store.failing()
+    if not failing:
+        return todo
+    now = time.time()
+    return [m for m in todo if (f := failing.get(m.uid)) is None or f.next_attempt <= now]
 
 
 def expire_warnings(account: AccountConfig, capabilities: Capabilities) -> list[str]:
@@ -262,46 +366,18 @@ def _note_gone(store: AccountStore, listing: Listing, known: dict[str, Known]) -
     on_server = listing.by_uid()
     gone = [uid for uid, k in known.items() if k.on_server and uid not in on_server]
     if gone and listing.method == "uidl":
-        store.state.mark_gone(store.account.name, gone)
+        store.mark_gone(gone)
 
 
-def _recover_stored(
-    store: AccountStore, todo: list[ServerMessage], result: PollResult
-) -> tuple[list[ServerMessage], list[ServerMessage]]:
-    """Record messages that reached new/ before a crash cut their commit short.
-
-    Returns the messages still to fetch, and those recovered.
-    """
-    if not todo:
-        return todo, []
-    on_disk = store.maildir.stored_keys()
-    name = store.account.name
-    found = {m.uid: on_disk[k] for m in todo if (k := message_key(name, m.uid)) in on_disk}
-    if found:
-        store.state.record(
-            name,
-            [
-                Fetched(uid, "stored", p.stat().st_size, store.relative(p))
-                for uid, p in found.items()
-            ],
-        )
-        result.warnings.append(
-            f"{len(found)} message(s) stored before an interruption were recorded"
-        )
-        result.warnings.extend(store.index([(uid, store.relative(p)) for uid, p in found.items()]))
-    return [m for m in todo if m.uid not in found], [m for m in todo if m.uid in found]
-
-
-def _drop_oversized(
-    session: Session, store: AccountStore, todo: list[ServerMessage], result: PollResult
-) -> list[ServerMessage]:
+def _drop_oversized(run: _Pass, todo: list[ServerMessage]) -> list[ServerMessage]:
+    store, result = run.store, run.result
     limit = store.account.max_message_size
     if limit is None:
         return todo
     big = [m for m in todo if m.size > limit]
     for message in big:
         if store.account.fetch_oversized == "headers":
-            _store_headers(session, store, message, result)
+            _store_headers(run, message)
         elif message.uid not in result.skipped_uids:  # a later session sees it again
             result.skipped_uids.add(message.uid)
             result.warnings.append(
@@ -310,21 +386,20 @@ def _drop_oversized(
     return [m for m in todo if m.size <= limit]
 
 
-def _store_headers(
-    session: Session, store: AccountStore, message: ServerMessage, result: PollResult
-) -> None:
-    file = store.maildir.create(message_key(store.account.name, message.uid))
+def _store_headers(run: _Pass, message: ServerMessage) -> None:
+    """Keep the headers of a message too big to fetch: TOP n 0, committed as "headers"."""
+    spool = run.store.spool(message.uid, "headers")
     try:
-        session.top(message.number, 0, file)
+        run.session.top(message.number, 0, spool, limit=HEADERS_LIMIT)
+    except ServerError as exc:  # -ERR: the session is still in step
+        spool.discard()
+        _failed(run, message, exc)
+        return
     except BaseException:
-        file.discard()
+        spool.discard()
         raise
-    store.maildir.deliver([file])
-    store.state.record(
-        store.account.name,
-        [Fetched(message.uid, "headers", file.size, store.relative(file.new_path))],
-    )
-    result.stored += 1
+    run.result.warnings.extend(run.store.commit([spool]))
+    run.result.stored += 1
 
 
 def _batches(todo: Sequence[ServerMessage]) -> Iterator[Sequence[ServerMessage]]:
@@ -353,3 +428,13 @@ class _Meter:
         p = self.progress
         self.progress = Progress(p.account, p.done + 1, p.total, p.octets + octets, p.total_octets)
         self.callback(self.progress)
+
+
+__all__ = [
+    "PollResult",
+    "Progress",
+    "ProgressCallback",
+    "expire_warnings",
+    "poll_account",
+    "recover_account",
+]

@@ -66,7 +66,7 @@ def mailbox(dovecot_alice: Dovecot) -> list[bytes]:
     return messages
 
 
-def write_config(tmp_path: Path, dovecot: Dovecot) -> Path:
+def write_config(tmp_path: Path, dovecot: Dovecot, extra: str = "") -> Path:
     config = tmp_path / "config.toml"
     config.write_text(
         textwrap.dedent(
@@ -84,6 +84,7 @@ def write_config(tmp_path: Path, dovecot: Dovecot) -> Path:
             delete_after_fetch = true
             """
         )
+        + extra
     )
     config.chmod(0o600)
     return config
@@ -170,3 +171,80 @@ def test_kill_at_timed_instants(
     final = fetch(config)
     assert final.returncode == 0, final.stderr.decode()[-2000:]
     assert_exactly_once(tmp_path, dovecot_alice, mailbox)
+
+
+# -- mail too big to fetch: only its headers are stored, and it stays on the server
+
+OVERSIZED = 'max_message_size = "20 KB"\nfetch_oversized = "headers"\n'
+
+
+@pytest.fixture
+def mixed_sizes(dovecot_alice: Dovecot) -> tuple[list[bytes], list[bytes]]:
+    """60 small messages and, among them, 4 too big to fetch."""
+    small = [
+        make_message(f"small {i}", f"body {i}\n", message_id=f"<s-{i}@test>") for i in range(60)
+    ]
+    big = [make_message(f"big {i}", "y" * 40_000, message_id=f"<b-{i}@test>") for i in range(4)]
+    mixed = small[:15] + big[:1] + small[15:30] + big[1:3] + small[30:] + big[3:]
+    dovecot_alice.deliver_many("alice", mixed)
+    return small, big
+
+
+def assert_big_ones_kept(
+    tmp_path: Path, dovecot: Dovecot, small: list[bytes], big: list[bytes]
+) -> None:
+    """Small mail stored once and gone; big mail on the server, its headers stored once."""
+    maildir = tmp_path / "data" / "work" / "Maildir"
+    files = [p for sub in ("new", "cur") for p in (maildir / sub).iterdir()]
+    whole = [p.read_bytes() for p in files if ",FD=" in p.name]
+    headers = [p.read_bytes() for p in files if ",FH=" in p.name]
+    assert sorted(whole) == sorted(m.replace(b"\r\n", b"\n") for m in small)
+    header_ids = sorted(str(message_from_bytes(h)["Message-ID"]) for h in headers)
+    assert header_ids == sorted(f"<b-{i}@test>" for i in range(len(big)))
+    assert all(b"yyyy" not in h for h in headers)
+    left = sorted(p.read_bytes() for p in dovecot.messages("alice"))
+    assert left == sorted(big), "a message fetched as headers only was deleted on the server"
+
+
+@pytest.mark.parametrize(
+    ("target", "when", "nth"),
+    [
+        ("fetchd.store.durable:sync_directory", "after", 1),  # headers in new/, not recorded
+        ("fetchd.store.state:State.record", "before", 2),
+        ("fetchd.store.state:State.record", "after", 2),
+        ("fetchd.poll:_dele", "after", 1),
+        ("fetchd.store.state:State.mark_gone", "before", 1),
+    ],
+)
+def test_kill_with_oversized_mail_never_deletes_it(
+    tmp_path: Path,
+    dovecot_alice: Dovecot,
+    mixed_sizes: tuple[list[bytes], list[bytes]],
+    target: str,
+    when: str,
+    nth: int,
+) -> None:
+    config = write_config(tmp_path, dovecot_alice, OVERSIZED)
+    crashed = subprocess.run(
+        [sys.executable, "-c", INJECTOR, str(config), target, when, str(nth)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    for _ in range(2):  # the second run must change nothing
+        final = fetch(config)
+        assert final.returncode == 0, final.stderr.decode()[-2000:]
+    assert_big_ones_kept(tmp_path, dovecot_alice, *mixed_sizes)
+
+
+def test_lost_state_never_deletes_mail_stored_as_headers(
+    tmp_path: Path, dovecot_alice: Dovecot, mixed_sizes: tuple[list[bytes], list[bytes]]
+) -> None:
+    config = write_config(tmp_path, dovecot_alice, OVERSIZED)
+    assert fetch(config).returncode == 0
+    for path in (tmp_path / "data").glob("state.sqlite3*"):
+        path.unlink()
+    again = fetch(config)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert_big_ones_kept(tmp_path, dovecot_alice, *mixed_sizes)

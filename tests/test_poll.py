@@ -286,3 +286,21 @@ def test_headers_only_messages_are_never_deleted(
     poll(acct, data_dir, state)
     [left] = dovecot_alice.messages("alice")  # the big one: only its headers are on disk
     assert b"Subject: big" in left.read_bytes()
+
+
+def test_legacy_headers_file_is_not_taken_for_the_whole_message(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    """Files written before the name told the kinds apart: the size tells them apart."""
+    big = make_message("big", "z" * 30_000)
+    mailbox = Mailbox([big])
+    server = pop3_server(mailbox)
+    maildir = Maildir(data_dir / "work" / "Maildir")
+    legacy = maildir.create(message_key("work", mailbox.ids[0]))  # tagged "whole"
+    legacy.write(big.split(b"\r\n\r\n")[0] + b"\r\n\r\n")
+    maildir.deliver([legacy])
+
+    result = poll(account(server.port, delete_after_fetch=True), data_dir, state)
+    assert (result.stored, result.deleted) == (0, 0)
+    assert state.known("work")[mailbox.ids[0]].status == "headers"
+    assert [uid for uid, _ in mailbox.snapshot()] == mailbox.ids

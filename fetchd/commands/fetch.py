@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
-
-from structlog.typing import FilteringBoundLogger
 
 from fetchd.commands import load, open_state, select_accounts
-from fetchd.config import AccountConfig
-from fetchd.errors import AccountError
-from fetchd.log import get_logger, pop3_transcript
-from fetchd.poll import PollResult, Progress, poll_account, poll_record
+from fetchd.config import AccountConfig, Config
+from fetchd.errors import FetchdError
+from fetchd.log import get_logger
+from fetchd.poll import Progress
+from fetchd.runner import run_account
 from fetchd.store.state import State
 
 
@@ -24,13 +21,7 @@ def run(args: argparse.Namespace) -> int:
     failed: list[str] = []
     try:
         for account in accounts:
-            error = fetch_one(
-                account,
-                config.daemon.data_dir,
-                state,
-                transcript=config.daemon.transcript,
-                mark_seen=args.mark_seen,
-            )
+            error = fetch_one(account, config, state, mark_seen=args.mark_seen)
             if error:
                 failed.append(f"{account.name}: {error}")
     finally:
@@ -41,52 +32,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fetch_one(
-    account: AccountConfig,
-    data_dir: Path,
-    state: State,
-    *,
-    transcript: bool = True,
-    mark_seen: bool = False,
+    account: AccountConfig, config: Config, state: State, *, mark_seen: bool = False
 ) -> str | None:
-    """Poll one account and log the outcome; returns why it failed, or None."""
+    """Poll one account through the shared runner; returns why it failed, or None."""
     log = get_logger(account=account.name)
     bar = _ProgressBar() if sys.stderr.isatty() else None
-    started = time.time()
     try:
-        result = poll_account(
+        run = run_account(
             account,
-            data_dir,
+            config.daemon.data_dir,
             state,
-            transcript=pop3_transcript(log) if transcript else None,
+            log,
+            transcript=config.daemon.transcript,
             progress=bar,
             mark_seen=mark_seen,
         )
-    except AccountError as exc:
-        log.error("poll failed", error=str(exc), retry_later=exc.retry_later)
-        state.record_poll(poll_record(account.name, started, None, exc))
-        return str(exc)
     finally:
         if bar:
             bar.done()
-    log_result(log, result)
-    state.record_poll(poll_record(account.name, started, result, None))
-    return None
-
-
-def log_result(log: FilteringBoundLogger, result: PollResult) -> None:
-    """The poll's warnings, then its one summary event."""
-    for warning in result.warnings:
-        log.warning("poll warning", detail=warning)
-    log.info(
-        "poll",
-        new=result.new,
-        stored=result.stored,
-        deleted=result.deleted,
-        skipped=result.skipped,
-        octets=result.octets,
-        sessions=result.sessions,
-        seconds=round(result.seconds, 3),
-    )
+    if run.error is None:
+        return None
+    if isinstance(run.error, FetchdError):
+        log.error("poll failed", error=str(run.error), retry_later=run.error.retry_later)
+    return str(run.error)
 
 
 class _ProgressBar:

@@ -19,7 +19,6 @@ from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
 from fetchd.config import AccountConfig, Config
-from fetchd.poll import outcome_of as failure_kind
 
 __all__ = [
     "BACKOFF_CAP",
@@ -27,7 +26,6 @@ __all__ = [
     "JobSpec",
     "backoff_delay",
     "cron_trigger",
-    "failure_kind",
     "specs_for",
 ]
 

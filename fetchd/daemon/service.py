@@ -37,8 +37,7 @@ from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 from structlog.typing import FilteringBoundLogger
 
-from fetchd.commands.fetch import log_result
-from fetchd.config import AccountConfig, Config, load_config
+from fetchd.config import Config, load_config
 from fetchd.daemon.plumbing import InFlight, SignalInbox, Watchdog, quiet_apscheduler
 from fetchd.daemon.policy import (
     BACKOFF_CAP,
@@ -46,14 +45,14 @@ from fetchd.daemon.policy import (
     JobSpec,
     backoff_delay,
     cron_trigger,
-    failure_kind,
     specs_for,
 )
 from fetchd.daemon.report import PollReporter
 from fetchd.daemon.sdnotify import Notifier, monotonic_usec
-from fetchd.errors import ConfigError, FetchdError, StorageError
-from fetchd.log import get_logger, pop3_transcript
-from fetchd.poll import PollResult, poll_account, poll_record
+from fetchd.errors import ConfigError, StorageError
+from fetchd.log import get_logger
+from fetchd.poll import PollResult
+from fetchd.runner import run_account
 from fetchd.store.state import STATE_FILE, State
 
 __all__ = [
@@ -63,7 +62,6 @@ __all__ = [
     "JobSpec",
     "backoff_delay",
     "cron_trigger",
-    "failure_kind",
     "specs_for",
 ]
 
@@ -308,38 +306,29 @@ class Daemon:
     def _poll_and_record(
         self, spec: JobSpec, config: Config, state: State, log: FilteringBoundLogger
     ) -> None:
-        started = time.time()
-        result, error = self._attempt(spec.account, config, state, log)
-        record = poll_record(spec.name, started, result, error)
-        outcome = record.outcome
+        run = run_account(
+            spec.account,
+            config.daemon.data_dir,
+            state,
+            log,
+            transcript=config.daemon.transcript,
+            stop=self._stopping,
+        )
         with self._publishing:
-            failures = state.record_poll(record)
-            next_poll = self._schedule_next(spec, outcome, failures, result)
+            next_poll = self._schedule_next(spec, run.outcome, run.failures, run.result)
             if next_poll is not None:  # None: a reload replaced the job, or fetchd stops
                 state.set_next_poll(spec.name, next_poll)
         self._reporter.report(
-            spec.name, outcome=outcome, error=error, failures=failures, next_poll=next_poll, log=log
+            spec.name,
+            outcome=run.outcome,
+            error=run.error,
+            failures=run.failures,
+            next_poll=next_poll,
+            log=log,
         )
         today = sum(count.since for count in state.fetched_counts().values())
-        self._reporter.polled(spec.name, outcome, record.finished, today)
+        self._reporter.polled(spec.name, run.outcome, run.record.finished, today)
         self._notifier.notify(f"STATUS={self._status_text()}")
-
-    def _attempt(
-        self, account: AccountConfig, config: Config, state: State, log: FilteringBoundLogger
-    ) -> tuple[PollResult | None, Exception | None]:
-        """Run the poll; its failure is returned, not raised."""
-        transcript = pop3_transcript(log) if config.daemon.transcript else None
-        try:
-            result = poll_account(
-                account, config.daemon.data_dir, state, transcript=transcript, stop=self._stopping
-            )
-        except FetchdError as exc:
-            return None, exc
-        except Exception as exc:  # a bug: logged with its traceback, then backed off like others
-            log.exception("poll crashed")
-            return None, exc
-        log_result(log, result)
-        return result, None
 
     def _schedule_next(
         self, spec: JobSpec, outcome: str, failures: int, result: PollResult | None

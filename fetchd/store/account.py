@@ -1,8 +1,11 @@
 """One account's place on disk: its Maildir, its attachment folders, its state rows.
 
-The poll stores messages through this; what happens to a message once it is
-durable and recorded (extracting its attachments, indexing it for
-``fetchd list``) happens here too, so the poll keeps only the ordering.
+``AccountStore`` owns "commit a message": the poll spools each message into
+tmp/ under its UID (``spool``), then hands a batch to ``commit``, which makes
+the files durable in new/, records their UIDs in the state, and only then
+extracts attachments and indexes them for ``fetchd list``. What a file holds
+(the whole message or its headers only) is in its name and in its state row,
+so recovery after a crash can never mistake one for the other.
 """
 
 from __future__ import annotations
@@ -10,18 +13,35 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetchd.config import AccountConfig
 from fetchd.errors import AccountLockedError, StorageError
-from fetchd.store.maildir import Maildir
-from fetchd.store.state import Indexed, State
+from fetchd.store.maildir import Kind, Maildir, MessageFile, StoredFile, message_key
+from fetchd.store.state import Failure, Fetched, Indexed, Known, State
 
 if TYPE_CHECKING:
     from fetchd.mime.attachments import ExtractResult
+
+#: Hidden folders an interrupted extraction leaves under attachments/.
+_PARTIAL_PREFIX = ".partial"
+
+
+@dataclass
+class Spooled:
+    """One message on its way into the Maildir: the UID it came under, and its file."""
+
+    uid: str
+    file: MessageFile
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def discard(self) -> None:
+        self.file.discard()
 
 
 @dataclass
@@ -33,12 +53,10 @@ class AccountStore:
     state: State
 
     def __post_init__(self) -> None:
-        self.root = self.data_dir / self.account.name
+        self.name = self.account.name
+        self.root = self.data_dir / self.name
         self.maildir = Maildir(self.root / "Maildir")
         self.attachments_root = self.root / "attachments"
-
-    def relative(self, path: Path) -> str:
-        return os.path.relpath(path, self.data_dir)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -58,7 +76,79 @@ class AccountStore:
         finally:
             os.close(fd)
 
-    def index(self, stored: Sequence[tuple[str, str]]) -> list[str]:
+    def prepare(self) -> list[str]:
+        """Clear what an interrupted poll left behind (under the lock); returns warnings."""
+        self.maildir.clean_tmp()
+        if self._has_partial_extractions():
+            from fetchd.mime.attachments import remove_partial  # noqa: PLC0415
+
+            remove_partial(self.attachments_root)
+        return self._index(self.state.unindexed(self.name))
+
+    # -- what the state knows --------------------------------------------------
+
+    def known(self) -> dict[str, Known]:
+        return self.state.known(self.name)
+
+    def failing(self) -> dict[str, Failure]:
+        return self.state.failing(self.name)
+
+    def mark_seen(self, sizes: Mapping[str, int]) -> None:
+        """Record messages as seen without fetching them (``fetch --mark-seen``)."""
+        self.state.record(self.name, [Fetched(uid, "seen", size) for uid, size in sizes.items()])
+
+    def mark_gone(self, uids: Sequence[str]) -> None:
+        self.state.mark_gone(self.name, uids)
+
+    def note_failure(self, uid: str, error: str) -> int:
+        """One more failed attempt at ``uid``; returns how many in a row."""
+        return self.state.record_failure(self.name, uid, error)
+
+    # -- committing messages ---------------------------------------------------
+
+    def spool(self, uid: str, kind: Kind = "stored") -> Spooled:
+        """A new file in tmp/ for the message the server calls ``uid``."""
+        return Spooled(uid, self.maildir.create(message_key(self.name, uid), kind))
+
+    def commit(self, spooled: Sequence[Spooled]) -> list[str]:
+        """Deliver, record, then index ``spooled``: after this they may be deleted on the server.
+
+        Returns the indexing warnings (the messages are safe either way).
+        """
+        self.maildir.deliver([s.file for s in spooled])  # flush, rename into new/, flush new/
+        fetched = [
+            Fetched(s.uid, s.file.kind, s.file.size, self._relative(s.file.new_path))
+            for s in spooled
+        ]
+        self.state.record(self.name, fetched)  # committed durably
+        return self._index([(f.uid, f.path) for f in fetched if f.status == "stored" and f.path])
+
+    def recover(self, sizes: Mapping[str, int]) -> dict[str, Kind]:
+        """Record messages whose file reached the Maildir before a crash cut their commit short.
+
+        ``sizes`` maps the candidate UIDs to their LIST size. Returns what was
+        recovered, UID -> kind; only whole messages ("stored") may be deleted.
+        """
+        if not sizes:
+            return {}
+        on_disk = self.maildir.stored_keys()
+        found = {
+            uid: on_disk[key] for uid in sizes if (key := message_key(self.name, uid)) in on_disk
+        }
+        if not found:
+            return {}
+        kinds = {uid: _kind_of(file, sizes[uid]) for uid, file in found.items()}
+        paths = {uid: self._relative(file.path) for uid, file in found.items()}
+        self.state.record(
+            self.name,
+            [Fetched(uid, kinds[uid], found[uid].path.stat().st_size, paths[uid]) for uid in found],
+        )
+        self._index([(uid, paths[uid]) for uid in found if kinds[uid] == "stored"])
+        return kinds
+
+    # -- attachments and the list index ----------------------------------------
+
+    def _index(self, stored: Sequence[tuple[str, str]]) -> list[str]:
         """Extract attachments of stored (uid, path) messages and index them.
 
         The .eml files are already safe, so problems only come back as warnings.
@@ -78,17 +168,24 @@ class AccountStore:
                 continue
             warnings.extend(f"{path}: {warning}" for warning in done.warnings)
             rows.append(self._row(uid, path, done))
-        self.state.index_many(self.account.name, rows)
+        self.state.index_many(self.name, rows)
         return warnings
 
-    def index_pending(self) -> list[str]:
-        """Finish extraction that an interruption left undone."""
-        return self.index(self.state.unindexed(self.account.name))
+    def _has_partial_extractions(self) -> bool:
+        try:
+            return any(
+                e.name.startswith(_PARTIAL_PREFIX) for e in os.scandir(self.attachments_root)
+            )
+        except FileNotFoundError:
+            return False
+
+    def _relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.data_dir)
 
     def _row(self, uid: str, path: str, done: ExtractResult) -> Indexed:
         info = done.info
         return Indexed(
-            account=self.account.name,
+            account=self.name,
             uid=uid,
             path=path,
             date=info.date.isoformat() if info.date else None,
@@ -96,6 +193,24 @@ class AccountStore:
             sender_address=info.sender_address,
             subject=info.subject,
             message_id=info.message_id,
-            folder=self.relative(done.folder) if done.folder else None,
-            attachments=tuple(self.relative(file) for file in done.files),
+            folder=self._relative(done.folder) if done.folder else None,
+            attachments=tuple(self._relative(file) for file in done.files),
         )
+
+
+def _kind_of(file: StoredFile, listed_size: int) -> Kind:
+    """What a recovered file holds, by its name; a "whole" file must also be whole in size.
+
+    Files written before the name told the kinds apart were all tagged as
+    whole, headers-only ones too: a file far smaller than LIST's size (more
+    than its CRLF/LF difference) is taken as headers only, so it is never the
+    reason the full message is deleted on the server.
+    """
+    if file.kind == "headers":
+        return "headers"
+    with file.path.open("rb") as fp:
+        size = lines = 0
+        while chunk := fp.read(1 << 20):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+    return "stored" if size + lines >= listed_size else "headers"

@@ -1,9 +1,12 @@
 """Maildir delivery: write into tmp/, make durable, rename into new/.
 
 File names follow the Maildir convention (``secs.MusecPpidRrand.host``) and
-add ``,FD=<key>`` and ``.eml``. The key is a digest of (account, UIDL): a
-message that reached new/ just before a crash, before its UIDL was recorded,
-is recognised by it on the next pass and not stored twice.
+add ``,FD=<key>`` (a whole message) or ``,FH=<key>`` (its headers only, for a
+message too big to fetch) and ``.eml``. The key is a digest of (account,
+UIDL): a message that reached new/ just before a crash, before its UIDL was
+recorded, is recognised by it on the next pass and not stored twice, and the
+tag says what was stored, so that a headers-only file is never taken for the
+whole message (which could then be deleted on the server).
 
 Line endings are normalised to LF, the Maildir convention; the bytes are
 otherwise exactly what the server sent.
@@ -20,18 +23,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fetchd.errors import StorageError
 from fetchd.store import durable
 
-_KEY_IN_NAME = re.compile(r",FD=([0-9a-f]{24})\.eml")
+#: What a file holds: the whole message, or only its headers (TOP n 0).
+Kind = Literal["stored", "headers"]
+_TAGS: dict[Kind, str] = {"stored": "FD", "headers": "FH"}
+_KINDS: dict[str, Kind] = {tag: kind for kind, tag in _TAGS.items()}
+_KEY_IN_NAME = re.compile(r",(FD|FH)=([0-9a-f]{24})\.eml")
 #: Leftovers in tmp/ older than this are removed (the Maildir spec's 36 hours).
 STALE_TMP_SECONDS = 36 * 3600
 
 
 def message_key(account: str, uid: str) -> str:
     """The digest that names a message's file; stable across passes."""
-    return hashlib.sha256(f"{account}\0{uid}".encode()).hexdigest()[:24]
+    # surrogateescape: UIDs keep the server's exact octets (see fetchd.pop3.inventory).
+    return hashlib.sha256(f"{account}\0{uid}".encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 def _hostname() -> str:
@@ -39,15 +48,25 @@ def _hostname() -> str:
     return socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """A fetchd file found in new/ or cur/: what its name says it holds."""
+
+    path: Path
+    kind: Kind
+
+
 class MessageFile:
     """A message being written into tmp/; line endings become LF on the way."""
 
-    def __init__(self, maildir: Maildir, key: str) -> None:
+    def __init__(self, maildir: Maildir, key: str, kind: Kind = "stored") -> None:
         now = time.time()
         seconds, micros = int(now), int(now % 1 * 1_000_000)
         rand = secrets.token_hex(4)
-        self.name = f"{seconds}.M{micros}P{os.getpid()}R{rand}.{maildir.host},FD={key}.eml"
+        tag = _TAGS[kind]
+        self.name = f"{seconds}.M{micros}P{os.getpid()}R{rand}.{maildir.host},{tag}={key}.eml"
         self.key = key
+        self.kind = kind
         self.tmp_path = maildir.tmp / self.name
         self.new_path = maildir.new / self.name
         self.size = 0
@@ -108,8 +127,8 @@ class Maildir:
         except OSError as exc:
             raise StorageError(f"cannot create the Maildir {self.root}: {exc.strerror}") from exc
 
-    def create(self, key: str) -> MessageFile:
-        return MessageFile(self, key)
+    def create(self, key: str, kind: Kind = "stored") -> MessageFile:
+        return MessageFile(self, key, kind)
 
     def deliver(self, files: Sequence[MessageFile]) -> None:
         """Make ``files`` durable and move them into new/ (data, rename, directory)."""
@@ -125,14 +144,22 @@ class Maildir:
             raise StorageError(f"cannot move a message into {self.new}: {exc.strerror}") from exc
         durable.sync_directory(self.new)
 
-    def stored_keys(self) -> dict[str, Path]:
-        """Key -> file for every fetchd message in new/ and cur/ (a mail client moves them)."""
-        found: dict[str, Path] = {}
+    def stored_keys(self) -> dict[str, StoredFile]:
+        """Key -> file for every fetchd message in new/ and cur/ (a mail client moves them).
+
+        Where one key has both a whole file and a headers-only one (the
+        message was fetched whole after shrinking, say), the whole one wins.
+        """
+        found: dict[str, StoredFile] = {}
         for directory in (self.new, self.cur):
             for entry in os.scandir(directory):
                 match = _KEY_IN_NAME.search(entry.name)
-                if match:
-                    found[match.group(1)] = Path(entry.path)
+                if match is None:
+                    continue
+                tag, key = match.groups()
+                earlier = found.get(key)
+                if earlier is None or earlier.kind == "headers":
+                    found[key] = StoredFile(Path(entry.path), _KINDS[tag])
         return found
 
     def clean_tmp(self) -> int:
@@ -144,7 +171,7 @@ class Maildir:
         removed = 0
         deadline = time.time() - STALE_TMP_SECONDS
         for entry in os.scandir(self.tmp):
-            ours = ",FD=" in entry.name
+            ours = _KEY_IN_NAME.search(entry.name) is not None
             if ours or entry.stat(follow_symlinks=False).st_mtime < deadline:
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1

@@ -16,9 +16,9 @@ from fetchd.daemon.policy import (
     _cron_weekdays,
     backoff_delay,
     cron_trigger,
-    failure_kind,
     specs_for,
 )
+from fetchd.runner import outcome_of
 
 intervals = st.floats(min_value=0.001, max_value=7 * 86400)
 streaks = st.integers(min_value=0, max_value=10_000)
@@ -64,7 +64,7 @@ def test_backoff_doubles_from_the_interval() -> None:
     ],
 )
 def test_failure_kinds(error: Exception, kind: str) -> None:
-    assert failure_kind(error) == kind
+    assert outcome_of(error) == kind
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,116 @@
+"""The per-account runner: one poll, logged and recorded, whatever its outcome.
+
+``fetchd fetch`` and the daemon both run an account through ``run_account``,
+so they share one sequence and one exception policy: a ``FetchdError`` of
+any kind (a refused login, a missing password file, a full disk) is that
+account's outcome and never stops the others; anything else is a bug, logged
+with its traceback and recorded as "bug". How loudly a failure is reported is
+the front end's choice (the daemon says a refused login only once).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from structlog.typing import FilteringBoundLogger
+
+from fetchd.config import AccountConfig
+from fetchd.errors import FetchdError
+from fetchd.log import pop3_transcript
+from fetchd.poll import PollResult, ProgressCallback, poll_account
+from fetchd.store.state import PollRecord, State
+
+
+@dataclass(frozen=True)
+class AccountRun:
+    """How one account's poll ended, as recorded for ``fetchd status``."""
+
+    result: PollResult | None
+    error: Exception | None
+    record: PollRecord
+    #: Failed polls in a row, this one included (0 after a success).
+    failures: int
+
+    @property
+    def outcome(self) -> str:
+        return self.record.outcome
+
+
+def run_account(
+    account: AccountConfig,
+    data_dir: Path,
+    state: State,
+    log: FilteringBoundLogger,
+    *,
+    transcript: bool = True,
+    progress: ProgressCallback | None = None,
+    mark_seen: bool = False,
+    stop: threading.Event | None = None,
+) -> AccountRun:
+    """Poll ``account``, log the result, record the poll; never raises a poll's failure."""
+    started = time.time()
+    result: PollResult | None = None
+    error: Exception | None = None
+    try:
+        result = poll_account(
+            account,
+            data_dir,
+            state,
+            transcript=pop3_transcript(log) if transcript else None,
+            progress=progress,
+            mark_seen=mark_seen,
+            stop=stop,
+        )
+    except FetchdError as exc:
+        error = exc
+    except Exception as exc:  # a bug: one account's must not stop the others
+        log.exception("poll crashed")
+        error = exc
+    else:
+        log_result(log, result)
+    record = poll_record(account.name, started, result, error)
+    return AccountRun(result, error, record, state.record_poll(record))
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """The poll's outcome: "ok", the failure's ``FetchdError.kind``, or "bug"."""
+    if error is None:
+        return "ok"
+    return error.kind if isinstance(error, FetchdError) else "bug"
+
+
+def poll_record(
+    account: str, started: float, result: PollResult | None, error: BaseException | None
+) -> PollRecord:
+    """What ``fetchd status`` keeps of one poll."""
+    return PollRecord(
+        account=account,
+        started=started,
+        finished=time.time(),
+        outcome=outcome_of(error),
+        error=None if error is None else str(error),
+        new=result.new if result else 0,
+        stored=result.stored if result else 0,
+        deleted=result.deleted if result else 0,
+        octets=result.octets if result else 0,
+    )
+
+
+def log_result(log: FilteringBoundLogger, result: PollResult) -> None:
+    """The poll's warnings, then its one summary event."""
+    for warning in result.warnings:
+        log.warning("poll warning", detail=warning)
+    log.info(
+        "poll",
+        new=result.new,
+        stored=result.stored,
+        deleted=result.deleted,
+        skipped=result.skipped,
+        failed=result.failed,
+        octets=result.octets,
+        sessions=result.sessions,
+        seconds=round(result.seconds, 3),
+    )
