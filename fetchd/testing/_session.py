@@ -100,6 +100,9 @@ class Session(Connection):
             self.owner.record("S", repr(_GARBAGE))
             self.conn.sendall(_GARBAGE)
             return
+        hook = self.options.hooks.get(verb)
+        if hook is not None and hook(self, arg):
+            return
         table = _AUTHORIZATION if self.txn is None else _TRANSACTION
         handler = table.get(verb)
         if handler is None:

@@ -20,9 +20,10 @@ import socketserver
 import ssl
 import threading
 from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import cast
+from typing import Any, cast
 
 from fetchd.testing._connection import Hangup, shutdown_quietly
 from fetchd.testing._session import Session
@@ -140,6 +141,10 @@ class ServerOptions:
     multiline_lf_only: bool = False
     #: Announce TOP, UIDL and PIPELINING only after login, as Gmail does.
     late_capa: bool = False
+    #: Verb -> ``hook(session, arg)``, run before the normal handler; a hook
+    #: that returns True has answered the command itself. For scripting a
+    #: hostile server: replies twice, lies about sizes, sends raw bytes.
+    hooks: dict[str, Callable[[Any, str], bool]] = field(default_factory=dict)
 
 
 class POP3TestServer:

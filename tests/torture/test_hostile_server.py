@@ -1,0 +1,321 @@
+"""Whole polls against a scripted hostile server: nothing lost, nothing misfiled.
+
+Every test ends with the same check (``assert_faithful``): each message the
+state records as stored is on disk under its own UID with exactly the content
+the server holds for that UID, nothing was stored twice, and nothing the
+server deleted was left unstored.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fetchd.config import AccountConfig
+from fetchd.errors import NetworkTimeout, ProtocolError, ReplyTooLongError
+from fetchd.poll import PollResult, poll_account
+from fetchd.store.state import State
+from fetchd.testing.server import Mailbox, POP3TestServer
+from tests.messages import make_message
+
+Start = Callable[..., POP3TestServer]
+Hook = Callable[[Any, str], bool]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def state(data_dir: Path) -> Iterator[State]:
+    db = State(data_dir / "state.sqlite3")
+    yield db
+    db.close()
+
+
+def account(port: int, **settings: Any) -> AccountConfig:
+    values: dict[str, Any] = {
+        "name": "work",
+        "host": "127.0.0.1",
+        "port": port,
+        "security": "plain",
+        "username": "alice",
+        "password": "secret",
+        "timeout": 2,
+    }
+    values.update(settings)
+    return AccountConfig(**values)
+
+
+def poll(server: POP3TestServer, data_dir: Path, state: State, **settings: Any) -> PollResult:
+    return poll_account(account(server.port, **settings), data_dir, state)
+
+
+def messages(count: int, body: str = "hello\n") -> list[bytes]:
+    return [make_message(f"m{i}", body * (i + 1), message_id=f"<m{i}@test>") for i in range(count)]
+
+
+def assert_faithful(data_dir: Path, state: State, originals: dict[str, bytes]) -> None:
+    """Every recorded message is on disk under its own UID, exactly as the server had it."""
+    new = data_dir / "work" / "Maildir" / "new"
+    on_disk = sorted(p.read_bytes() for p in new.iterdir()) if new.exists() else []
+    rows = {row.uid: row for row in state.listing("work")}
+    assert len(on_disk) == len(set(on_disk)), "a message was stored twice"
+    for uid, row in rows.items():
+        assert row.path is not None
+        content = (data_dir / row.path).read_bytes()
+        assert content == originals[uid].replace(b"\r\n", b"\n"), f"{uid!r} holds another message"
+    assert len(rows) == len(on_disk)
+
+
+def server_with(start: Start, mail: list[bytes], **hooks: Hook) -> tuple[POP3TestServer, dict[str, bytes]]:
+    server = start(Mailbox(mail), hooks=hooks)
+    return server, dict(zip(server.mailbox.ids, mail, strict=True))
+
+
+# -- replies paired with the wrong command -----------------------------------
+
+
+def reply_twice(number: str) -> Hook:
+    """The server answers RETR ``number`` twice (one reply too many)."""
+
+    def hook(session: Any, arg: str) -> bool:
+        if arg != number:
+            return False
+        session.cmd_retr(arg)
+        session.cmd_retr(arg)
+        return True
+
+    return hook
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize("delete", [True, False])
+def test_a_reply_too_many_never_misfiles_or_deletes(
+    pop3_server: Start, data_dir: Path, state: State, pipelining: bool, delete: bool
+) -> None:
+    mail = messages(6)
+    server, originals = server_with(pop3_server, mail, RETR=reply_twice("2"))
+    server.options.pipelining = pipelining
+    for _ in range(3):
+        try:
+            poll(server, data_dir, state, delete_after_fetch=delete)
+        except ProtocolError:
+            pass
+        assert_faithful(data_dir, state, originals)
+    server.options.hooks = {}
+    poll(server, data_dir, state, delete_after_fetch=delete)
+    assert_faithful(data_dir, state, originals)
+    assert len(state.listing("work")) == 6
+    if delete:
+        assert server.mailbox.snapshot() == []
+
+
+def test_same_size_replies_shifted_are_caught_by_the_batch_check(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    """Equal sizes defeat the size check; LIST n before the commit does not."""
+    mail = [make_message("same", "x" * 100, message_id=f"<same-{i}@t>") for i in range(4)]
+    server, originals = server_with(pop3_server, mail, RETR=reply_twice("1"))
+    with pytest.raises(ProtocolError):
+        poll(server, data_dir, state, delete_after_fetch=True)
+    assert state.listing("work") == []
+    assert len(server.mailbox.snapshot()) == 4
+
+
+# -- one bad message among good ones -------------------------------------------
+
+
+def refuse(number: str) -> Hook:
+    def hook(session: Any, arg: str) -> bool:
+        if arg != number:
+            return False
+        session.reply("-ERR cannot read this message")
+        return True
+
+    return hook
+
+
+def test_a_message_the_server_cannot_send_does_not_block_the_rest(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    mail = messages(5)
+    server, originals = server_with(pop3_server, mail, RETR=refuse("2"))
+    bad = server.mailbox.ids[1]
+    first = poll(server, data_dir, state, delete_after_fetch=True)
+    assert first.stored == 4
+    assert first.failed_uids == {bad}
+    assert state.failing("work")[bad].count == 1
+    second = poll(server, data_dir, state, delete_after_fetch=True)
+    failure = state.failing("work")[bad]
+    assert (second.stored, failure.count) == (0, 2)
+    assert failure.next_attempt > time.time() + 600  # backed off
+    third = poll(server, data_dir, state, delete_after_fetch=True)
+    assert third.failed == 0  # not even tried while backing off
+    assert [uid for uid, _ in server.mailbox.snapshot()] == [bad]  # never deleted
+    assert_faithful(data_dir, state, originals)
+
+
+def lie_about_size(number: str, sent: int) -> Hook:
+    """LIST says the real size; RETR ``number`` sends ``sent`` octets of body and more."""
+
+    def hook(session: Any, arg: str) -> bool:
+        if arg != number:
+            return False
+        session.reply("+OK")
+        line = b"X" * 998 + b"\r\n"
+        for _ in range(sent // len(line) + 1):
+            session.conn.sendall(line)
+        session.conn.sendall(b".\r\n")
+        return True
+
+    return hook
+
+
+def test_a_body_far_longer_than_listed_is_cut_off_and_the_rest_stored(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    mail = messages(4)
+    server, originals = server_with(pop3_server, mail, RETR=lie_about_size("2", 8 << 20))
+    bad = server.mailbox.ids[1]
+    result = poll(server, data_dir, state, delete_after_fetch=True)
+    assert result.stored == 3
+    assert bad in state.failing("work")
+    assert "longer" in state.failing("work")[bad].error or "octets" in state.failing("work")[bad].error
+    maildir = data_dir / "work" / "Maildir"
+    assert all(p.stat().st_size < 2 << 20 for p in maildir.rglob("*") if p.is_file())
+    assert list((maildir / "tmp").iterdir()) == []
+    assert [uid for uid, _ in server.mailbox.snapshot()] == [bad]
+    assert_faithful(data_dir, state, originals)
+
+
+def test_a_body_of_another_size_is_never_stored(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    mail = messages(3)
+    server, originals = server_with(pop3_server, mail, RETR=lie_about_size("3", 5000))
+    result = poll(server, data_dir, state, delete_after_fetch=True)
+    assert result.stored == 2
+    assert server.mailbox.ids[2] in state.failing("work")
+    assert_faithful(data_dir, state, originals)
+
+
+# -- hostile listings ------------------------------------------------------------
+
+
+def test_uids_differing_in_one_octet_stay_distinct(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    mail = messages(3)
+    server = pop3_server(Mailbox(mail, uidls=["u\xff", "u\xfe", "u\x0bv"]))
+    result = poll(server, data_dir, state)
+    assert result.stored == 3
+    assert set(state.known("work")) == {"u\udcff", "u\udcfe", "u\x0bv"}
+    assert poll(server, data_dir, state).stored == 0
+
+
+def endless(status: str) -> Hook:
+    def hook(session: Any, arg: str) -> bool:
+        if arg:
+            return False
+        session.reply(status)
+        line = b"1 " + b"z" * 60 + b"\r\n"
+        try:
+            for _ in range(400_000):  # 25 MB, far past any cap for three messages
+                session.conn.sendall(line)
+        except OSError:
+            pass  # the client hung up, as it should
+        return True
+
+    return hook
+
+
+@pytest.mark.parametrize("verb", ["UIDL", "LIST", "CAPA"])
+def test_an_endless_listing_ends_in_a_clear_error(
+    pop3_server: Start, data_dir: Path, state: State, verb: str
+) -> None:
+    server, _ = server_with(pop3_server, messages(3), **{verb: endless("+OK here it comes")})
+    with pytest.raises(ReplyTooLongError):
+        poll(server, data_dir, state, delete_after_fetch=True)
+    assert state.listing("work") == []
+    assert len(server.mailbox.snapshot()) == 3
+
+
+def trickle(number: str, delay: float) -> Hook:
+    """RETR ``number`` sends its body one octet every ``delay`` seconds."""
+
+    def hook(session: Any, arg: str) -> bool:
+        if arg != number:
+            return False
+        session.reply("+OK")
+        try:
+            for _ in range(100_000):
+                session.conn.sendall(b"x")
+                time.sleep(delay)
+        except OSError:
+            pass
+        return True
+
+    return hook
+
+
+def test_a_trickling_server_cannot_hold_a_poll(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    mail = messages(3, body="y" * 2000 + "\n")
+    server, originals = server_with(pop3_server, mail, RETR=trickle("2", 0.2))
+    started = time.monotonic()
+    try:
+        poll(server, data_dir, state, timeout=1)
+    except NetworkTimeout:
+        pass
+    assert time.monotonic() - started < 30
+    assert server.mailbox.ids[1] in state.failing("work")
+    assert_faithful(data_dir, state, originals)
+
+
+def test_garbage_after_a_reply_stops_the_session_before_any_dele(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    def noise(session: Any, arg: str) -> bool:
+        session.cmd_retr(arg)
+        if arg == "3":
+            session.conn.sendall(b"+OK surprise\r\n")
+        return True
+
+    server, originals = server_with(pop3_server, messages(3), RETR=noise)
+    server.options.pipelining = False
+    with pytest.raises(ProtocolError):
+        poll(server, data_dir, state, delete_after_fetch=True)
+    assert len(server.mailbox.snapshot()) == 3
+    assert_faithful(data_dir, state, originals)
+
+
+def test_a_dropped_connection_mid_body_keeps_what_came_before(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    mail = messages(4, body="z" * 500 + "\n")
+    server, originals = server_with(pop3_server, mail)
+    server.options.drop_during_retr = 3
+    result = poll(server, data_dir, state, delete_after_fetch=True)
+    assert result.stored >= 2
+    server.options.drop_during_retr = None
+    poll(server, data_dir, state, delete_after_fetch=True)
+    poll(server, data_dir, state, delete_after_fetch=True)
+    assert_faithful(data_dir, state, originals)
+    assert len(state.listing("work")) + len(server.mailbox.snapshot()) >= 4
+
+
+def test_nothing_is_read_from_a_port_that_never_answers(data_dir: Path, state: State) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(NetworkTimeout):
+            poll_account(account(port, timeout=1), data_dir, state)
+        assert time.monotonic() - started < 10
