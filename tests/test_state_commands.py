@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fetchd.cli import EXIT_USAGE, main
+from fetchd.cli import EXIT_STORAGE, EXIT_USAGE, main
 from fetchd.commands.state import rebuild
 from fetchd.config import AccountConfig, load_config
 from fetchd.errors import NetworkError
@@ -192,3 +192,16 @@ def test_rebuild_without_any_database_creates_one(config: Path) -> None:
 def test_rebuild_names_unknown_accounts(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-c", str(config), "state", "rebuild", "zed"]) == EXIT_USAGE
     assert "no account named zed" in capsys.readouterr().err
+
+
+def test_fetch_list_and_status_point_to_the_repair(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = filled(config)
+    with path.open("r+b") as file:
+        file.write(b"\0garbage" * 12)  # the header: SQLite no longer sees a database
+    for command in ("fetch", "list", "status"):
+        assert main(["-c", str(config), command]) == EXIT_STORAGE
+        err = capsys.readouterr().err
+        assert f"the state database {path}" in err
+        assert "'fetchd state rebuild' keeps it aside" in err

@@ -318,7 +318,7 @@ class State:
                 raise
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StorageError(f"the state database {self.path} failed: {exc}") from exc
+            raise StorageError(_failure_text(self.path, exc)) from exc
 
     def close(self) -> None:
         self._db.close()
@@ -514,7 +514,7 @@ class State:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise StorageError(f"the state database {self.path} failed: {exc}") from exc
+            raise StorageError(_failure_text(self.path, exc)) from exc
 
 
 # A failed poll keeps the previous last_success; a successful one resets the streak.
@@ -626,7 +626,19 @@ def _open_failure(path: Path, exc: BaseException) -> str:
         return f"cannot open {where}: the file is not readable and writable ({exc})"
     if isinstance(exc, StorageError):
         return str(exc)
-    return f"cannot open {where}: {exc}"
+    return f"cannot open {where}: {exc}{_repair_hint(exc)}"
+
+
+def _failure_text(path: Path, exc: sqlite3.Error) -> str:
+    return f"the state database {path} failed: {exc}{_repair_hint(exc)}"
+
+
+def _repair_hint(exc: BaseException) -> str:
+    """What to do when SQLite says the file is damaged; nothing mends it by itself."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return ""
+    return " (the file is damaged: 'fetchd state rebuild' keeps it aside and rebuilds the state)"
 
 
 def _version_problem(path: Path, version: int) -> str:
