@@ -38,6 +38,7 @@ _HANDLERS = {
     "check": "check:run",
     "init": "init:run",
     "account": "account:run",
+    "state": "state:run",
 }
 
 
@@ -112,6 +113,22 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     add.add_argument("--delete-after-fetch", action="store_true")
     remove = actions.add_parser("remove", help="remove an account added with 'account add'")
     remove.add_argument("name", metavar="NAME")
+    _add_state_command(commands)
+
+
+def _add_state_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    state = commands.add_parser("state", help="check the state database, or rebuild it")
+    actions = state.add_subparsers(dest="action", required=True)
+    actions.add_parser("check", help="SQLite's integrity check of the state database")
+    rebuild = actions.add_parser(
+        "rebuild",
+        help="keep a damaged state database aside and rebuild it from the Maildir and the "
+        "server's listing (never deletes anything on the server)",
+    )
+    rebuild.add_argument("accounts", nargs="*", metavar="ACCOUNT")
+    rebuild.add_argument(
+        "--force", action="store_true", help="rebuild even if the database is sound"
+    )
 
 
 def _handler(command: str) -> Callable[[argparse.Namespace], int]:

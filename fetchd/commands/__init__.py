@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
 from collections.abc import Sequence
 
 from fetchd.config import AccountConfig, Config, default_config_path, load_config
 from fetchd.errors import UsageError
 from fetchd.log import configure_logging
-from fetchd.store.state import STATE_FILE, State
+from fetchd.store.state import State, state_path
 
 
 def load(args: argparse.Namespace) -> Config:
@@ -38,7 +39,7 @@ def select_accounts(config: Config, names: Sequence[str]) -> list[AccountConfig]
 
 def open_state(config: Config) -> State:
     """The state database for fetching, created on first use."""
-    return State(config.daemon.data_dir / STATE_FILE)
+    return State(state_path(config.daemon.data_dir))
 
 
 def read_state(config: Config) -> State | None:
@@ -47,7 +48,7 @@ def read_state(config: Config) -> State | None:
     Commands that only report never create it, and never leave a file behind
     that the daemon's user could not write.
     """
-    path = config.daemon.data_dir / STATE_FILE
+    path = state_path(config.daemon.data_dir)
     return State.open_readonly(path) if path.is_file() else None
 
 
@@ -55,3 +56,32 @@ def say(text: str) -> None:
     """One line for the person at the terminal (stdout, flushed)."""
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def printable(text: str) -> str:
+    """Text from a sender or a server, made safe for a terminal.
+
+    Control characters could move the cursor or recolour the terminal, and
+    bidirectional overrides (U+202E) could make a subject read backwards; the
+    first become spaces, the second are dropped.
+    """
+    out = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cc":
+            out.append(" ")
+        elif category == "Cs":  # a byte that was not UTF-8 (surrogateescape)
+            out.append("\ufffd")
+        elif category != "Cf" or char in "\u200c\u200d":  # keep joiners: emoji, Indic scripts
+            out.append(char)
+    return " ".join("".join(out).split())
+
+
+def shown_uid(uid: str) -> str:
+    """A UID as people see it: every byte that is not printable UTF-8 as an escape.
+
+    Two UIDs that differ in one invalid byte must look different, so nothing
+    is replaced or dropped: ``b"u\\xff"`` is shown as ``u\\xff``.
+    """
+    text = uid.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

@@ -4,7 +4,9 @@ Validation itself is ``load_config``'s (every problem at once, with its key
 path). Here each account gets a verdict: its password source is read where
 that has no side effects, and with ``--connect`` fetchd logs in, reports what
 the server offers and how many messages wait, and QUITs without marking
-anything for deletion. Exit 1 if any account fails.
+anything for deletion. The state database gets SQLite's integrity check
+(the one ``fetchd state check`` runs). Exit 1 if it is damaged or any
+account fails.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import os
 
 from fetchd.commands import load, say
+from fetchd.commands.state import verdict as state_verdict
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
 from fetchd.poll import expire_warnings
@@ -24,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     count = len(config.accounts)
     say(f"{config.path}: valid, {count} account{'' if count == 1 else 's'}")
-    failed = 0
+    sound, line = state_verdict(config)
+    say(line)
+    failed = 0 if sound else 1
     for account in config.accounts.values():
         try:
             interval = account.interval or config.daemon.interval

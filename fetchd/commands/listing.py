@@ -15,13 +15,12 @@ import argparse
 import contextlib
 import json
 import os
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from fetchd.commands import load, read_state, say
+from fetchd.commands import load, printable, read_state, say
 from fetchd.errors import UsageError
 from fetchd.store.state import Indexed
 
@@ -94,7 +93,7 @@ def human_lines(rows: Sequence[Indexed], data_dir: Path) -> list[str]:
     lines: list[str] = []
     for row in rows:
         summary = "  ".join(
-            (_when(row), _who(row), _printable(row.subject or _NO_SUBJECT), f"({_size(row.size)})")
+            (_when(row), _who(row), printable(row.subject or _NO_SUBJECT), f"({_size(row.size)})")
         )
         lines.append(f"[{row.account}] {summary}" if several else summary)
         lines.extend(f"    {path}" for path in _files(row, data_dir))
@@ -155,8 +154,8 @@ def _when(row: Indexed) -> str:
 
 
 def _who(row: Indexed) -> str:
-    name = _printable(row.sender or "")
-    address = _printable(row.sender_address or "")
+    name = printable(row.sender or "")
+    address = printable(row.sender_address or "")
     if name and address and name != address:
         return f"{name} <{address}>"
     return name or address or _NO_SENDER
@@ -179,20 +178,3 @@ def _absolute(data_dir: Path, relative: str | None) -> str | None:
     if relative is None:
         return None
     return os.path.abspath(data_dir / relative)
-
-
-def _printable(text: str) -> str:
-    """Text from a sender, made safe for a terminal.
-
-    Control characters could move the cursor or recolour the terminal, and
-    bidirectional overrides (U+202E) could make a subject read backwards; the
-    first become spaces, the second are dropped.
-    """
-    out = []
-    for char in text:
-        category = unicodedata.category(char)
-        if category == "Cc":
-            out.append(" ")
-        elif category != "Cf" or char in "\u200c\u200d":  # keep joiners: emoji, Indic scripts
-            out.append(char)
-    return " ".join("".join(out).split())

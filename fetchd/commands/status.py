@@ -3,6 +3,10 @@
 It reads what the daemon records after every poll, so it works while the
 daemon runs and after it stopped. The database is opened read-only: status
 may run as root beside a service that owns the files.
+
+Messages that fail to fetch (a broken message the server cannot send, a
+file that cannot be written) are listed per account with their count, last
+error and next attempt: one bad message must not hide behind a green poll.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from fetchd.commands import load, read_state, say
+from fetchd.commands import load, printable, read_state, say, shown_uid
 from fetchd.config import Config
-from fetchd.store.state import FetchedCount, PollStatus
+from fetchd.store.state import Failure, FetchedCount, PollStatus
 
 _COLUMNS = (
     ("account", "ACCOUNT"),
@@ -24,6 +28,7 @@ _COLUMNS = (
     ("fetched_total", "FETCHED"),
     ("fetched_today", "TODAY"),
     ("failures", "FAILURES"),
+    ("failing_messages", "FAILING MSGS"),
     ("next_poll", "NEXT POLL"),
 )
 
@@ -42,19 +47,25 @@ def collect(config: Config) -> list[dict[str, Any]]:
     """One entry per configured account, ready for JSON."""
     rows: dict[str, PollStatus] = {}
     counts: dict[str, FetchedCount] = {}
+    failing: dict[str, list[Failure]] = {}
     state = read_state(config)
     if state is not None:
         with contextlib.closing(state):
             rows = {row.account: row for row in state.poll_status()}
             counts = state.fetched_counts()
+            failing = {name: list(state.failing(name).values()) for name in config.accounts}
     return [
-        _entry(name, account.enabled, rows.get(name), counts.get(name))
+        _entry(name, account.enabled, rows.get(name), counts.get(name), failing.get(name, []))
         for name, account in config.accounts.items()
     ]
 
 
 def _entry(
-    name: str, enabled: bool, row: PollStatus | None, count: FetchedCount | None
+    name: str,
+    enabled: bool,
+    row: PollStatus | None,
+    count: FetchedCount | None,
+    failing: list[Failure],
 ) -> dict[str, Any]:
     return {
         "account": name,
@@ -69,6 +80,18 @@ def _entry(
         "last_success": _iso(row.last_success if row else None),
         "failures": row.failures if row else 0,
         "next_poll": _iso(row.next_poll if row else None),
+        "failing_messages": len(failing),
+        "failing": [_failure(failure) for failure in failing],
+    }
+
+
+def _failure(failure: Failure) -> dict[str, Any]:
+    """One failing message; its UID escaped so that odd bytes stay visible and distinct."""
+    return {
+        "uid": shown_uid(failure.uid),
+        "count": failure.count,
+        "error": failure.error,
+        "next_attempt": _iso(failure.next_attempt),
     }
 
 
@@ -99,6 +122,17 @@ def _print_table(entries: list[dict[str, Any]]) -> None:
         say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     for entry in entries:
         if entry["error"] and entry["outcome"] != "ok":
-            say(f"{entry['account']}: {entry['error']}")
+            say(f"{entry['account']}: {printable(entry['error'])}")
+        for failure in entry["failing"]:
+            say(_failure_line(entry["account"], failure))
     if entries and all(entry["next_poll"] is None for entry in entries):
         say("no poll is scheduled: the daemon (fetchd run) is not running")
+
+
+def _failure_line(account: str, failure: dict[str, Any]) -> str:
+    count = failure["count"]
+    when = failure["next_attempt"][:16].replace("T", " ")
+    return (
+        f"{account}: message {failure['uid']} failed {count} time{'' if count == 1 else 's'}"
+        f" (next attempt {when}): {printable(failure['error'])}"
+    )

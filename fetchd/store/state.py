@@ -2,33 +2,86 @@
 
 One SQLite database (WAL mode, ``synchronous=FULL``) for all accounts, so a
 commit is on disk before the poll sends any DELE. The schema is versioned
-with ``PRAGMA user_version`` and migrated forward on open. Every
+with ``PRAGMA user_version`` and migrated forward on open, under the write
+lock so that processes opening a fresh database at once do not race. Every
 ``sqlite3.Error`` is mapped to ``StorageError`` here.
+
+UIDs are ``str`` in Python (decoded from the wire with ``surrogateescape``)
+and BLOB in SQLite (encoded back the same way): two UIDs that differ in one
+invalid byte stay two rows, and every UID round-trips exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from fetchd.errors import StorageError
 
 #: The database's file name inside the data directory.
 STATE_FILE = "state.sqlite3"
+#: Seconds a connection waits for another process's lock before failing.
+BUSY_TIMEOUT = 30.0
+
+#: What a recorded message is: stored whole, stored as headers only (too big),
+#: or recorded as seen without a download (``fetchd fetch --mark-seen``).
+Status = Literal["stored", "headers", "seen"]
+#: A poll's outcome: "ok", a ``FetchdError.kind``, or "bug".
+Outcome = Literal[
+    "ok",
+    "bug",
+    "error",
+    "config",
+    "storage",
+    "usage",
+    "auth",
+    "busy",
+    "server",
+    "locked",
+    "protocol",
+    "network",
+    "tls",
+]
+
+#: A message that keeps failing is retried at least this often.
+MAX_RETRY_DELAY = 24 * 3600.0
+_FIRST_BACKOFF = 15 * 60.0
+
+
+def state_path(data_dir: Path) -> Path:
+    """Where the state database of ``data_dir`` lives: the one place that names it."""
+    return data_dir / STATE_FILE
+
+
+def retry_delay(count: int) -> float:
+    """Seconds to wait before fetching a message again after its ``count``-th failure.
+
+    The first failure may be passing (a dropped connection), so the next poll
+    retries it. A message that keeps failing is then tried ever more rarely
+    (15 min, 30 min, 1 h, ...) so that it cannot cost every poll its time, yet
+    at least once a day, in case the server or fetchd has changed since.
+    """
+    if count <= 1:
+        return 0.0
+    # 2**7 * 15 min is past the cap already; a bounded shift keeps the number small.
+    return min(_FIRST_BACKOFF * (1 << min(count - 2, 7)), MAX_RETRY_DELAY)
+
 
 _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE messages (
         account TEXT NOT NULL,
         uid TEXT NOT NULL,              -- UIDL, or a header digest on servers without it
-        status TEXT NOT NULL,           -- stored | headers | seen | skipped
+        status TEXT NOT NULL,           -- stored | headers | seen
         on_server INTEGER NOT NULL DEFAULT 1,
         fetched_at REAL NOT NULL,
         size INTEGER NOT NULL DEFAULT 0,
@@ -47,14 +100,46 @@ _MIGRATIONS: tuple[str, ...] = (
         next_poll REAL
     );
     """,
+    # UIDs become BLOB (see the module docstring). For the valid UTF-8 that
+    # version 1 could hold, CAST gives exactly the bytes the new encoding gives.
+    """
+    CREATE TABLE messages_v2 (
+        account TEXT NOT NULL,
+        uid BLOB NOT NULL,              -- the UIDL's bytes, or a header digest
+        status TEXT NOT NULL,           -- stored | headers | seen
+        on_server INTEGER NOT NULL DEFAULT 1,
+        fetched_at REAL NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        path TEXT,                      -- the .eml, relative to the data dir
+        extracted INTEGER NOT NULL DEFAULT 0,
+        date TEXT, sender TEXT, sender_address TEXT, subject TEXT, message_id TEXT,
+        folder TEXT,                    -- attachment folder, relative to the data dir
+        attachments TEXT,               -- JSON list of paths relative to the data dir
+        PRIMARY KEY (account, uid)
+    ) WITHOUT ROWID;
+    INSERT INTO messages_v2 SELECT account, CAST(uid AS BLOB), status, on_server, fetched_at,
+        size, path, extracted, date, sender, sender_address, subject, message_id, folder,
+        attachments FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v2 RENAME TO messages;
+    CREATE TABLE message_failures (
+        account TEXT NOT NULL,
+        uid BLOB NOT NULL,
+        count INTEGER NOT NULL,
+        error TEXT NOT NULL,            -- the last failure
+        next_attempt REAL NOT NULL,     -- epoch seconds, see retry_delay
+        PRIMARY KEY (account, uid)
+    ) WITHOUT ROWID;
+    """,
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 @dataclass(frozen=True)
 class Known:
     """What the state says about one UIDL."""
 
-    status: str
+    status: Status
     on_server: bool
     fetched_at: float
 
@@ -64,9 +149,20 @@ class Fetched:
     """A message now durable in the Maildir (or deliberately not fetched)."""
 
     uid: str
-    status: str
+    status: Status
     size: int = 0
     path: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message that could not be fetched: how often, why last, when to try again."""
+
+    uid: str
+    count: int
+    error: str
+    #: Epoch seconds; the poll leaves the message alone until then.
+    next_attempt: float
 
 
 @dataclass(frozen=True)
@@ -95,6 +191,7 @@ class PollRecord:
     started: float
     finished: float
     #: "ok", or what kind of failure: "auth", "busy", "network", "storage" ...
+    #: (``str`` until ``poll.outcome_of`` returns ``Outcome``.)
     outcome: str
     error: str | None = None
     new: int = 0
@@ -111,7 +208,7 @@ class PollStatus:
     account: str
     started: float | None
     finished: float | None
-    outcome: str | None
+    outcome: Outcome | None
     error: str | None
     new: int
     stored: int
@@ -131,26 +228,84 @@ class FetchedCount:
 
 
 class State:
-    """The state database; one connection per thread of work."""
+    """The state database; one connection per thread of work.
 
-    def __init__(self, path: Path) -> None:
+    ``State(path)`` opens it for fetching: created on first use and migrated
+    to the current schema. ``State.open_readonly(path)`` opens an existing
+    one for reporting only.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
+        if read_only:
+            self._db = self._connect_read_only()
+        else:
+            self._db = self._connect_for_writing()
+
+    def _connect_for_writing(self) -> sqlite3.Connection:
+        path = self.path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the directory {path.parent} for the state database: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        db = None
+        try:
+            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            _use_wal(db)
+            db.execute("PRAGMA synchronous=FULL")
+            self._db = db
             self._migrate()
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"cannot open the state database {path}: {exc}") from exc
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            if db is not None:
+                db.close()
+            raise StorageError(_open_failure(path, exc)) from exc
+        return db
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        path = self.path
+        if not path.is_file():
+            raise StorageError(f"no state database at {path} yet: nothing has been polled")
+        try:
+            uri = f"{path.absolute().as_uri()}?mode=ro"
+            db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(_open_failure(path, exc)) from exc
+        try:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error as exc:
+            db.close()
+            raise StorageError(_open_failure(path, exc)) from exc
+        if version != SCHEMA_VERSION:
+            db.close()
+            raise StorageError(_version_problem(path, version))
+        return db
 
     def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            with self._transaction():
+        """Bring the schema to ``SCHEMA_VERSION``, all steps in one transaction.
+
+        The version only ever grows, so a current one needs no lock. Otherwise
+        the write lock comes first and the version is read again under it:
+        read before the lock, two processes creating a fresh database would
+        both run the first step, and the second would fail.
+        """
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._transaction() as db:
+            version = self._version()
+            if version > SCHEMA_VERSION:
+                raise StorageError(_version_problem(self.path, version))
+            for script in _MIGRATIONS[version:]:
                 for statement in filter(str.strip, script.split(";")):
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version={number}")
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _version(self) -> int:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        return int(version)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -163,7 +318,7 @@ class State:
                 raise
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StorageError(f"the state database {self.path} failed: {exc}") from exc
+            raise StorageError(_failure_text(self.path, exc)) from exc
 
     def close(self) -> None:
         self._db.close()
@@ -176,25 +331,30 @@ class State:
             "SELECT uid, status, on_server, fetched_at FROM messages WHERE account = ?", (account,)
         )
         return {
-            uid: Known(status, bool(on_server), fetched) for uid, status, on_server, fetched in rows
+            _uid(uid): Known(status, bool(on_server), fetched)
+            for uid, status, on_server, fetched in rows
         }
 
     def record(self, account: str, fetched: Sequence[Fetched]) -> None:
-        """Commit a batch durably; only after this may the batch be deleted on the server."""
+        """Commit a batch durably; only after this may the batch be deleted on the server.
+
+        A message recorded here is done with: its failure row, if any, goes too.
+        """
         now = time.time()
         with self._transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO messages (account, uid, status, fetched_at, size, path)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(account, f.uid, f.status, now, f.size, f.path) for f in fetched],
+                [(account, _key(f.uid), f.status, now, f.size, f.path) for f in fetched],
             )
+            _delete_failures(db, account, (f.uid for f in fetched))
 
     def mark_gone(self, account: str, uids: Sequence[str]) -> None:
         """These messages are no longer on the server (our QUIT succeeded, or someone else's)."""
         with self._transaction() as db:
             db.executemany(
                 "UPDATE messages SET on_server = 0 WHERE account = ? AND uid = ?",
-                [(account, uid) for uid in uids],
+                [(account, _key(uid)) for uid in uids],
             )
 
     def index_many(self, account: str, rows: Sequence[Indexed]) -> None:
@@ -214,7 +374,7 @@ class State:
                         r.folder,
                         json.dumps(list(r.attachments)),
                         account,
-                        r.uid,
+                        _key(r.uid),
                     )
                     for r in rows
                 ],
@@ -227,7 +387,7 @@ class State:
             " AND extracted = 0 AND path IS NOT NULL",
             (account,),
         )
-        return [(uid, path) for uid, path in rows]
+        return [(_uid(uid), path) for uid, path in rows]
 
     def listing(self, account: str | None = None) -> list[Indexed]:
         sql = _LISTING
@@ -236,6 +396,41 @@ class State:
             sql += " AND account = ?"
             args = (account,)
         return [_indexed(row) for row in self._query(sql + " ORDER BY date, fetched_at", args)]
+
+    # -- messages that fail ----------------------------------------------------
+
+    def record_failure(self, account: str, uid: str, error: str) -> int:
+        """One more failure of ``uid``; returns its count, and sets when to try again."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT count FROM message_failures WHERE account = ? AND uid = ?",
+                (account, _key(uid)),
+            ).fetchone()
+            count = (row[0] if row else 0) + 1
+            db.execute(
+                "INSERT OR REPLACE INTO message_failures (account, uid, count, error, next_attempt)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (account, _key(uid), count, error, now + retry_delay(count)),
+            )
+        return int(count)
+
+    def failing(self, account: str) -> dict[str, Failure]:
+        """Every message of ``account`` that failed and was not fetched since."""
+        rows = self._query(
+            "SELECT uid, count, error, next_attempt FROM message_failures WHERE account = ?"
+            " ORDER BY uid",
+            (account,),
+        )
+        return {
+            _uid(uid): Failure(_uid(uid), count, error, next_attempt)
+            for uid, count, error, next_attempt in rows
+        }
+
+    def clear_failures(self, account: str, uids: Iterable[str]) -> None:
+        """Forget the failures of ``uids`` (fetched, or gone from the server)."""
+        with self._transaction() as db:
+            _delete_failures(db, account, uids)
 
     # -- poll bookkeeping (the daemon writes, ``fetchd status`` reads) ----------
 
@@ -247,15 +442,7 @@ class State:
         its own user): a read-only connection cannot leave a database, or a
         schema change, behind that the daemon's user cannot write.
         """
-        if not path.is_file():
-            raise StorageError(f"no state database at {path} yet: nothing has been polled")
-        state = cls.__new__(cls)
-        state.path = path
-        try:
-            state._db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the state database {path}: {exc}") from exc
-        return state
+        return cls(path, read_only=True)
 
     def record_poll(self, record: PollRecord) -> int:
         """Store a poll's outcome; returns the account's streak of failed polls (0 on success)."""
@@ -289,7 +476,20 @@ class State:
             (),
         )
         return [
-            PollStatus(a, s, f, o, e, new or 0, st or 0, d or 0, oc or 0, ls, fails, nxt)
+            PollStatus(
+                a,
+                s,
+                f,
+                cast("Outcome | None", o),
+                e,
+                new or 0,
+                st or 0,
+                d or 0,
+                oc or 0,
+                ls,
+                fails,
+                nxt,
+            )
             for a, s, f, o, e, new, st, d, oc, ls, fails, nxt in rows
         ]
 
@@ -314,7 +514,7 @@ class State:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise StorageError(f"the state database {self.path} failed: {exc}") from exc
+            raise StorageError(_failure_text(self.path, exc)) from exc
 
 
 # A failed poll keeps the previous last_success; a successful one resets the streak.
@@ -360,7 +560,7 @@ def _indexed(row: Any) -> Indexed:
     attachments = tuple(json.loads(files)) if files else ()
     return Indexed(
         account,
-        uid,
+        _uid(uid),
         path,
         date,
         sender,
@@ -372,3 +572,103 @@ def _indexed(row: Any) -> Indexed:
         at,
         size,
     )
+
+
+def _key(uid: str) -> bytes:
+    """A UID as SQLite stores it (BLOB): its wire bytes, whatever they are."""
+    return uid.encode("utf-8", "surrogateescape")
+
+
+def _uid(key: bytes) -> str:
+    """The UID a stored key stands for, exactly as ``read_listing`` decodes it."""
+    return bytes(key).decode("utf-8", "surrogateescape")
+
+
+def _delete_failures(db: sqlite3.Connection, account: str, uids: Iterable[str]) -> None:
+    db.executemany(
+        "DELETE FROM message_failures WHERE account = ? AND uid = ?",
+        [(account, _key(uid)) for uid in uids],
+    )
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL (a setting kept in the file, so this is a no-op once done).
+
+    While another process switches a fresh database, SQLite answers "locked"
+    at once instead of calling the busy handler: wait and ask again, for as
+    long as the busy timeout would have waited.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _open_failure(path: Path, exc: BaseException) -> str:
+    """Why the database at ``path`` cannot be opened, in words that say what to fix.
+
+    SQLite says only "unable to open database file" when the directory is
+    read-only (it must create the -wal and -shm files beside the database).
+    """
+    directory = path.parent
+    where = f"the state database {path}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return (
+            f"cannot open {where}: the directory {directory} is not writable "
+            f"(read-only file system or permissions); fetchd keeps its state there ({exc})"
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"cannot open {where}: the file is not readable and writable ({exc})"
+    if isinstance(exc, StorageError):
+        return str(exc)
+    return f"cannot open {where}: {exc}{_repair_hint(exc)}"
+
+
+def _failure_text(path: Path, exc: sqlite3.Error) -> str:
+    return f"the state database {path} failed: {exc}{_repair_hint(exc)}"
+
+
+def _repair_hint(exc: BaseException) -> str:
+    """What to do when SQLite says the file is damaged; nothing mends it by itself."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return ""
+    return " (the file is damaged: 'fetchd state rebuild' keeps it aside and rebuilds the state)"
+
+
+def _version_problem(path: Path, version: int) -> str:
+    if version > SCHEMA_VERSION:
+        return (
+            f"the state database {path} has schema version {version}, newer than this "
+            f"fetchd knows ({SCHEMA_VERSION}): use the fetchd that wrote it"
+        )
+    return (
+        f"the state database {path} has schema version {version}, older than this fetchd's "
+        f"({SCHEMA_VERSION}); the next fetch (or the daemon's start) upgrades it"
+    )
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """What SQLite's ``PRAGMA quick_check`` finds wrong with the database at ``path``.
+
+    An empty list means sound. A file that is no database at all (truncated,
+    overwritten) is a problem reported here, not an exception: this is what
+    ``fetchd check`` and ``fetchd state check`` tell people before they run
+    ``fetchd state rebuild``. The database is opened read-only.
+    """
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)) as db:
+            rows = db.execute("PRAGMA quick_check").fetchall()
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    problems = [str(row[0]) for row in rows if row[0] != "ok"]
+    if not problems and version > SCHEMA_VERSION:
+        problems.append(_version_problem(path, version))
+    return problems

@@ -258,7 +258,8 @@ def test_status_before_any_poll_and_after_some(
 
     table = status(config, capsys)
     assert table.splitlines()[0].split() == [
-        *("ACCOUNT", "LAST", "POLL", "OUTCOME", "FETCHED", "TODAY", "FAILURES", "NEXT", "POLL")
+        *("ACCOUNT", "LAST", "POLL", "OUTCOME", "FETCHED", "TODAY", "FAILURES", "FAILING", "MSGS"),
+        *("NEXT", "POLL"),
     ]
     assert "never polled" in table
     assert "b: login refused" in table

@@ -60,7 +60,7 @@ def test_poll_status_is_sorted_by_account(state: State) -> None:
 
 def test_fetched_counts_count_stored_messages_only(state: State) -> None:
     state.record("a", [Fetched("1", "stored", 10, "a/1.eml"), Fetched("2", "headers", 5, "p")])
-    state.record("a", [Fetched("3", "seen"), Fetched("4", "skipped")])
+    state.record("a", [Fetched("3", "seen"), Fetched("4", "seen", 7)])
     state.record("b", [Fetched("1", "stored", 10, "b/1.eml")])
     counts = state.fetched_counts()  # since midnight: all of them were fetched just now
     assert (counts["a"].total, counts["a"].since) == (2, 2)

@@ -1,0 +1,323 @@
+"""The state database: UIDs as bytes, failing messages, schema migration, opening it safely."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fetchd.errors import StorageError
+from fetchd.store.state import (
+    MAX_RETRY_DELAY,
+    SCHEMA_VERSION,
+    Failure,
+    Fetched,
+    Indexed,
+    State,
+    integrity_problems,
+    retry_delay,
+    state_path,
+)
+
+# Two UIDs that differ only in one byte that is not UTF-8 (0xff, 0xfe on the wire).
+ODD = "u\udcff"
+ODDER = "u\udcfe"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[State]:
+    db = State(state_path(tmp_path))
+    yield db
+    db.close()
+
+
+def test_state_path_is_the_data_dirs_state_file(tmp_path: Path) -> None:
+    assert state_path(tmp_path) == tmp_path / "state.sqlite3"
+
+
+# -- UIDs as bytes --------------------------------------------------------------
+
+
+def test_uids_with_invalid_utf8_are_two_rows_and_round_trip(state: State) -> None:
+    state.record("a", [Fetched(ODD, "stored", 1, "a/1"), Fetched(ODDER, "stored", 2, "a/2")])
+    known = state.known("a")
+    assert set(known) == {ODD, ODDER}
+    assert [uid.encode("utf-8", "surrogateescape") for uid in sorted(known)] == [
+        b"u\xfe",
+        b"u\xff",
+    ]
+    assert sorted(uid for uid, _ in state.unindexed("a")) == [ODDER, ODD]
+    state.mark_gone("a", [ODD])
+    known = state.known("a")
+    assert (known[ODD].on_server, known[ODDER].on_server) == (False, True)
+
+
+def test_uid_columns_hold_the_wire_bytes(state: State) -> None:
+    state.record("a", [Fetched(ODD, "stored"), Fetched("plain-ü", "stored")])
+    with sqlite3.connect(state.path) as db:
+        rows = db.execute("SELECT typeof(uid), uid FROM messages ORDER BY uid").fetchall()
+    assert rows == [("blob", "plain-ü".encode()), ("blob", b"u\xff")]
+
+
+def test_index_and_listing_find_odd_uids(state: State) -> None:
+    state.record("a", [Fetched(ODD, "stored", 9, "a/new/x")])
+    row = Indexed("a", ODD, "a/new/x", None, "S", "s@x", "subj", None, None, ("a/f",))
+    state.index_many("a", [row])
+    [listed] = state.listing("a")
+    assert (listed.uid, listed.subject, listed.attachments) == (ODD, "subj", ("a/f",))
+    assert state.unindexed("a") == []
+
+
+def _version_one(path: Path, rows: list[tuple[str, str]]) -> None:
+    """A database as fetchd wrote it before UIDs became BLOB (schema version 1)."""
+    from fetchd.store import state as module
+
+    with sqlite3.connect(path) as db:
+        db.executescript(module._MIGRATIONS[0])
+        db.executemany(
+            "INSERT INTO messages (account, uid, status, fetched_at) VALUES (?, ?, 'stored', 1)",
+            rows,
+        )
+        db.execute("PRAGMA user_version=1")
+
+
+def test_a_version_one_database_is_migrated_with_its_uids_unchanged(tmp_path: Path) -> None:
+    path = state_path(tmp_path)
+    _version_one(path, [("a", "0000000157a9c1f2"), ("a", "ünï"), ("b", "x")])
+    state = State(path)
+    try:
+        assert set(state.known("a")) == {"0000000157a9c1f2", "ünï"}
+        state.record("a", [Fetched("ünï", "stored", 5)])  # the same row, not a second one
+        assert len(state.known("a")) == 2
+        state.record_failure("b", "y", "boom")  # the new table exists
+    finally:
+        state.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("SELECT DISTINCT typeof(uid) FROM messages").fetchall() == [("blob",)]
+
+
+def test_readers_refuse_a_schema_they_do_not_know(tmp_path: Path) -> None:
+    path = state_path(tmp_path)
+    _version_one(path, [("a", "1")])
+    with pytest.raises(StorageError, match="older than this fetchd"):
+        State.open_readonly(path)
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    for opener in (State, State.open_readonly):
+        with pytest.raises(StorageError, match="newer than this fetchd"):
+            opener(path)
+
+
+def test_read_only_state_is_built_by_the_constructor(state: State) -> None:
+    state.record("a", [Fetched("1", "stored")])
+    reader = State.open_readonly(state.path)
+    try:
+        assert reader.read_only
+        assert set(reader.known("a")) == {"1"}
+        with pytest.raises(StorageError):
+            reader.record("a", [Fetched("2", "stored")])
+    finally:
+        reader.close()
+
+
+# -- failing messages ---------------------------------------------------------------
+
+
+def test_backoff_is_next_poll_then_doubling_from_15_minutes_capped_at_a_day() -> None:
+    assert [retry_delay(n) for n in range(1, 8)] == [
+        0,
+        15 * 60,
+        30 * 60,
+        60 * 60,
+        2 * 3600,
+        4 * 3600,
+        8 * 3600,
+    ]
+    assert retry_delay(8) == 16 * 3600
+    assert retry_delay(9) == retry_delay(10_000) == MAX_RETRY_DELAY == 24 * 3600
+
+
+def test_failures_count_up_and_keep_the_last_error(state: State) -> None:
+    before = time.time()
+    assert state.record_failure("a", ODD, "first") == 1
+    [first] = state.failing("a").values()
+    assert (first.uid, first.count, first.error) == (ODD, 1, "first")
+    assert before <= first.next_attempt <= time.time()  # retried at the next poll
+    assert state.record_failure("a", ODD, "second") == 2
+    assert state.record_failure("a", ODDER, "other") == 1
+    failing = state.failing("a")
+    assert set(failing) == {ODD, ODDER}
+    again = failing[ODD]
+    assert isinstance(again, Failure)
+    assert (again.count, again.error) == (2, "second")
+    assert again.next_attempt == pytest.approx(time.time() + 15 * 60, abs=5)
+    assert state.failing("b") == {}
+
+
+def test_recording_a_message_clears_its_failure_only(state: State) -> None:
+    state.record_failure("a", ODD, "x")
+    state.record_failure("a", ODDER, "y")
+    state.record_failure("b", ODD, "z")
+    state.record("a", [Fetched(ODD, "stored", 3, "p")])
+    assert set(state.failing("a")) == {ODDER}
+    assert set(state.failing("b")) == {ODD}  # another account's message of the same UID
+
+
+def test_clear_failures(state: State) -> None:
+    for uid in ("1", "2", "3"):
+        state.record_failure("a", uid, "x")
+    state.clear_failures("a", ["1", "3", "not-there"])
+    assert set(state.failing("a")) == {"2"}
+
+
+# -- creating the schema while others do ----------------------------------------------
+
+
+def _open_together(path: Path, count: int) -> list[BaseException]:
+    """``count`` threads open ``path`` at the same moment; returns what they raised."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            State(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_threads_opening_a_fresh_database_at_once_all_succeed(tmp_path: Path) -> None:
+    for attempt in range(5):
+        path = state_path(tmp_path / str(attempt))
+        path.parent.mkdir()
+        assert _open_together(path, 8) == []
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+_OPEN_AT = """
+import sys, time
+from pathlib import Path
+from fetchd.store.state import State
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+State(Path(sys.argv[1])).close()
+"""
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(tmp_path: Path) -> None:
+    for attempt in range(3):
+        path = state_path(tmp_path / str(attempt))
+        at = str(time.time() + 1.0)  # all of them start at this moment
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT, str(path), at], stderr=subprocess.PIPE
+            )
+            for _ in range(6)
+        ]
+        errors = [p.communicate()[1].decode() for p in procs]
+        assert [(p.returncode, e) for p, e in zip(procs, errors, strict=True) if p.returncode] == []
+
+
+# -- a directory fetchd cannot write -----------------------------------------------
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory that even root cannot write: a small tmpfs remounted read-only.
+
+    Without root, taking the write permission away does the same.
+    """
+    where = tmp_path / "ro"
+    where.mkdir()
+    if os.geteuid() != 0:
+        yield where
+        where.chmod(0o755)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def _make_read_only(where: Path) -> None:
+    if os.geteuid() != 0:
+        where.chmod(0o555)
+    else:
+        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+
+
+def test_a_read_only_directory_is_named_as_the_problem(read_only_dir: Path) -> None:
+    _make_read_only(read_only_dir)
+    with pytest.raises(StorageError) as caught:
+        State(state_path(read_only_dir))
+    assert f"the directory {read_only_dir} is not writable" in str(caught.value)
+
+
+def test_an_existing_database_in_a_read_only_directory(read_only_dir: Path) -> None:
+    state = State(state_path(read_only_dir))
+    state.record("a", [Fetched("1", "stored")])
+    state.close()
+    _make_read_only(read_only_dir)
+    with pytest.raises(StorageError) as caught:
+        State(state_path(read_only_dir))
+    assert f"the directory {read_only_dir} is not writable" in str(caught.value)
+
+
+def test_a_file_where_the_data_directory_should_be(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a directory")
+    with pytest.raises(StorageError, match=r"cannot create the directory .*data"):
+        State(state_path(tmp_path / "data"))
+
+
+# -- integrity ---------------------------------------------------------------------
+
+
+def _filled(path: Path) -> None:
+    state = State(path)
+    state.record("a", [Fetched(f"uid-{i:05}", "stored", i, f"a/{i}") for i in range(3000)])
+    state.close()
+
+
+def test_a_sound_database_has_no_problems(tmp_path: Path) -> None:
+    _filled(state_path(tmp_path))
+    assert integrity_problems(state_path(tmp_path)) == []
+
+
+def test_a_truncated_database_is_reported(tmp_path: Path) -> None:
+    path = state_path(tmp_path)
+    _filled(path)
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+    assert integrity_problems(path) != []
+
+
+def test_overwritten_pages_are_reported(tmp_path: Path) -> None:
+    path = state_path(tmp_path)
+    _filled(path)
+    with path.open("r+b") as file:
+        file.seek(4096 * 3)
+        file.write(os.urandom(4096 * 4))
+    assert integrity_problems(path) != []
+
+
+def test_a_file_that_is_no_database_is_reported(tmp_path: Path) -> None:
+    path = state_path(tmp_path)
+    path.write_bytes(b"this is not sqlite" * 500)
+    [problem] = integrity_problems(path)
+    assert "not a database" in problem
