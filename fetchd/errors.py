@@ -27,12 +27,29 @@ password, token or APOP digest: callers pass only redacted text in.
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
+#: What kind of failure ended an account's poll; recorded as the poll's outcome.
+FailureKind = Literal[
+    "error",
+    "config",
+    "storage",
+    "usage",
+    "auth",
+    "busy",
+    "server",
+    "locked",
+    "protocol",
+    "network",
+    "tls",
+]
+
 
 class FetchdError(Exception):
     """Base of every error fetchd raises on purpose."""
 
     #: A short name for the class of failure, recorded as a poll's outcome.
-    kind: str = "error"
+    kind: ClassVar[FailureKind] = "error"
     #: Whether the same action may succeed later without the user changing anything.
     retry_later: bool = False
 
@@ -40,19 +57,19 @@ class FetchdError(Exception):
 class ConfigError(FetchdError):
     """The configuration cannot be used; the message names file and key path."""
 
-    kind = "config"
+    kind: ClassVar[FailureKind] = "config"
 
 
 class StorageError(FetchdError):
     """Writing a message, an attachment or the state database failed."""
 
-    kind = "storage"
+    kind: ClassVar[FailureKind] = "storage"
 
 
 class UsageError(FetchdError):
     """A command was used in a way that cannot work (bad argument, wrong state)."""
 
-    kind = "usage"
+    kind: ClassVar[FailureKind] = "usage"
 
 
 class AccountError(FetchdError):
@@ -62,13 +79,13 @@ class AccountError(FetchdError):
 class AuthError(AccountError):
     """The server refused the credentials. Retrying with the same ones will not help."""
 
-    kind = "auth"
+    kind: ClassVar[FailureKind] = "auth"
 
 
 class ServerBusyError(AccountError):
     """The server asked us to come back later ([IN-USE], [LOGIN-DELAY], [SYS/TEMP])."""
 
-    kind = "busy"
+    kind: ClassVar[FailureKind] = "busy"
 
     retry_later = True
 
@@ -80,13 +97,13 @@ class ServerBusyError(AccountError):
 class ServerError(AccountError):
     """The server refused a command with -ERR (or [SYS/PERM])."""
 
-    kind = "server"
+    kind: ClassVar[FailureKind] = "server"
 
 
 class AccountLockedError(AccountError):
     """Another fetchd process holds this account's lock; it is polled again later."""
 
-    kind = "locked"
+    kind: ClassVar[FailureKind] = "locked"
 
     retry_later = True
 
@@ -94,7 +111,7 @@ class AccountLockedError(AccountError):
 class ProtocolError(AccountError):
     """The server sent bytes that POP3 does not allow; the session is unusable."""
 
-    kind = "protocol"
+    kind: ClassVar[FailureKind] = "protocol"
 
 
 class ReplyTooLongError(ProtocolError):
@@ -119,7 +136,7 @@ class SizeMismatchError(ProtocolError):
 class NetworkError(AccountError):
     """Connecting, reading or writing failed; usually transient."""
 
-    kind = "network"
+    kind: ClassVar[FailureKind] = "network"
 
     retry_later = True
 
@@ -131,7 +148,7 @@ class NetworkTimeout(NetworkError):
 class TLSError(NetworkError):
     """The TLS handshake or the certificate check failed."""
 
-    kind = "tls"
+    kind: ClassVar[FailureKind] = "tls"
 
     # A certificate that does not verify will not verify on the next try either.
     retry_later = False

@@ -21,7 +21,7 @@ from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
 from fetchd.log import pop3_transcript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
-from fetchd.store.state import PollRecord, State
+from fetchd.store.state import Outcome, PollRecord, State
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class AccountRun:
     failures: int
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> Outcome:
         return self.record.outcome
 
 
@@ -75,7 +75,7 @@ def run_account(
     return AccountRun(result, error, record, state.record_poll(record))
 
 
-def outcome_of(error: BaseException | None) -> str:
+def outcome_of(error: BaseException | None) -> Outcome:
     """The poll's outcome: "ok", the failure's ``FetchdError.kind``, or "bug"."""
     if error is None:
         return "ok"

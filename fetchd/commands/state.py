@@ -150,8 +150,6 @@ def _recover_account(
     account: AccountConfig, data_dir: Path, state: State, *, transcript: Transcript | None = None
 ) -> PollResult:
     """``fetchd.poll.recover_account``, imported when the first account needs it."""
-    # recover_account joins fetchd.poll separately; the ignore can go once it has.
-    from fetchd.poll import recover_account  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
+    from fetchd.poll import recover_account  # noqa: PLC0415
 
-    result: PollResult = recover_account(account, data_dir, state, transcript=transcript)
-    return result
+    return recover_account(account, data_dir, state, transcript=transcript)

@@ -53,7 +53,7 @@ from fetchd.errors import ConfigError, StorageError
 from fetchd.log import get_logger
 from fetchd.poll import PollResult
 from fetchd.runner import run_account
-from fetchd.store.state import STATE_FILE, State
+from fetchd.store.state import State, state_path
 
 __all__ = [
     "BACKOFF_CAP",
@@ -281,7 +281,7 @@ class Daemon:
     def _open_state(self) -> State:
         with self._lock:
             data_dir = self._config.daemon.data_dir
-        return State(data_dir / STATE_FILE)
+        return State(state_path(data_dir))
 
     # -- one poll --------------------------------------------------------------
 
@@ -294,7 +294,7 @@ class Daemon:
         with self._in_flight, structlog.contextvars.bound_contextvars(account=name):
             log = get_logger()
             try:
-                with contextlib.closing(State(config.daemon.data_dir / STATE_FILE)) as state:
+                with contextlib.closing(State(state_path(config.daemon.data_dir))) as state:
                     self._poll_and_record(spec, config, state, log)
             except StorageError as exc:
                 log.error("the state database failed; poll not recorded", error=str(exc))

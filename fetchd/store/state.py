@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from fetchd.errors import StorageError
+from fetchd.errors import FailureKind, StorageError
 
 #: The database's file name inside the data directory.
 STATE_FILE = "state.sqlite3"
@@ -36,21 +36,7 @@ BUSY_TIMEOUT = 30.0
 #: or recorded as seen without a download (``fetchd fetch --mark-seen``).
 Status = Literal["stored", "headers", "seen"]
 #: A poll's outcome: "ok", a ``FetchdError.kind``, or "bug".
-Outcome = Literal[
-    "ok",
-    "bug",
-    "error",
-    "config",
-    "storage",
-    "usage",
-    "auth",
-    "busy",
-    "server",
-    "locked",
-    "protocol",
-    "network",
-    "tls",
-]
+Outcome = Literal["ok", "bug"] | FailureKind
 
 #: A message that keeps failing is retried at least this often.
 MAX_RETRY_DELAY = 24 * 3600.0
@@ -191,8 +177,7 @@ class PollRecord:
     started: float
     finished: float
     #: "ok", or what kind of failure: "auth", "busy", "network", "storage" ...
-    #: (``str`` until ``poll.outcome_of`` returns ``Outcome``.)
-    outcome: str
+    outcome: Outcome
     error: str | None = None
     new: int = 0
     stored: int = 0

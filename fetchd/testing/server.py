@@ -19,8 +19,7 @@ import socket
 import socketserver
 import ssl
 import threading
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
