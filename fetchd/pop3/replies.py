@@ -19,7 +19,7 @@ _TIMESTAMP = re.compile(rb"<[!-~]+@[!-~]+>")
 
 
 def _numbers(text: str, what: str, count: int) -> list[int]:
-    words = text.split()
+    words = [word for word in text.split(" ") if word]  # spaces only, as in listings
     try:
         values = [int(word) for word in words[:count]]
     except ValueError:

@@ -140,6 +140,14 @@ class ServerOptions:
     multiline_lf_only: bool = False
     #: Announce TOP, UIDL and PIPELINING only after login, as Gmail does.
     late_capa: bool = False
+    #: Send the whole reply to this command twice (one reply too many).
+    repeat_reply_to: str | None = None
+    #: (command or "GREETING", seconds): send that reply one byte every so often.
+    trickle: tuple[str, float] | None = None
+    #: Answer this multi-line command (CAPA, LIST, UIDL, TOP) with lines that never end.
+    endless_reply_to: str | None = None
+    #: Answer AUTH with SASL challenges whatever the client says, until it hangs up.
+    endless_sasl: bool = False
 
 
 class POP3TestServer:
