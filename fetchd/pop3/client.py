@@ -144,7 +144,8 @@ class Reply:
         since it may be another command's reply.
         """
         ends = _LineEnds()
-        allowed = limit if limit is not None else None if expect is None else 2 * expect + 1024
+        # A body at most doubles when every bare LF of what LIST counted became CRLF.
+        allowed = limit if limit is not None else None if expect is None else 2 * expect
         for chunk in self.chunks(allowed=allowed):
             if limit is not None and self.octets > limit:
                 self._too_long(f"more than {limit} octets", limit)
