@@ -416,7 +416,14 @@ class Session:
 
     def uidl_one(self, number: int) -> str:
         reply = self.exchange(Command.uidl(number)).check(f"UIDL {number}")
-        return replies.parse_uidl_line(reply.response.text)[1]
+        said, uid = replies.parse_uidl_line(reply.response.raw)
+        if said != number:
+            self.connection.abandon()
+            raise ProtocolError(
+                f"the server answered UIDL {number} about message {said}: its replies are "
+                "out of step with fetchd's commands"
+            )
+        return uid
 
     def retr(
         self, number: int, sink: Sink, *, limit: int | None = None, expect: int | None = None

@@ -210,7 +210,8 @@ class Connection:
             shown = raw[:60].decode("ascii", "backslashreplace")
             self._fail(f"expected +OK or -ERR in reply to {name or 'the greeting'}, got {shown!r}")
         text = rest.decode("utf-8", "replace")
-        return Response(ok=ok, text=text, code=parse_response_code(text), command=name)
+        code = parse_response_code(text)
+        return Response(ok=ok, text=text, code=code, command=name, raw=bytes(rest))
 
     def _read_body(self) -> Data | EndOfData | NeedData:
         if self._body_done:

@@ -46,9 +46,9 @@ def parse_scan_line(text: str) -> tuple[int, int]:
     return number, octets
 
 
-def parse_uidl_line(text: str) -> tuple[int, str]:
-    """``n unique-id`` from ``UIDL n`` (the status line's text)."""
-    return _uidl_entry(text.encode("utf-8", "surrogateescape"), [])
+def parse_uidl_line(raw: bytes) -> tuple[int, str]:
+    """``n unique-id`` from ``UIDL n`` (the status line's bytes, ``Response.raw``)."""
+    return _uidl_entry(raw, [])
 
 
 def split_lines(body: bytes) -> list[bytes]:

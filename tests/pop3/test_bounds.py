@@ -189,3 +189,11 @@ def test_ensure_synchronized_while_a_reply_is_due_is_a_usage_error() -> None:
     session.transport.write(session.connection.send(Command("NOOP")))
     with pytest.raises(UsageError, match="still due"):
         session.ensure_synchronized()
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_uidl_one_keeps_the_uid_exact_and_checks_the_number(chunk: int | None) -> None:
+    session = session_after_login([b"+OK 1 u\xff\r\n", b"+OK 1 u\xfe\r\n"], chunk)
+    assert session.uidl_one(1).encode("utf-8", "surrogateescape") == b"u\xff"
+    with pytest.raises(ProtocolError, match="about message 1"):
+        session.uidl_one(2)
