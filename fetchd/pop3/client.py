@@ -8,6 +8,14 @@ order. A reply's body streams: read it with ``read_into`` (a file) or
 
 The typed helpers (``stat``, ``retr`` ...) raise an ``AccountError`` for -ERR;
 ``exchange`` itself does not, so the interactive shell can show -ERR lines.
+
+A hostile or broken server is bounded three ways. Order: replies pair with
+commands by position only, so before each command the session checks that
+nothing unasked arrived (``ensure_synchronized``), and ``expect`` checks a
+body against LIST's size. Size: every body reader has a cap
+(``ReplyTooLongError``). Time: ``timeout`` bounds one read, and also a whole
+status line; a body gets ``timeout + allowed / MIN_RATE`` seconds, so a server
+trickling a byte a second cannot hold a poll for ever (``NetworkTimeout``).
 """
 
 from __future__ import annotations
