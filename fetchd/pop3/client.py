@@ -64,8 +64,9 @@ MIN_RATE = 8 * 1024
 CAPA_MAX_OCTETS = 64 * 1024
 CAPA_MAX_LINES = 1000
 
-#: LIST and UIDL lines: STAT's count plus slack for a mailbox that grew, each
-#: line at most LISTING_LINE_OCTETS (a UIDL line is at most ~83 by RFC 1939).
+#: LIST and UIDL lines: STAT's count plus slack (a listing should match STAT
+#: exactly; the slack only spares a server that is off by a few), and on average
+#: LISTING_LINE_OCTETS a line (RFC 1939 allows ~83 for UIDL, ~22 for LIST).
 LISTING_SLACK_LINES = 16
 LISTING_LINE_OCTETS = 600
 
@@ -506,7 +507,6 @@ class Session:
         self._check_login(self.exchange(Command("APOP", (username, digest))), username)
 
     def _login_sasl(self, sasl: auth.SaslExchange) -> None:
-        self._finish_current()
         command = Command("AUTH", (sasl.mechanism,))
         pending = list(sasl.responses)
         if sasl.initial is not None:

@@ -194,7 +194,7 @@ class SocketTransport:
         with self._mapped_errors("reading from", "sent nothing"):
             try:
                 return sock.recv(READ_SIZE)
-            except (ssl.SSLWantReadError, BlockingIOError):
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return None
 
     def _set_timeout(self, seconds: float) -> None:

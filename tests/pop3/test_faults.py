@@ -238,6 +238,28 @@ def test_reply_sent_twice_pipelined_is_a_size_mismatch(pop3_server: Start) -> No
             second.read_into(io.BytesIO(), expect=sizes[2])
 
 
+def fetch_then_check(session: Session, numbers: list[int]) -> list[bytes]:
+    bodies = []
+    for reply in session.pipelined([Command.retr(n) for n in numbers]):
+        sink = io.BytesIO()
+        reply.check("RETR").read_into(sink, expect=100)
+        bodies.append(sink.getvalue())
+    # Before the batch counts as fetched: a lock-step marker (a late extra reply
+    # arrives before its answer), then nothing may be left over.
+    session.list_one(numbers[-1])
+    session.ensure_synchronized()
+    return bodies
+
+
+def test_equal_sized_reply_sent_twice_pipelined_fails_the_batch(pop3_server: Start) -> None:
+    # Same size: the copy passes as RETR 2's body, but the real RETR 2 reply is
+    # then one too many, so the batch fails before anything is recorded.
+    same = [b"a" * 98 + b"\r\n", b"b" * 98 + b"\r\n"]
+    server = pop3_server(same, repeat_reply_to="RETR")
+    with logged_in(server) as session, pytest.raises(ProtocolError):
+        fetch_then_check(session, [1, 2])
+
+
 def test_reply_sent_twice_with_equal_sizes_is_caught_after_the_batch(pop3_server: Start) -> None:
     same = [make_message("one", "a" * 100), make_message("two", "b" * 100)]
     server = pop3_server(same, repeat_reply_to="LIST")
