@@ -131,7 +131,7 @@ class Reply:
         or, without ``allowed``, keep up MIN_RATE on average after ``timeout``.
         """
         start = time.monotonic() + self.session.timeout
-        deadline = _Deadline(start, f"the reply to {self.command.redacted()}")
+        deadline = _Deadline(start, self.command)
         while self._open:
             deadline.at = start + (self.octets if allowed is None else allowed) / MIN_RATE
             event = self.session.next_event(deadline)
@@ -223,10 +223,14 @@ class _LineEnds:
 
 @dataclass(slots=True)
 class _Deadline:
-    """When (time.monotonic) the reply being read must be complete, and what it is."""
+    """When (time.monotonic) the reply to ``command`` (None: the greeting) must be complete."""
 
     at: float
-    what: str
+    command: Command | None
+
+    @property
+    def what(self) -> str:  # only built when the deadline passed
+        return "the greeting" if self.command is None else f"the reply to {self.command.redacted()}"
 
 
 class Session:
@@ -276,11 +280,11 @@ class Session:
                 raise
             self.connection.receive_data(data)
 
-    def _status_deadline(self, what: str) -> _Deadline:
-        return _Deadline(time.monotonic() + self.timeout, what)
+    def _status_deadline(self, command: Command | None) -> _Deadline:
+        return _Deadline(time.monotonic() + self.timeout, command)
 
     def _read_greeting(self) -> Response:
-        event = self.next_event(self._status_deadline("the greeting"))
+        event = self.next_event(self._status_deadline(None))
         assert isinstance(event, Response)  # the core only gives a Response first
         self._log("S", event.line)
         if not event.ok:
@@ -289,7 +293,7 @@ class Session:
         return event
 
     def _read_response(self, command: Command) -> Reply:
-        event = self.next_event(self._status_deadline(f"the reply to {command.redacted()}"))
+        event = self.next_event(self._status_deadline(command))
         if isinstance(event, Continuation):
             raise ProtocolError(f"the server sent a SASL challenge in reply to {command.name}")
         if not isinstance(event, Response):
@@ -519,7 +523,7 @@ class Session:
         self.transport.write(self.connection.send(command))
         self._log("C", command.redacted())
         while True:  # the core bounds the round-trips (core.MAX_SASL_CHALLENGES)
-            event = self.next_event(self._status_deadline(f"the reply to {command.redacted()}"))
+            event = self.next_event(self._status_deadline(command))
             if isinstance(event, Response):
                 self._log("S", event.line)
                 self._check_login(Reply(self, command, event), sasl.mechanism)
