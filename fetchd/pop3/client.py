@@ -325,7 +325,7 @@ class Session:
         self._finish_current()
         if self.connection.pending:
             raise UsageError("replies are still due; read them before checking synchronization")
-        data = self.transport.poll()
+        data = self.transport.read_nowait()
         if data is not None:
             self.connection.receive_data(data)
         self.connection.check_synchronized()

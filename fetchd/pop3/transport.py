@@ -48,7 +48,7 @@ class Transport(Protocol):
         """
         ...
 
-    def poll(self) -> bytes | None:
+    def read_nowait(self) -> bytes | None:
         """Bytes that arrived already, without waiting; None if there are none."""
         ...
 
@@ -183,7 +183,7 @@ class SocketTransport:
         with self._mapped_errors("reading from", f"sent nothing within {wait:.3g} s"):
             return self._sock.recv(READ_SIZE)
 
-    def poll(self) -> bytes | None:
+    def read_nowait(self) -> bytes | None:
         sock = self._sock
         pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
         if not pending and not select.select([sock], [], [], 0)[0]:

@@ -2,7 +2,7 @@
 
 Each command line the client writes releases the next scripted reply, as a
 real server answers only what it was asked; reads hand out what was released
-whole or ``chunk`` octets at a time, and ``poll`` finds what is left unread.
+whole or ``chunk`` octets at a time, and ``read_nowait`` finds what is left unread.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ScriptedTransport:
         del self.readable[:size]
         return data
 
-    def poll(self) -> bytes | None:
+    def read_nowait(self) -> bytes | None:
         return self.read() if self.readable else None
 
     def start_tls(self) -> None:
