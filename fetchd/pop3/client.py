@@ -450,7 +450,7 @@ class Session:
         return reply.read_into(sink, limit=limit)
 
     def dele(self, number: int) -> Response:
-        return self.exchange(Command("DELE", (str(number),))).check(f"DELE {number}").response
+        return self.exchange(Command.dele(number)).check(f"DELE {number}").response
 
     def rset(self) -> Response:
         return self.exchange(Command("RSET")).check("RSET").response

@@ -360,3 +360,29 @@ def test_trickled_tls_handshake_is_bounded(tmp_path: Path) -> None:
         stop.set()
         listener.close()
         thread.join(timeout=2)
+
+
+def test_reply_sent_twice_over_tls_is_caught(pop3_server: Start, tmp_path: Path) -> None:
+    files = make_test_ca(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    server = pop3_server(SIZED, tls_context=context, repeat_reply_to="NOOP")
+    with connect(server, "tls", ca_file=files.ca_file) as session:
+        session.login("user", "alice", "secret", "localhost", 0)
+        session.noop()
+        with pytest.raises(ProtocolError, match="nobody asked for"):
+            session.ensure_synchronized()
+
+
+def test_in_step_tls_session_is_synchronized(pop3_server: Start, tmp_path: Path) -> None:
+    # TLS 1.3 session tickets make the socket readable without application data.
+    files = make_test_ca(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    server = pop3_server(SIZED, tls_context=context)
+    with connect(server, "tls", ca_file=files.ca_file) as session:
+        session.ensure_synchronized()
+        session.login("user", "alice", "secret", "localhost", 0)
+        session.ensure_synchronized()
+        assert session.stat()[0] == 2
+        session.quit()
