@@ -8,20 +8,34 @@ order. A reply's body streams: read it with ``read_into`` (a file) or
 
 The typed helpers (``stat``, ``retr`` ...) raise an ``AccountError`` for -ERR;
 ``exchange`` itself does not, so the interactive shell can show -ERR lines.
+
+A hostile or broken server is bounded three ways. Order: replies pair with
+commands by position only, so before each command the session checks that
+nothing unasked arrived (``ensure_synchronized``), and ``expect`` checks a
+body against LIST's size. Size: every body reader has a cap
+(``ReplyTooLongError``). Time: ``timeout`` bounds one read, and also a whole
+status line; a body gets ``timeout + allowed / MIN_RATE`` seconds, so a server
+trickling a byte a second cannot hold a poll for ever (``NetworkTimeout``).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from dataclasses import dataclass
+from typing import NoReturn, Protocol
 
 from fetchd.errors import (
     AccountError,
     AuthError,
+    NetworkError,
+    NetworkTimeout,
     ProtocolError,
+    ReplyTooLongError,
     ServerBusyError,
     ServerError,
+    SizeMismatchError,
     TLSError,
     UsageError,
 )
@@ -36,6 +50,25 @@ from fetchd.pop3.transport import Transport
 #: Commands kept in flight when pipelining; small enough that neither side's
 #: socket buffers fill with unread commands (RFC 2449 section 6.6).
 DEFAULT_WINDOW = 100
+
+#: Seconds a status line may take (and the grace before a body's rate counts),
+#: when the caller gives none; ``Timeouts.read`` by default.
+DEFAULT_TIMEOUT = 60.0
+
+#: The slowest body fetchd waits for, in octets a second, after ``timeout``:
+#: 8 KiB/s is far below any working link (a 20 MB message may take 42 min),
+#: yet a server trickling a byte a second is dropped after ``timeout``.
+MIN_RATE = 8 * 1024
+
+#: CAPA is a few dozen short lines (RFC 2449 section 6); these are generous.
+CAPA_MAX_OCTETS = 64 * 1024
+CAPA_MAX_LINES = 1000
+
+#: LIST and UIDL lines: STAT's count plus slack (a listing should match STAT
+#: exactly; the slack only spares a server that is off by a few), and on average
+#: LISTING_LINE_OCTETS a line (RFC 1939 allows ~83 for UIDL, ~22 for LIST).
+LISTING_SLACK_LINES = 16
+LISTING_LINE_OCTETS = 600
 
 _BUSY_CODES = frozenset({"IN-USE", "LOGIN-DELAY", "SYS/TEMP"})
 
@@ -61,8 +94,19 @@ def error_for(response: Response, doing: str) -> AccountError:
     return ServerError(said)
 
 
+def listing_caps(count: int) -> tuple[int, int]:
+    """(max_octets, max_lines) for a LIST or UIDL listing of a ``count``-message maildrop."""
+    lines = count + LISTING_SLACK_LINES
+    return lines * LISTING_LINE_OCTETS, lines
+
+
 class Reply:
-    """One reply; ``response`` is its status line, the body (if any) streams."""
+    """One reply; ``response`` is its status line, the body (if any) streams.
+
+    The reply owns its body's lifecycle: it pulls the body's events through
+    its session under a deadline and says when it is ``done``. Every reader
+    is bounded: ``read_into`` by ``limit``, ``read_all`` by ``max_octets``.
+    """
 
     def __init__(self, session: Session, command: Command, response: Response) -> None:
         self.session = session
@@ -75,10 +119,22 @@ class Reply:
     def ok(self) -> bool:
         return self.response.ok
 
-    def chunks(self) -> Iterator[bytes]:
-        """The body's bytes, dot-unstuffed, as they arrive."""
+    @property
+    def done(self) -> bool:
+        """Whether the whole reply, body included, has been read."""
+        return not self._open
+
+    def chunks(self, *, allowed: int | None = None) -> Iterator[bytes]:
+        """The body's bytes, dot-unstuffed, as they arrive.
+
+        The body must arrive within ``timeout + allowed / MIN_RATE`` seconds,
+        or, without ``allowed``, keep up MIN_RATE on average after ``timeout``.
+        """
+        start = time.monotonic() + self.session.timeout
+        deadline = _Deadline(start, self.command)
         while self._open:
-            event = self.session.next_event()
+            deadline.at = start + (self.octets if allowed is None else allowed) / MIN_RATE
+            event = self.session.next_event(deadline)
             if isinstance(event, Data):
                 self.octets += len(event.data)
                 yield event.data
@@ -88,17 +144,47 @@ class Reply:
             else:
                 raise ProtocolError(f"unexpected {type(event).__name__} inside a reply body")
 
-    def read_into(self, sink: Sink) -> int:
-        """Stream the body into ``sink``; returns its size in octets."""
-        for chunk in self.chunks():
+    def read_into(self, sink: Sink, *, limit: int | None = None, expect: int | None = None) -> int:
+        """Stream the body into ``sink``; returns its size in octets.
+
+        More than ``limit`` octets raise ``ReplyTooLongError`` at once (the
+        excess is not written). ``expect`` is LIST's size: a body that cannot
+        be that size under any CRLF/LF conversion raises ``SizeMismatchError``,
+        since it may be another command's reply.
+        """
+        ends = _LineEnds()
+        # A body at most doubles when every bare LF of what LIST counted became CRLF.
+        allowed = limit if limit is not None else None if expect is None else 2 * expect
+        for chunk in self.chunks(allowed=allowed):
+            if limit is not None and self.octets > limit:
+                self._too_long(f"more than {limit} octets", limit)
+            if expect is not None:
+                ends.count(chunk)
             sink.write(chunk)
+        if expect is not None and not ends.could_be(self.octets, expect):
+            self.session.connection.abandon()
+            raise SizeMismatchError(
+                f"the reply to {self.command.redacted()} has {self.octets} octets but LIST "
+                f"announced {expect}: it may belong to another command, so fetchd stops here"
+            )
         return self.octets
 
-    def read_all(self) -> bytes:
-        """The whole body in memory: only for listings, never for messages."""
-        return b"".join(self.chunks())
+    def read_all(self, *, max_octets: int, max_lines: int | None = None) -> bytes:
+        """The whole body in memory, for listings only: at most ``max_octets`` and ``max_lines``."""
+        parts = []
+        lines = 0
+        for chunk in self.chunks(allowed=max_octets):
+            if self.octets > max_octets:
+                self._too_long(f"more than {max_octets} octets", max_octets)
+            if max_lines is not None:
+                lines += chunk.count(b"\n")
+                if lines > max_lines:
+                    self._too_long(f"more than {max_lines} lines", max_lines)
+            parts.append(chunk)
+        return b"".join(parts)
 
     def drain(self) -> None:
+        """Read and drop the rest of the body (still under the rate deadline)."""
         for _ in self.chunks():
             pass
 
@@ -106,6 +192,45 @@ class Reply:
         if not self.response.ok:
             raise error_for(self.response, doing)
         return self
+
+    def _too_long(self, what: str, limit: int) -> NoReturn:
+        self.session.connection.abandon()
+        raise ReplyTooLongError(
+            f"the reply to {self.command.redacted()} went past its cap ({what}); "
+            "fetchd stopped reading it and drops the connection",
+            limit=limit,
+        )
+
+
+class _LineEnds:
+    """Counts LF and CRLF across chunks, a CR at the end of one chunk included."""
+
+    __slots__ = ("cr_last", "crlf", "lf")
+
+    def __init__(self) -> None:
+        self.lf = self.crlf = 0
+        self.cr_last = False
+
+    def count(self, chunk: bytes) -> None:
+        self.lf += chunk.count(b"\n")
+        self.crlf += chunk.count(b"\r\n") + (self.cr_last and chunk[:1] == b"\n")
+        self.cr_last = chunk[-1:] == b"\r"
+
+    def could_be(self, octets: int, size: int) -> bool:
+        """Whether ``size`` lies between the body with CRLF->LF and with bare LF->CRLF."""
+        return octets - self.crlf <= size <= octets + (self.lf - self.crlf)
+
+
+@dataclass(slots=True)
+class _Deadline:
+    """When (time.monotonic) the reply to ``command`` (None: the greeting) must be complete."""
+
+    at: float
+    command: Command | None
+
+    @property
+    def what(self) -> str:  # only built when the deadline passed
+        return "the greeting" if self.command is None else f"the reply to {self.command.redacted()}"
 
 
 class Session:
@@ -117,11 +242,14 @@ class Session:
         *,
         transcript: Transcript | None = None,
         window: int = DEFAULT_WINDOW,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.transport = transport
         self.connection = Connection()
         self.capabilities = Capabilities(known=False)
         self.window = window
+        #: Seconds a status line may take, and the grace before a body's rate counts.
+        self.timeout = timeout
         self.pipelining_allowed = True
         #: The login method used, once logged in ("auto" resolved).
         self.auth_method: str | None = None
@@ -131,15 +259,32 @@ class Session:
 
     # -- plumbing ------------------------------------------------------------
 
-    def next_event(self) -> Event:
+    def next_event(self, deadline: _Deadline) -> Event:
+        """The next event; reads the transport until ``deadline``, then NetworkTimeout."""
         while True:
             event = self.connection.next_event()
             if event is not NEED_DATA:
                 return event
-            self.connection.receive_data(self.transport.read())
+            left = deadline.at - time.monotonic()
+            try:
+                if left <= 0:
+                    raise NetworkTimeout("deadline passed")
+                data = self.transport.read(left)
+            except NetworkError as exc:
+                self.connection.abandon()
+                if isinstance(exc, NetworkTimeout) and time.monotonic() >= deadline.at:
+                    raise NetworkTimeout(
+                        f"{deadline.what} did not arrive in time (a server that stalls or "
+                        "trickles); fetchd drops the connection and retries later"
+                    ) from exc
+                raise
+            self.connection.receive_data(data)
+
+    def _status_deadline(self, command: Command | None) -> _Deadline:
+        return _Deadline(time.monotonic() + self.timeout, command)
 
     def _read_greeting(self) -> Response:
-        event = self.next_event()
+        event = self.next_event(self._status_deadline(None))
         assert isinstance(event, Response)  # the core only gives a Response first
         self._log("S", event.line)
         if not event.ok:
@@ -148,13 +293,13 @@ class Session:
         return event
 
     def _read_response(self, command: Command) -> Reply:
-        event = self.next_event()
+        event = self.next_event(self._status_deadline(command))
         if isinstance(event, Continuation):
             raise ProtocolError(f"the server sent a SASL challenge in reply to {command.name}")
         if not isinstance(event, Response):
             raise ProtocolError(f"expected a status line in reply to {command.name}")
         reply = Reply(self, command, event)
-        if not reply._open:
+        if reply.done:
             self._log("S", event.line)
         return reply
 
@@ -166,9 +311,24 @@ class Session:
         self._log("S", reply.response.line, reply.octets)
 
     def _finish_current(self) -> None:
-        if self._current is not None:
-            self._current.drain()
-            self._current = None
+        current, self._current = self._current, None
+        if current is not None and self.connection.state is not State.ERROR:
+            current.drain()
+
+    def ensure_synchronized(self) -> None:
+        """Raise ProtocolError if the server sent anything while no reply is due.
+
+        Checks the core's buffer and, without blocking, the connection (TLS
+        records already decrypted included). Call it between replies: with
+        replies still due it raises UsageError.
+        """
+        self._finish_current()
+        if self.connection.pending:
+            raise UsageError("replies are still due; read them before checking synchronization")
+        data = self.transport.read_nowait()
+        if data is not None:
+            self.connection.receive_data(data)
+        self.connection.check_synchronized()
 
     @property
     def pipelining(self) -> bool:
@@ -178,7 +338,7 @@ class Session:
 
     def exchange(self, command: Command) -> Reply:
         """Send one command and read its status line (the body streams after)."""
-        self._finish_current()
+        self.ensure_synchronized()
         data = self.connection.send(command)
         self._log("C", command.redacted())
         self.transport.write(data)
@@ -187,7 +347,7 @@ class Session:
 
     def pipelined(self, commands: Iterable[Command]) -> Iterator[Reply]:
         """Replies to ``commands`` in order, with a bounded window in flight."""
-        self._finish_current()
+        self.ensure_synchronized()
         window = self.window if self.pipelining else 1
         todo = iter(commands)
         in_flight: deque[Command] = deque()
@@ -196,12 +356,12 @@ class Session:
             if not exhausted and len(in_flight) <= window // 2:
                 exhausted = self._send_more(todo, in_flight, window)
             if not in_flight:
+                self.connection.check_synchronized()  # what is buffered already: free
                 return
             reply = self._read_response(in_flight.popleft())
             self._current = reply
             yield reply
-            reply.drain()
-            self._current = None
+            self._finish_current()
 
     def _send_more(self, todo: Iterator[Command], in_flight: deque[Command], window: int) -> bool:
         """Send commands, in one write, until the window is full; True once ``todo`` ran out."""
@@ -222,7 +382,8 @@ class Session:
         """Ask CAPA; an old server's -ERR means "assume nothing" (RFC 2449 section 5)."""
         reply = self.exchange(Command("CAPA"))
         if reply.ok:
-            self.capabilities = replies.parse_capa(reply.read_all())
+            body = reply.read_all(max_octets=CAPA_MAX_OCTETS, max_lines=CAPA_MAX_LINES)
+            self.capabilities = replies.parse_capa(body)
         else:
             self.capabilities = Capabilities(known=False)
         return self.capabilities
@@ -236,33 +397,60 @@ class Session:
         self.capa()
 
     def stat(self) -> tuple[int, int]:
-        return replies.parse_stat(self.exchange(Command("STAT")).check("STAT").response.text)
+        return replies.parse_stat(self.exchange(Command.stat()).check("STAT").response.text)
 
     def list(self) -> dict[int, int]:
-        return replies.parse_scan_listing(self.exchange(Command("LIST")).check("LIST").read_all())
-
-    def list_one(self, number: int) -> int:
-        reply = self.exchange(Command("LIST", (str(number),))).check(f"LIST {number}")
-        return replies.parse_scan_line(reply.response.text)[1]
-
-    def uidl(self) -> dict[int, str]:
-        return replies.parse_uidl_listing(self.exchange(Command("UIDL")).check("UIDL").read_all())
-
-    def uidl_one(self, number: int) -> str:
-        reply = self.exchange(Command("UIDL", (str(number),))).check(f"UIDL {number}")
-        return replies.parse_uidl_line(reply.response.text)[1]
-
-    def retr(self, number: int, sink: Sink) -> int:
-        return (
-            self.exchange(Command("RETR", (str(number),))).check(f"RETR {number}").read_into(sink)
+        """LIST, capped by what STAT says first (see ``listing_caps``)."""
+        max_octets, max_lines = listing_caps(self.stat()[0])
+        reply = self.exchange(Command.list()).check("LIST")
+        return replies.parse_scan_listing(
+            reply.read_all(max_octets=max_octets, max_lines=max_lines)
         )
 
-    def top(self, number: int, lines: int, sink: Sink) -> int:
-        command = Command("TOP", (str(number), str(lines)))
-        return self.exchange(command).check(f"TOP {number}").read_into(sink)
+    def list_one(self, number: int) -> int:
+        """LIST n's size; a reply about another message means replies are out of step."""
+        reply = self.exchange(Command.list(number)).check(f"LIST {number}")
+        said, size = replies.parse_scan_line(reply.response.text)
+        if said != number:
+            self.connection.abandon()
+            raise ProtocolError(
+                f"the server answered LIST {number} about message {said}: its replies are "
+                "out of step with fetchd's commands"
+            )
+        return size
+
+    def uidl(self) -> dict[int, str]:
+        """UIDL, capped by what STAT says first (see ``listing_caps``)."""
+        max_octets, max_lines = listing_caps(self.stat()[0])
+        reply = self.exchange(Command.uidl()).check("UIDL")
+        return replies.parse_uidl_listing(
+            reply.read_all(max_octets=max_octets, max_lines=max_lines)
+        )
+
+    def uidl_one(self, number: int) -> str:
+        reply = self.exchange(Command.uidl(number)).check(f"UIDL {number}")
+        said, uid = replies.parse_uidl_line(reply.response.raw)
+        if said != number:
+            self.connection.abandon()
+            raise ProtocolError(
+                f"the server answered UIDL {number} about message {said}: its replies are "
+                "out of step with fetchd's commands"
+            )
+        return uid
+
+    def retr(
+        self, number: int, sink: Sink, *, limit: int | None = None, expect: int | None = None
+    ) -> int:
+        reply = self.exchange(Command.retr(number)).check(f"RETR {number}")
+        return reply.read_into(sink, limit=limit, expect=expect)
+
+    def top(self, number: int, lines: int, sink: Sink, *, limit: int | None = None) -> int:
+        """TOP n lines into ``sink``; more than ``limit`` octets raise ReplyTooLongError."""
+        reply = self.exchange(Command.top(number, lines)).check(f"TOP {number}")
+        return reply.read_into(sink, limit=limit)
 
     def dele(self, number: int) -> Response:
-        return self.exchange(Command("DELE", (str(number),))).check(f"DELE {number}").response
+        return self.exchange(Command.dele(number)).check(f"DELE {number}").response
 
     def rset(self) -> Response:
         return self.exchange(Command("RSET")).check("RSET").response
@@ -271,7 +459,7 @@ class Session:
         return self.exchange(Command("NOOP")).check("NOOP").response
 
     def last(self) -> int:
-        return replies.parse_last(self.exchange(Command("LAST")).check("LAST").response.text)
+        return replies.parse_last(self.exchange(Command.last()).check("LAST").response.text)
 
     def quit(self) -> Response:
         """QUIT; in TRANSACTION this commits the DELE marks (RFC 1939 section 6)."""
@@ -323,7 +511,6 @@ class Session:
         self._check_login(self.exchange(Command("APOP", (username, digest))), username)
 
     def _login_sasl(self, sasl: auth.SaslExchange) -> None:
-        self._finish_current()
         command = Command("AUTH", (sasl.mechanism,))
         pending = list(sasl.responses)
         if sasl.initial is not None:
@@ -332,10 +519,11 @@ class Session:
                 command = with_initial
             else:  # RFC 5034 section 4: too long for the AUTH line, send it when asked
                 pending.insert(0, sasl.initial)
+        self.ensure_synchronized()
         self.transport.write(self.connection.send(command))
         self._log("C", command.redacted())
-        while True:
-            event = self.next_event()
+        while True:  # the core bounds the round-trips (core.MAX_SASL_CHALLENGES)
+            event = self.next_event(self._status_deadline(command))
             if isinstance(event, Response):
                 self._log("S", event.line)
                 self._check_login(Reply(self, command, event), sasl.mechanism)

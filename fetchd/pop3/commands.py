@@ -10,26 +10,6 @@ from fetchd.pop3 import states
 #: RFC 2449 section 4: a command line is at most 255 octets including CRLF.
 MAX_COMMAND_LINE = 255
 
-_KNOWN = frozenset(
-    {
-        "USER",
-        "PASS",
-        "APOP",
-        "AUTH",
-        "CAPA",
-        "STLS",
-        "STAT",
-        "LIST",
-        "UIDL",
-        "RETR",
-        "TOP",
-        "DELE",
-        "RSET",
-        "NOOP",
-        "LAST",
-        "QUIT",
-    }
-)
 _FORBIDDEN_IN_ARGS = frozenset("\r\n\x00")
 
 
@@ -41,7 +21,7 @@ class Command:
     args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.name not in _KNOWN:
+        if self.name not in states.COMMANDS:
             raise UsageError(f"unknown POP3 command {self.name!r}")
         for arg in self.args:
             spaced = " " in arg and self.name != "PASS"  # RFC 1939: a password may hold spaces
@@ -55,6 +35,36 @@ class Command:
         """The command if its line fits in 255 octets, else None."""
         line = " ".join((name, *args)).encode("utf-8") + b"\r\n"
         return cls(name, args) if len(line) <= MAX_COMMAND_LINE else None
+
+    # -- the commands production code sends, by name -------------------------
+
+    @classmethod
+    def stat(cls) -> Command:
+        return cls("STAT")
+
+    @classmethod
+    def list(cls, number: int | None = None) -> Command:
+        return cls("LIST", _number_args(number))
+
+    @classmethod
+    def uidl(cls, number: int | None = None) -> Command:
+        return cls("UIDL", _number_args(number))
+
+    @classmethod
+    def retr(cls, number: int) -> Command:
+        return cls("RETR", _number_args(number))
+
+    @classmethod
+    def top(cls, number: int, lines: int) -> Command:
+        return cls("TOP", (*_number_args(number), str(lines)))
+
+    @classmethod
+    def dele(cls, number: int) -> Command:
+        return cls("DELE", _number_args(number))
+
+    @classmethod
+    def last(cls) -> Command:
+        return cls("LAST")
 
     @property
     def multiline(self) -> bool:
@@ -73,6 +83,15 @@ class Command:
         if self.name == "AUTH" and len(self.args) > 1:
             return f"AUTH {self.args[0]} ***"
         return " ".join((self.name, *self.args))
+
+
+def _number_args(number: int | None) -> tuple[str, ...]:
+    """A message number as an argument; RFC 1939 numbers start at 1."""
+    if number is None:
+        return ()
+    if number < 1:
+        raise UsageError(f"message numbers start at 1, not {number}")
+    return (str(number),)
 
 
 def sasl_line(payload: str) -> bytes:

@@ -41,7 +41,12 @@ def open_session(endpoint: Endpoint, *, transcript: Transcript | None = None) ->
         implicit_tls=endpoint.security == "tls",
     )
     try:
-        session = Session(transport, transcript=transcript, window=endpoint.window)
+        session = Session(
+            transport,
+            transcript=transcript,
+            window=endpoint.window,
+            timeout=endpoint.timeouts.read,
+        )
         session.pipelining_allowed = endpoint.pipelining
         session.capa()
         if endpoint.security == "starttls":

@@ -26,6 +26,10 @@ from fetchd.pop3.states import State
 #: RFC 1939 section 3 allows 512 octets; real servers exceed it, so be lenient but bounded.
 MAX_STATUS_LINE = 8192
 
+#: SASL challenges answered in one AUTH exchange. The mechanisms fetchd speaks
+#: need at most two (LOGIN); a server that keeps challenging holds the poll forever.
+MAX_SASL_CHALLENGES = 8
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -45,6 +49,8 @@ class Connection:
         self._greeted = False
         self._at_line_start = True
         self._sasl = False
+        self._sasl_challenges = 0
+        self._sasl_cancelled = False
         self._body_done = False
         self._peer_closed = False
 
@@ -54,8 +60,10 @@ class Connection:
         """Validate ``command`` for the current state and return its bytes."""
         self._check_can_send(command.name)
         self._pending.append(_Pending(command))
-        if command.name == "QUIT" and self.state is State.TRANSACTION:
-            self.state = State.UPDATE
+        self.state = states.state_after_send(self.state, command.name)
+        if command.name == "AUTH":
+            self._sasl_challenges = 0
+            self._sasl_cancelled = False
         return command.to_bytes()
 
     def send_sasl_response(self, payload: str) -> bytes:
@@ -63,12 +71,34 @@ class Connection:
         if not self._sasl or not self._pending or self._pending[0].command.name != "AUTH":
             raise UsageError("no SASL exchange is waiting for a response")
         self._sasl = False
+        self._sasl_cancelled = payload == "*"
         return sasl_line(payload)
 
     @property
     def pending(self) -> int:
         """How many sent commands still await (part of) their reply."""
         return len(self._pending)
+
+    @property
+    def buffered(self) -> int:
+        """Octets received but not yet handed out as events."""
+        return len(self._buffer)
+
+    def check_synchronized(self) -> None:
+        """Fail if the server sent anything while no reply is due.
+
+        Replies are matched to commands by order only (RFC 1939 section 3), so
+        one extra reply would pair every later reply with the wrong command:
+        a body read as RETR 2 that is really RETR 1's second copy.
+        """
+        if self.state is State.ERROR:
+            raise ProtocolError("the POP3 session failed earlier and cannot be used")
+        if not self._pending and self._buffer:
+            self._fail("the server sent data nobody asked for")
+
+    def abandon(self) -> None:
+        """Make the session unusable: a reply was left half read (over its cap, say)."""
+        self.state = State.ERROR
 
     def _check_can_send(self, name: str) -> None:
         if self.state is State.ERROR:
@@ -128,7 +158,7 @@ class Connection:
         name = pending.command.name
         response = self._read_status(name, sasl=name == "AUTH")
         if isinstance(response, Continuation):
-            self._sasl = True
+            self._challenged()
         if not isinstance(response, Response):
             return response
         self._sasl = False
@@ -139,6 +169,17 @@ class Connection:
         self._pending.popleft()
         self._after_reply(name, response.ok)
         return response
+
+    def _challenged(self) -> None:
+        if self._sasl:
+            self._fail("a second SASL challenge before the client answered the first")
+        if self._sasl_cancelled:
+            # RFC 5034 section 4: after "*" the server must answer -ERR.
+            self._fail("a SASL challenge after the client cancelled the exchange")
+        self._sasl_challenges += 1
+        if self._sasl_challenges > MAX_SASL_CHALLENGES:
+            self._fail(f"more than {MAX_SASL_CHALLENGES} SASL challenges")
+        self._sasl = True
 
     def _after_reply(self, name: str, ok: bool) -> None:
         self.state = states.next_state(self.state, name, ok)
@@ -169,7 +210,8 @@ class Connection:
             shown = raw[:60].decode("ascii", "backslashreplace")
             self._fail(f"expected +OK or -ERR in reply to {name or 'the greeting'}, got {shown!r}")
         text = rest.decode("utf-8", "replace")
-        return Response(ok=ok, text=text, code=parse_response_code(text), command=name)
+        code = parse_response_code(text)
+        return Response(ok=ok, text=text, code=code, command=name, raw=bytes(rest))
 
     def _read_body(self) -> Data | EndOfData | NeedData:
         if self._body_done:

@@ -9,7 +9,7 @@ During SASL (RFC 5034) the server may answer ``+ challenge``: a ``Continuation``
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -26,6 +26,8 @@ class Response:
     text: str
     code: str | None = None
     command: str = ""
+    #: The text's bytes as sent: for values that must stay exact (a UID from ``UIDL n``).
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def line(self) -> str:

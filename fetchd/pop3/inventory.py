@@ -11,14 +11,13 @@ read the mailbox) still cannot cause a duplicate.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 
 from fetchd.errors import ServerError
-from fetchd.pop3.client import Session
+from fetchd.pop3.client import Session, listing_caps
 from fetchd.pop3.commands import Command
-from fetchd.pop3.replies import parse_last, parse_scan_listing, parse_uidl_listing
-from fetchd.store.state import Known
+from fetchd.pop3.replies import parse_last, parse_scan_listing, parse_stat, parse_uidl_listing
 
 
 @dataclass(frozen=True)
@@ -40,48 +39,77 @@ class Listing:
         return {message.uid: message for message in self.messages}
 
 
+#: TOP n 0 is a message's header: far below this unless the server misbehaves.
+HEADER_MAX_OCTETS = 4 * 1024 * 1024
+
+
 def read_listing(session: Session) -> Listing:
-    """LIST and UIDL (pipelined when allowed), with the fallbacks above."""
+    """STAT, LIST and UIDL (pipelined when allowed), with the fallbacks above.
+
+    STAT comes first so that the listings can be capped by its count
+    (``client.listing_caps``): an endless listing ends in ReplyTooLongError.
+    """
+    count = 0
     sizes: dict[int, int] = {}
     uids: dict[int, str] | None = None
-    for reply in session.pipelined([Command("LIST"), Command("UIDL")]):
-        if reply.command.name == "LIST":
-            sizes = parse_scan_listing(reply.check("LIST").read_all())
+    warnings: list[str] = []
+    max_octets, max_lines = listing_caps(count)  # replaced once STAT answered
+    for reply in session.pipelined([Command.stat(), Command.list(), Command.uidl()]):
+        name = reply.command.name
+        if name == "STAT":
+            count = parse_stat(reply.check("STAT").response.text)[0]
+            max_octets, max_lines = listing_caps(count)
+        elif name == "LIST":
+            body = reply.check("LIST").read_all(max_octets=max_octets, max_lines=max_lines)
+            sizes = parse_scan_listing(body, warnings)
         elif reply.ok:
-            uids = parse_uidl_listing(reply.read_all())
+            body = reply.read_all(max_octets=max_octets, max_lines=max_lines)
+            uids = parse_uidl_listing(body, warnings)
+    _compare(count, sizes, uids, warnings)
     if uids is None:
-        return _without_uidl(session, sizes)
+        return _without_uidl(session, sizes, warnings)
     messages = [ServerMessage(n, uids[n], sizes.get(n, 0)) for n in sorted(uids)]
-    return _unique(Listing(messages, "uidl"))
+    return _unique(Listing(messages, "uidl", warnings))
 
 
-def _without_uidl(session: Session, sizes: Mapping[int, int]) -> Listing:
+def _compare(
+    count: int, sizes: Mapping[int, int], uids: Mapping[int, str] | None, warnings: list[str]
+) -> None:
+    """Odd but harmless disagreements between STAT, LIST and UIDL become warnings."""
+    if len(sizes) != count:
+        warnings.append(f"STAT counts {count} messages but LIST lists {len(sizes)}")
+    if uids is not None and uids.keys() != sizes.keys():
+        warnings.append("LIST and UIDL list different message numbers")
+
+
+def _without_uidl(session: Session, sizes: Mapping[int, int], warnings: list[str]) -> Listing:
     first = 1
     method = "headers"
-    warnings = ["the server has no UIDL; messages are told apart by a digest of their headers"]
-    reply = session.exchange(Command("LAST"))
+    note = "the server has no UIDL; messages are told apart by a digest of their headers"
+    reply = session.exchange(Command.last())
     if reply.ok:
         first = parse_last(reply.response.text) + 1
         method = "last"
-        warnings[0] += f"; only those after LAST ({first - 1}) are considered"
+        note += f"; only those after LAST ({first - 1}) are considered"
     numbers = [number for number in sorted(sizes) if number >= first]
     ids = _header_digests(session, numbers, sizes)
     messages = [ServerMessage(n, ids[n], sizes[n]) for n in numbers]
-    return _unique(Listing(messages, method, warnings))
+    return _unique(Listing(messages, method, [note, *warnings]))
 
 
 def _header_digests(
     session: Session, numbers: list[int], sizes: Mapping[int, int]
 ) -> dict[int, str]:
     ids: dict[int, str] = {}
-    commands = [Command("TOP", (str(number), "0")) for number in numbers]
+    commands = [Command.top(number, 0) for number in numbers]
     for number, reply in zip(numbers, session.pipelined(commands), strict=True):
         if not reply.ok:
             raise ServerError(
                 "the server supports neither UIDL nor TOP, so fetchd cannot tell new "
                 f"messages from old ones (TOP {number} said {reply.response.line!r})"
             )
-        digest = hashlib.sha256(reply.read_all().replace(b"\r\n", b"\n"))
+        header = reply.read_all(max_octets=HEADER_MAX_OCTETS)
+        digest = hashlib.sha256(header.replace(b"\r\n", b"\n"))
         digest.update(str(sizes[number]).encode())
         ids[number] = "hdr:" + digest.hexdigest()[:32]
     return ids
@@ -103,6 +131,6 @@ def _unique(listing: Listing) -> Listing:
     return listing
 
 
-def new_messages(listing: Listing, known: Mapping[str, Known]) -> list[ServerMessage]:
+def new_messages(listing: Listing, known: Container[str]) -> list[ServerMessage]:
     """Messages whose id the state has never recorded, in server order."""
     return [message for message in listing.messages if message.uid not in known]

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from fetchd.errors import ProtocolError
+
+_T = TypeVar("_T")
 
 _TIMESTAMP = re.compile(rb"<[!-~]+@[!-~]+>")
 
 
 def _numbers(text: str, what: str, count: int) -> list[int]:
-    words = text.split()
+    words = [word for word in text.split(" ") if word]  # spaces only, as in listings
     try:
         values = [int(word) for word in words[:count]]
     except ValueError:
@@ -43,28 +46,70 @@ def parse_scan_line(text: str) -> tuple[int, int]:
     return number, octets
 
 
-def parse_uidl_line(text: str) -> tuple[int, str]:
-    """``n unique-id`` from ``UIDL n`` or one line of a UIDL listing."""
-    words = text.split()
+def parse_uidl_line(raw: bytes) -> tuple[int, str]:
+    """``n unique-id`` from ``UIDL n`` (the status line's bytes, ``Response.raw``)."""
+    return _uidl_entry(raw, [])
+
+
+def split_lines(body: bytes) -> list[bytes]:
+    """The non-blank lines of a listing, split on CRLF or LF only.
+
+    Not ``splitlines``: VT, FF and the other characters it also splits on can
+    be part of a line (a UID with a stray control byte must stay one UID).
+    """
+    return [line.rstrip(b"\r") for line in body.split(b"\n") if line.strip(b" \r")]
+
+
+def _words(line: bytes) -> list[bytes]:
+    """Words separated by one or more spaces (RFC 1939 says one; some send more)."""
+    return [word for word in line.split(b" ") if word]
+
+
+def _uidl_entry(line: bytes, warnings: list[str]) -> tuple[int, str]:
+    words = _words(line)
     if len(words) < 2 or not words[0].isdigit():
-        raise ProtocolError(f"the server's UIDL reply is malformed: {text[:60]!r}")
-    # Ids are 1-70 chars of 0x21-0x7E (RFC 1939 section 7); we keep whatever
-    # the server sent but refuse nothing but the empty id.
-    return int(words[0]), words[1]
+        raise ProtocolError(f"the server's UIDL reply is malformed: {_shown(line)}")
+    if len(words) > 2:
+        warnings.append(f"UIDL line with extra words, using the second: {_shown(line)}")
+    uid = words[1]
+    if not 1 <= len(uid) <= 70 or any(not 0x21 <= byte <= 0x7E for byte in uid):
+        # RFC 1939 section 7 asks for 1-70 octets of 0x21-0x7E; keep whatever was sent.
+        warnings.append(f"UIDL id outside RFC 1939's characters or length: {_shown(uid)}")
+    # Lossless (decisions: UIDs are str, surrogateescape for non-UTF-8 bytes).
+    return int(words[0]), uid.decode("utf-8", "surrogateescape")
 
 
-def _lines(body: bytes) -> list[str]:
-    return [line for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+def _shown(raw: bytes) -> str:
+    return repr(raw[:80].decode("utf-8", "backslashreplace"))
 
 
-def parse_scan_listing(body: bytes) -> dict[int, int]:
+def _numbered(entries: list[tuple[int, _T]], what: str) -> dict[int, _T]:
+    """Refuse what would mismatch messages: repeated or non-positive numbers."""
+    table: dict[int, _T] = {}
+    for number, value in entries:
+        if number < 1:
+            raise ProtocolError(f"the server's {what} listing has message number {number}")
+        if number in table:
+            raise ProtocolError(f"the server's {what} listing repeats message number {number}")
+        table[number] = value
+    return table
+
+
+def parse_scan_listing(body: bytes, warnings: list[str] | None = None) -> dict[int, int]:
     """The multi-line LIST reply: message number -> size in octets."""
-    return dict(parse_scan_line(line) for line in _lines(body))
+    entries = []
+    for line in split_lines(body):
+        words = _words(line)
+        if len(words) > 2 and warnings is not None:
+            warnings.append(f"LIST line with extra words: {_shown(line)}")
+        entries.append(parse_scan_line(b" ".join(words[:2]).decode("ascii", "replace")))
+    return _numbered(entries, "LIST")
 
 
-def parse_uidl_listing(body: bytes) -> dict[int, str]:
-    """The multi-line UIDL reply: message number -> unique id."""
-    return dict(parse_uidl_line(line) for line in _lines(body))
+def parse_uidl_listing(body: bytes, warnings: list[str] | None = None) -> dict[int, str]:
+    """The multi-line UIDL reply: message number -> unique id (see ``_uidl_entry``)."""
+    noted: list[str] = [] if warnings is None else warnings
+    return _numbered([_uidl_entry(line, noted) for line in split_lines(body)], "UIDL")
 
 
 @dataclass(frozen=True)
@@ -101,8 +146,8 @@ def _int_arg(args: tuple[str, ...]) -> int | None:
 
 def parse_capa(body: bytes) -> Capabilities:
     items: dict[str, tuple[str, ...]] = {}
-    for line in _lines(body):
-        name, *args = line.split()
+    for line in split_lines(body):
+        name, *args = (word.decode("utf-8", "replace") for word in _words(line))
         items[name.upper()] = tuple(args)
     return Capabilities(items)
 

@@ -1,11 +1,11 @@
-"""The POP3 session states and every legal command in each, as one table.
+"""The POP3 session states, every command and where each one is legal, as one table.
 
 RFC 1939 section 3: a session starts in AUTHORIZATION once the greeting is
 read, enters TRANSACTION when the server accepts the credentials and UPDATE
 when QUIT is sent from TRANSACTION. We add GREETING (waiting for the banner),
 USER_SENT (USER accepted, PASS must follow), CLOSED and a sticky ERROR.
-Transitions happen on the server's reply, except that QUIT sent in
-TRANSACTION enters UPDATE at once: nothing may follow it.
+Most transitions happen on the server's reply (``ON_REPLY``); QUIT sent in
+TRANSACTION enters UPDATE at once (``ON_SEND``): nothing may follow it.
 """
 
 from __future__ import annotations
@@ -39,8 +39,16 @@ LEGAL_COMMANDS: dict[State, frozenset[str]] = {
     State.ERROR: frozenset(),
 }
 
+#: Every command fetchd knows: those legal in some state.
+COMMANDS: frozenset[str] = frozenset().union(*LEGAL_COMMANDS.values())
+
+#: (state, command) -> the state as soon as the command is sent.
+ON_SEND: dict[tuple[State, str], State] = {
+    (State.TRANSACTION, "QUIT"): State.UPDATE,
+}
+
 #: (state, command, reply was +OK) -> next state. Missing entries keep the state.
-TRANSITIONS: dict[tuple[State, str, bool], State] = {
+ON_REPLY: dict[tuple[State, str, bool], State] = {
     (State.AUTHORIZATION, "USER", True): State.USER_SENT,
     (State.USER_SENT, "PASS", True): State.TRANSACTION,
     (State.USER_SENT, "PASS", False): State.AUTHORIZATION,
@@ -65,9 +73,14 @@ MULTILINE_ARGC: dict[str, frozenset[int]] = {
 }
 
 
+def state_after_send(state: State, command: str) -> State:
+    """The state once ``command`` is sent (before any reply)."""
+    return ON_SEND.get((state, command), state)
+
+
 def next_state(state: State, command: str, ok: bool) -> State:
     """The state after the server answered ``command`` with +OK (ok) or -ERR."""
-    return TRANSITIONS.get((state, command, ok), state)
+    return ON_REPLY.get((state, command, ok), state)
 
 
 def is_multiline(command: str, argc: int) -> bool:

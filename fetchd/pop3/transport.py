@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import select
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,10 @@ READ_SIZE = 256 * 1024
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds to wait for a connection and for each read or write."""
+    """Seconds for connecting (TCP, then the TLS handshake: each in total) and for each read.
+
+    The session turns ``read`` into a deadline per reply as well (see client.MIN_RATE).
+    """
 
     connect: float = 30.0
     read: float = 60.0
@@ -35,8 +40,16 @@ class Transport(Protocol):
     @property
     def tls_active(self) -> bool: ...
 
-    def read(self) -> bytes:
-        """Some bytes, or ``b""`` when the server closed the connection."""
+    def read(self, timeout: float | None = None) -> bytes:
+        """Some bytes, or ``b""`` when the server closed the connection.
+
+        Waits at most ``timeout`` seconds (and never longer than the read
+        timeout), then raises NetworkTimeout.
+        """
+        ...
+
+    def read_nowait(self) -> bytes | None:
+        """Bytes that arrived already, without waiting; None if there are none."""
         ...
 
     def write(self, data: bytes) -> None: ...
@@ -74,13 +87,52 @@ def _context(ca_file: Path | None, stamp: int | None) -> ssl.SSLContext:
     return context
 
 
+def _connect(host: str, port: int, seconds: float) -> socket.socket:
+    """A TCP connection within ``seconds`` in total, trying each address in turn.
+
+    ``socket.create_connection`` gives each address the whole timeout, so a
+    name with many dead addresses could take many times longer.
+    """
+    deadline = time.monotonic() + seconds
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise NetworkError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+    error: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, address in addresses:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(left)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        return sock
+    if isinstance(error, TimeoutError) or time.monotonic() >= deadline:
+        raise NetworkTimeout(f"connecting to {host}:{port} timed out after {seconds:g} s")
+    raise NetworkError(f"cannot connect to {host}:{port}: {error.strerror or error}") from error
+
+
 class SocketTransport:
     """A TCP connection, optionally TLS from the start (port 995) or after STLS."""
 
-    def __init__(self, sock: socket.socket, host: str, context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        host: str,
+        context: ssl.SSLContext | None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         self._sock: socket.socket = sock
         self._host = host
         self._context = context
+        self._timeouts = timeouts or Timeouts()
+        self._timeout = self._timeouts.read
+        sock.settimeout(self._timeout)
 
     @classmethod
     def open(
@@ -92,15 +144,9 @@ class SocketTransport:
         context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
     ) -> SocketTransport:
-        try:
-            sock = socket.create_connection((host, port), timeout=timeouts.connect)
-        except TimeoutError as exc:
-            raise NetworkTimeout(f"connecting to {host}:{port} timed out") from exc
-        except OSError as exc:
-            raise NetworkError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
-        sock.settimeout(timeouts.read)
+        sock = _connect(host, port, timeouts.connect)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport = cls(sock, host, context)
+        transport = cls(sock, host, context, timeouts)
         if implicit_tls:
             transport.start_tls()
         return transport
@@ -111,8 +157,16 @@ class SocketTransport:
 
     def start_tls(self) -> None:
         context = self._context or tls_context()
+        # CPython bounds the whole handshake by the socket timeout, not each
+        # read in it: a server trickling handshake bytes is cut off in time.
+        self._set_timeout(self._timeouts.connect)
         try:
             self._sock = context.wrap_socket(self._sock, server_hostname=self._host)
+        except TimeoutError as exc:
+            self.close()
+            raise NetworkTimeout(
+                f"the TLS handshake with {self._host} took longer than {self._timeouts.connect:g} s"
+            ) from exc
         except ssl.SSLCertVerificationError as exc:
             self.close()
             raise TLSError(
@@ -123,11 +177,34 @@ class SocketTransport:
             self.close()
             raise TLSError(f"TLS handshake with {self._host} failed: {exc}") from exc
 
-    def read(self) -> bytes:
-        with self._mapped_errors("reading from", "sent nothing within the read timeout"):
+    def read(self, timeout: float | None = None) -> bytes:
+        wait = self._timeouts.read if timeout is None else min(timeout, self._timeouts.read)
+        self._set_timeout(wait)
+        with self._mapped_errors("reading from", f"sent nothing within {wait:.3g} s"):
             return self._sock.recv(READ_SIZE)
 
+    def read_nowait(self) -> bytes | None:
+        sock = self._sock
+        pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+        if not pending and not select.select([sock], [], [], 0)[0]:
+            return None
+        # Readable may be a TLS record without application data (a session
+        # ticket): read without blocking and take "would block" as nothing.
+        self._set_timeout(0.0)
+        with self._mapped_errors("reading from", "sent nothing"):
+            try:
+                return sock.recv(READ_SIZE)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return None
+
+    def _set_timeout(self, seconds: float) -> None:
+        # settimeout costs a system call; most reads keep the same value.
+        if seconds != self._timeout:
+            self._sock.settimeout(seconds)
+            self._timeout = seconds
+
     def write(self, data: bytes) -> None:
+        self._set_timeout(self._timeouts.read)
         with self._mapped_errors("writing to", "stopped accepting data"):
             self._sock.sendall(data)
 

@@ -9,6 +9,7 @@ transcript. ``fetchd.testing._session.Session`` is the POP3 state machine on top
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import ssl
 from typing import TYPE_CHECKING, BinaryIO
@@ -39,6 +40,10 @@ class Connection:
         owner.track(None, conn)
         self.reader: BinaryIO = conn.makefile("rb")
         self.eol = eol
+        #: Seconds between the bytes of what is sent now (the "trickle" fault); 0 sends at once.
+        self.trickle = 0.0
+        #: Collects what is sent instead of sending it (the "repeat" fault).
+        self.held: list[bytes] | None = None
 
     def start_tls(self, context: ssl.SSLContext) -> None:
         """Wrap the connection; bytes the client sent early are dropped with the reader."""
@@ -85,26 +90,48 @@ class Connection:
 
     # -- writing ---------------------------------------------------------------
 
+    def send(self, data: bytes) -> None:
+        """Every byte the server sends goes through here, so faults can shape it."""
+        if self.held is not None:
+            self.held.append(data)
+            return
+        if not self.trickle:
+            self.conn.sendall(data)
+            return
+        for index in range(len(data)):
+            if self.owner.stopping.wait(self.trickle):
+                raise Hangup
+            self.conn.sendall(data[index : index + 1])
+
     def reply(self, status: str) -> None:
         self.owner.record("S", status)
-        self.conn.sendall(status.encode("latin-1") + self.eol)
+        self.send(status.encode("latin-1") + self.eol)
 
     def reply_lines(self, status: str, lines: list[str]) -> None:
         """A short multi-line reply (CAPA, LIST, UIDL), dot-stuffed and terminated."""
         self.owner.record("S", status)
         body = [status, *("." + line if line.startswith(".") else line for line in lines), "."]
-        self.conn.sendall(self.eol.join(part.encode("latin-1") for part in body) + self.eol)
+        self.send(self.eol.join(part.encode("latin-1") for part in body) + self.eol)
 
     def send_message(self, content: bytes, *, cut_after: int | None = None) -> None:
         """Stream ``content`` as a multi-line body in blocks; hang up after ``cut_after``."""
         sent = 0
         for block in body_blocks(content, self.eol):
             if cut_after is not None and sent + len(block) >= cut_after:
-                self.conn.sendall(block[: max(cut_after - sent, 1)])
+                self.send(block[: max(cut_after - sent, 1)])
                 raise Hangup
-            self.conn.sendall(block)
+            self.send(block)
             sent += len(block)
-        self.conn.sendall(b"." + self.eol)
+        self.send(b"." + self.eol)
+
+    def send_endless(self, status: str) -> None:
+        """``status`` and then numbered lines without end, until the client hangs up."""
+        self.reply(status)
+        for start in itertools.count(1, 1000):
+            if self.owner.stopping.is_set():
+                raise Hangup
+            lines = (f"{n} filler-{n}".encode() + self.eol for n in range(start, start + 1000))
+            self.send(b"".join(lines))
 
 
 def shutdown_quietly(conn: socket.socket) -> None:

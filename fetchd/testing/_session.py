@@ -77,6 +77,7 @@ class Session(Connection):
             self.start_tls(self.owner.tls_context)
         if self.options.greeting_delay:
             time.sleep(self.options.greeting_delay)
+        self.trickle = self.trickle_for("GREETING")
         greeting = "+OK fetchd test server ready"
         if self.options.apop:
             # RFC 1939 section 7: the timestamp must differ for every greeting.
@@ -103,6 +104,28 @@ class Session(Connection):
         hook = self.options.hooks.get(verb)
         if hook is not None and hook(self, arg):
             return
+        if self.options.endless_reply_to is not None and (
+            verb == self.options.endless_reply_to.upper()
+        ):
+            self.send_endless("+OK here it comes")
+        if verb == "AUTH" and self.options.endless_sasl:
+            while True:
+                self.reply("+ bW9yZQ==")
+                self.read_continuation()
+        self.trickle = self.trickle_for(verb)
+        if (self.options.repeat_reply_to or "").upper() == verb:
+            self.held = []
+            self.handle(verb, arg)
+            held, self.held = b"".join(self.held), None
+            self.send(held + held)  # in one write: both arrive together
+            return
+        self.handle(verb, arg)
+
+    def trickle_for(self, verb: str) -> float:
+        trickle = self.options.trickle
+        return trickle[1] if trickle is not None and trickle[0].upper() == verb else 0.0
+
+    def handle(self, verb: str, arg: str) -> None:
         table = _AUTHORIZATION if self.txn is None else _TRANSACTION
         handler = table.get(verb)
         if handler is None:

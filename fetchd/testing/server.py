@@ -144,6 +144,14 @@ class ServerOptions:
     #: that returns True has answered the command itself. For scripting a
     #: hostile server: replies twice, lies about sizes, sends raw bytes.
     hooks: dict[str, Callable[[Any, str], bool]] = field(default_factory=dict)
+    #: Send the whole reply to this command twice (one reply too many).
+    repeat_reply_to: str | None = None
+    #: (command or "GREETING", seconds): send that reply one byte every so often.
+    trickle: tuple[str, float] | None = None
+    #: Answer this multi-line command (CAPA, LIST, UIDL, TOP) with lines that never end.
+    endless_reply_to: str | None = None
+    #: Answer AUTH with SASL challenges whatever the client says, until it hangs up.
+    endless_sasl: bool = False
 
 
 class POP3TestServer:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fetchd.errors import NetworkError, ProtocolError, UsageError
+from fetchd.pop3 import commands, core, events, replies, states
 from fetchd.pop3.commands import Command
-from fetchd.pop3.core import Connection, parse_response_code
+from fetchd.pop3.core import MAX_SASL_CHALLENGES, Connection, parse_response_code
 from fetchd.pop3.events import NEED_DATA, Continuation, Data, EndOfData, Event, Response
 from fetchd.pop3.states import State
 
@@ -296,3 +299,93 @@ def test_garbage_only_ever_raises_protocol_error(wire: bytes, chunk: int) -> Non
         e for e in whole if not isinstance(e, Data)
     ]
     assert body_of(split) == body_of(whole)
+
+
+# -- synchronization, SASL round-trips, the state table ------------------------
+
+
+def test_extra_reply_is_caught_even_when_no_event_is_asked_for() -> None:
+    conn = in_transaction()
+    conn.send(Command("NOOP"))
+    conn.receive_data(b"+OK\r\n+OK again\r\n")
+    assert isinstance(conn.next_event(), Response)
+    assert conn.buffered == len(b"+OK again\r\n")
+    with pytest.raises(ProtocolError, match="nobody asked for"):
+        conn.check_synchronized()
+    assert conn.state is State.ERROR
+
+
+def test_check_synchronized_passes_while_in_step() -> None:
+    conn = in_transaction()
+    conn.check_synchronized()
+    conn.send(Command("NOOP"))
+    conn.receive_data(b"+OK\r\n")
+    conn.check_synchronized()  # a reply is due: buffered bytes are its
+    assert isinstance(conn.next_event(), Response)
+    conn.check_synchronized()
+
+
+def sasl_connection() -> Connection:
+    conn = Connection()
+    feed(conn, GREETING)
+    conn.send(Command("AUTH", ("LOGIN",)))
+    return conn
+
+
+def test_sasl_challenges_are_bounded() -> None:
+    conn = sasl_connection()
+    for _ in range(MAX_SASL_CHALLENGES):
+        assert feed(conn, b"+ bW9yZQ==\r\n") == [Continuation("bW9yZQ==")]
+        conn.send_sasl_response("YQ==")
+    with pytest.raises(ProtocolError, match=f"more than {MAX_SASL_CHALLENGES} SASL"):
+        feed(conn, b"+ bW9yZQ==\r\n")
+    assert conn.state is State.ERROR
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_challenge_after_cancel_is_a_protocol_error(chunk: int | None) -> None:
+    conn = sasl_connection()
+    feed(conn, b"+ \r\n", chunk)
+    conn.send_sasl_response("*")
+    with pytest.raises(ProtocolError, match="after the client cancelled"):
+        feed(conn, b"+ again\r\n", chunk)
+
+
+def test_second_challenge_before_the_answer_is_refused() -> None:
+    conn = sasl_connection()
+    with pytest.raises(ProtocolError, match="before the client answered"):
+        feed(conn, b"+ one\r\n+ two\r\n")
+
+
+def test_cancel_then_err_ends_the_exchange() -> None:
+    conn = sasl_connection()
+    feed(conn, b"+ \r\n")
+    conn.send_sasl_response("*")
+    [event] = feed(conn, b"-ERR cancelled\r\n")
+    assert isinstance(event, Response)
+    assert conn.state is State.AUTHORIZATION
+
+
+def test_commands_are_known_from_the_state_table_alone() -> None:
+    assert frozenset().union(*states.LEGAL_COMMANDS.values()) == states.COMMANDS
+    for name in states.COMMANDS:
+        Command(name)  # every command the table knows can be built
+    assert states.state_after_send(State.TRANSACTION, "QUIT") is State.UPDATE
+    assert states.state_after_send(State.AUTHORIZATION, "QUIT") is State.AUTHORIZATION
+
+
+def test_command_constructors() -> None:
+    assert Command.retr(3).to_bytes() == b"RETR 3\r\n"
+    assert Command.top(2, 0).to_bytes() == b"TOP 2 0\r\n"
+    assert Command.list().to_bytes() == b"LIST\r\n"
+    assert Command.list(7).multiline is False
+    assert Command.uidl().multiline is True
+    with pytest.raises(UsageError):
+        Command.dele(0)
+
+
+def test_core_modules_import_no_io() -> None:
+    for module in (core, states, commands, events, replies):
+        source = inspect.getsource(module)
+        for name in ("socket", "ssl", "time", "select", "logging"):
+            assert f"import {name}" not in source, (module.__name__, name)

@@ -95,7 +95,7 @@ def test_pipelined_and_lockstep_give_the_same_bytes(
     got = []
     commands = [Command("RETR", (str(n),)) for n in range(1, 41)]
     for reply in session.pipelined(commands):
-        got.append(reply.check("RETR").read_all())
+        got.append(reply.check("RETR").read_all(max_octets=1 << 20))
     assert got == messages
     session.quit()
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import socket
 import ssl
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +19,18 @@ from fetchd.errors import (
     NetworkError,
     NetworkTimeout,
     ProtocolError,
+    ReplyTooLongError,
     ServerBusyError,
+    SizeMismatchError,
     TLSError,
 )
 from fetchd.log import get_logger, pop3_transcript
+from fetchd.pop3 import client
 from fetchd.pop3.client import Session
 from fetchd.pop3.commands import Command
 from fetchd.pop3.connect import Endpoint, Security, open_session
+from fetchd.pop3.inventory import read_listing
+from fetchd.pop3.states import State
 from fetchd.pop3.transport import Timeouts
 from fetchd.testing.server import POP3TestServer
 from fetchd.testing.tlsfiles import make_test_ca
@@ -192,4 +200,189 @@ def test_last_against_popa3d(popa3d: Any) -> None:
         assert session.last() == 2
         session.rset()
         assert session.last() == 0
+        session.quit()
+
+
+# -- a server out of step, endless or slow ----------------------------------------
+
+SIZED = [make_message("one", "a" * 100), make_message("two", "b" * 300)]
+
+
+def logged_in(server: POP3TestServer, **kw: object) -> Session:
+    session = connect(server, **kw)
+    session.login("user", "alice", "secret", "localhost", 0)
+    return session
+
+
+def test_reply_sent_twice_lock_step_never_reaches_the_next_command(pop3_server: Start) -> None:
+    server = pop3_server(SIZED, repeat_reply_to="RETR")
+    with logged_in(server) as session:
+        sink = io.BytesIO()
+        session.retr(1, sink)
+        with pytest.raises(ProtocolError, match="nobody asked for"):
+            session.retr(2, io.BytesIO())
+        assert ("C", "RETR 2") not in server.transcript
+
+
+def test_reply_sent_twice_pipelined_is_a_size_mismatch(pop3_server: Start) -> None:
+    server = pop3_server(SIZED, repeat_reply_to="RETR")
+    with logged_in(server) as session:
+        assert session.pipelining
+        sizes = session.list()
+        replies = session.pipelined([Command.retr(1), Command.retr(2)])
+        first = io.BytesIO()
+        next(replies).check("RETR").read_into(first, expect=sizes[1])
+        assert first.getvalue() == SIZED[0]
+        second = next(replies)  # really RETR 1's copy
+        with pytest.raises(SizeMismatchError, match="may belong to another command"):
+            second.read_into(io.BytesIO(), expect=sizes[2])
+
+
+def fetch_then_check(session: Session, numbers: list[int]) -> list[bytes]:
+    bodies = []
+    for reply in session.pipelined([Command.retr(n) for n in numbers]):
+        sink = io.BytesIO()
+        reply.check("RETR").read_into(sink, expect=100)
+        bodies.append(sink.getvalue())
+    # Before the batch counts as fetched: a lock-step marker (a late extra reply
+    # arrives before its answer), then nothing may be left over.
+    session.list_one(numbers[-1])
+    session.ensure_synchronized()
+    return bodies
+
+
+def test_equal_sized_reply_sent_twice_pipelined_fails_the_batch(pop3_server: Start) -> None:
+    # Same size: the copy passes as RETR 2's body, but the real RETR 2 reply is
+    # then one too many, so the batch fails before anything is recorded.
+    same = [b"a" * 98 + b"\r\n", b"b" * 98 + b"\r\n"]
+    server = pop3_server(same, repeat_reply_to="RETR")
+    with logged_in(server) as session, pytest.raises(ProtocolError):
+        fetch_then_check(session, [1, 2])
+
+
+def test_reply_sent_twice_with_equal_sizes_is_caught_after_the_batch(pop3_server: Start) -> None:
+    same = [make_message("one", "a" * 100), make_message("two", "b" * 100)]
+    server = pop3_server(same, repeat_reply_to="LIST")
+    with logged_in(server) as session:
+        assert session.list_one(1) > 0
+        with pytest.raises(ProtocolError, match="nobody asked for"):
+            session.ensure_synchronized()
+
+
+@pytest.mark.parametrize("command", ["UIDL", "LIST"])
+def test_endless_listing_ends_in_reply_too_long(pop3_server: Start, command: str) -> None:
+    server = pop3_server(SIZED, endless_reply_to=command)
+    with logged_in(server) as session, pytest.raises(ReplyTooLongError, match=command):
+        read_listing(session)
+
+
+def test_endless_capa_ends_in_reply_too_long(pop3_server: Start) -> None:
+    server = pop3_server(SIZED, endless_reply_to="CAPA")
+    with pytest.raises(ReplyTooLongError, match="CAPA"):
+        connect(server)
+
+
+def test_endless_top_for_digests_ends_in_reply_too_long(pop3_server: Start) -> None:
+    server = pop3_server(SIZED, uidl=False, endless_reply_to="TOP")
+    with logged_in(server) as session, pytest.raises(ReplyTooLongError, match="TOP"):
+        read_listing(session)
+
+
+def test_endless_sasl_challenges_are_a_protocol_error(pop3_server: Start) -> None:
+    server = pop3_server(SIZED, endless_sasl=True)
+    with connect(server) as session, pytest.raises(ProtocolError, match="SASL"):
+        session.login("login", "alice", "secret", "localhost", 0)
+    challenges = [line for side, line in server.transcript if side == "C"]
+    assert len(challenges) <= 2 + 8 + 1  # CAPA, AUTH, answers, "*"
+
+
+def test_trickled_greeting_hits_its_deadline(pop3_server: Start) -> None:
+    server = pop3_server(SIZED, trickle=("GREETING", 0.05))
+    started = time.monotonic()
+    with pytest.raises(NetworkTimeout, match="the greeting did not arrive in time"):
+        connect(server, timeouts=Timeouts(connect=5, read=0.5))
+    assert time.monotonic() - started < 2
+
+
+def test_trickled_body_hits_its_deadline(
+    pop3_server: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client, "MIN_RATE", 1000)  # so that 100 octets may take 0.1 s more
+    server = pop3_server(SIZED, trickle=("RETR", 0.01))
+    with logged_in(server, timeouts=Timeouts(connect=5, read=0.3)) as session:
+        started = time.monotonic()
+        with pytest.raises(NetworkTimeout, match="RETR 1 did not arrive in time"):
+            session.retr(1, io.BytesIO(), expect=session.list_one(1))
+        assert time.monotonic() - started < 2
+        assert session.state is State.ERROR
+
+
+def test_trickled_body_without_a_size_keeps_the_minimum_rate(pop3_server: Start) -> None:
+    server = pop3_server(SIZED, trickle=("RETR", 0.01))
+    with logged_in(server, timeouts=Timeouts(connect=5, read=0.3)) as session:
+        started = time.monotonic()
+        with pytest.raises(NetworkTimeout, match="did not arrive in time"):
+            session.retr(1, io.BytesIO())
+        assert time.monotonic() - started < 2
+
+
+def test_slow_but_steady_body_within_its_deadline_is_read(pop3_server: Start) -> None:
+    small = [make_message("s", "x")]
+    server = pop3_server(small, trickle=("TOP", 0.001))
+    with logged_in(server, timeouts=Timeouts(connect=5, read=2)) as session:
+        sink = io.BytesIO()
+        session.top(1, 0, sink, limit=4096)
+        assert sink.getvalue().startswith(b"From:") or b"Subject" in sink.getvalue()
+
+
+def test_trickled_tls_handshake_is_bounded(tmp_path: Path) -> None:
+    files = make_test_ca(tmp_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while not stop.wait(0.05):
+                conn.sendall(b"\x16")  # a TLS record type, byte by byte, forever
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises((NetworkTimeout, TLSError)):
+            open_session(
+                Endpoint("localhost", port, "tls", ca_file=files.ca_file, timeouts=Timeouts(0.5, 5))
+            )
+        assert time.monotonic() - started < 2
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=2)
+
+
+def test_reply_sent_twice_over_tls_is_caught(pop3_server: Start, tmp_path: Path) -> None:
+    files = make_test_ca(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    server = pop3_server(SIZED, tls_context=context, repeat_reply_to="NOOP")
+    with connect(server, "tls", ca_file=files.ca_file) as session:
+        session.login("user", "alice", "secret", "localhost", 0)
+        session.noop()
+        with pytest.raises(ProtocolError, match="nobody asked for"):
+            session.ensure_synchronized()
+
+
+def test_in_step_tls_session_is_synchronized(pop3_server: Start, tmp_path: Path) -> None:
+    # TLS 1.3 session tickets make the socket readable without application data.
+    files = make_test_ca(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert_file, files.key_file)
+    server = pop3_server(SIZED, tls_context=context)
+    with connect(server, "tls", ca_file=files.ca_file) as session:
+        session.ensure_synchronized()
+        session.login("user", "alice", "secret", "localhost", 0)
+        session.ensure_synchronized()
+        assert session.stat()[0] == 2
         session.quit()

@@ -1,0 +1,78 @@
+"""Listing and CAPA parsers: exact UIDs, lines split on CRLF or LF only, lenient spacing."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchd.errors import ProtocolError
+from fetchd.pop3.commands import Command
+from fetchd.pop3.replies import parse_capa, parse_scan_listing, parse_uidl_listing, split_lines
+from tests.pop3.test_core import body_of, feed, in_transaction, stuff
+
+
+def test_uids_that_differ_in_non_utf8_bytes_stay_distinct() -> None:
+    uids = parse_uidl_listing(b"1 u\xff\r\n2 u\xfe\r\n")
+    assert uids[1] != uids[2]
+    assert uids[1].encode("utf-8", "surrogateescape") == b"u\xff"
+    assert uids[2].encode("utf-8", "surrogateescape") == b"u\xfe"
+
+
+def test_valid_utf8_and_ascii_uids_are_unchanged() -> None:
+    assert parse_uidl_listing(b"1 000001a5b2\r\n2 caf\xc3\xa9\r\n") == {1: "000001a5b2", 2: "café"}
+
+
+@pytest.mark.parametrize("control", [b"\x0b", b"\x0c", b"\x1c", b"\x85"])
+def test_control_bytes_inside_a_uid_do_not_split_it(control: bytes) -> None:
+    warnings: list[str] = []
+    uids = parse_uidl_listing(b"1 a" + control + b"b\r\n2 c\r\n", warnings)
+    assert uids == {1: ("a" + control.decode("utf-8", "surrogateescape") + "b"), 2: "c"}
+    assert warnings  # outside RFC 1939's 0x21-0x7E: noted, kept
+
+
+def test_lines_split_on_crlf_and_lf_only() -> None:
+    assert split_lines(b"a\x0bb\r\nc\x0cd\ne\r\n\r\n  \r\n") == [b"a\x0bb", b"c\x0cd", b"e"]
+
+
+def test_extra_spaces_are_tolerated() -> None:
+    warnings: list[str] = []
+    assert parse_uidl_listing(b"1  abc \r\n 2 def\n", warnings) == {1: "abc", 2: "def"}
+    assert parse_scan_listing(b"1   120 \r\n2 5\n") == {1: 120, 2: 5}
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"1 a\r\n1 b\r\n", "repeats message number 1"),
+        (b"0 a\r\n", "message number 0"),
+        (b"x a\r\n", "malformed"),
+        (b"1\r\n", "malformed"),
+    ],
+)
+def test_bad_uidl_listings_are_refused(body: bytes, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        parse_uidl_listing(body)
+
+
+@pytest.mark.parametrize("body", [b"1 10\r\n1 10\r\n", b"0 10\r\n", b"1 -3\r\n", b"1\x0b10\r\n"])
+def test_bad_scan_listings_are_refused(body: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        parse_scan_listing(body)
+
+
+def test_capa_lines_split_on_crlf_lf_only() -> None:
+    capabilities = parse_capa(b"TOP\r\nSASL  PLAIN LOGIN\r\nX-ODD\x0cTHING\nUIDL\r\n")
+    assert "TOP" in capabilities
+    assert "UIDL" in capabilities
+    assert capabilities.sasl == {"PLAIN", "LOGIN"}
+    assert "X-ODD\x0cTHING" in capabilities
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2, 5])
+def test_uidl_through_the_core_whole_and_byte_by_byte(chunk: int | None) -> None:
+    conn = in_transaction()
+    conn.send(Command.uidl())
+    listing = b"1 u\xff\r\n2 u\xfe\r\n3 a\x0bb\r\n4 .dot\r\n"
+    events = feed(conn, b"+OK\r\n" + stuff(listing), chunk)
+    uids = parse_uidl_listing(body_of(events))
+    assert list(uids.values()) == ["u\udcff", "u\udcfe", "a\x0bb", ".dot"]
