@@ -120,7 +120,7 @@ def test_full_config_is_converted(tmp_path: Path) -> None:
     )
     assert (work.pipelining, work.enabled, work.interval) == ("off", False, None)
     attachments = work.attachments
-    assert (attachments.extract, attachments.inline) == (False, True)
+    assert (attachments.extract, attachments.inline) == (False, "all")
     assert (attachments.include, attachments.exclude, attachments.max_size) == (
         ("*.pdf",),
         ("*.exe",),

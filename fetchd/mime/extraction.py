@@ -3,7 +3,8 @@
 ``Extraction`` consumes the MIME walker's events for one stored message (see
 ``fetchd.mime.attachments.extract``): it opens a file for each attachment the
 policy lets through, writes the decoded content as it arrives, unpacks TNEF
-containers, and creates the message's folder only when the first file needs it.
+containers, and creates the message's folder only when the first file needs it:
+under its partial name, renamed when complete (see ``fetchd.mime.folders``).
 """
 
 from __future__ import annotations
@@ -17,21 +18,22 @@ from email.message import Message
 from pathlib import Path
 from typing import BinaryIO
 
-from fetchd.mime import names, tnef
+from fetchd.mime import folders, names, tnef
+from fetchd.mime.folders import MESSAGE_FILE
 from fetchd.mime.headers import header_text
 from fetchd.mime.message_info import MessageInfo, info_from_headers
-from fetchd.mime.parts import Body, Defect, Event, Part, PartEnd, PartStart
+from fetchd.mime.parts import MAX_DEPTH, Body, Defect, Event, Part, PartEnd, PartStart, label
 from fetchd.mime.selection import (
     AttachmentPolicy,
     extension_for,
     is_attachment,
     is_inline,
     is_tnef,
+    keeps_inline,
     mime_types,
 )
 
-#: The hard link (or copy) of the stored message inside its folder.
-MESSAGE_FILE = "message.eml"
+__all__ = ["MESSAGE_FILE", "ExtractResult", "Extraction"]
 #: How much of an unnamed forwarded message is held while waiting for its subject.
 _MAX_WAITING = 1024 * 1024
 
@@ -88,21 +90,28 @@ class Extraction:
     """The state of one ``extract`` call: folder, open outputs, results."""
 
     def __init__(
-        self, eml_path: Path, root: Path, policy: AttachmentPolicy, *, max_files: int
+        self,
+        eml_path: Path,
+        root: Path,
+        policy: AttachmentPolicy,
+        *,
+        max_files: int,
+        partial: Path,
     ) -> None:
         self._eml = eml_path
         self._root = root
         self._policy = policy
         self._info = MessageInfo(None, "", "", "", None)
-        self._folder: Path | None = None
+        self._partial = partial  # the folder being built; renamed by ``finish``
+        self._started = False
         self._files: list[Path] = []
         self._warnings: list[str] = []
         self._outputs: dict[int, _Output] = {}
         self._unfinished: list[_Output] = []  # have a file, not yet kept: abort removes them
         self._tnef: dict[int, tuple[Part, BinaryIO]] = {}  # winmail.dat in a temporary file
-        self._naming: dict[int, int] = {}  # inner message id -> id of the waiting output
+        self._naming: set[int] = set()  # unnamed message parts waiting for their subject
         self._unnamed = 0
-        self._skipped_many = False
+        self._skipped = 0  # attachments over ``max_files``
         self._max_files = max_files
 
     def handle(self, event: Event) -> None:
@@ -118,24 +127,34 @@ class Extraction:
     def _start(self, part: Part) -> None:
         if part.id == 0 and part.headers is not None:
             self._info = info_from_headers(part.headers, self._warnings)
-        if part.id in self._naming and part.headers is not None:
-            self._name_message(self._naming.pop(part.id), part.headers)
-        if not is_attachment(part) or (is_inline(part) and not self._policy.inline):
+        if part.parent_id in self._naming and part.headers is not None:
+            # The one part inside a message/rfc822 part is the enclosed message.
+            self._naming.discard(part.parent_id)
+            self._name_message(part.parent_id, part.headers)
+        if not self._wanted(part):
             return
         if len(self._files) + len(self._outputs) + len(self._tnef) >= self._max_files:
-            if not self._skipped_many:
-                self._warnings.append(f"more than {self._max_files} attachments; the rest skipped")
-            self._skipped_many = True
+            self._skipped += 1
             return
         if is_tnef(part):
             self._tnef[part.id] = (part, self._temporary())
         elif part.kind == "message" and not part.filename:
             self._outputs[part.id] = _Output(part, self._policy.max_size)
-            self._naming[part.id + 1] = part.id  # the enclosed message's headers come next
+            self._naming.add(part.id)  # named when the enclosed message's headers arrive
         else:
             output = _Output(part, self._policy.max_size)
             if self._open(output, self._name(part)):
                 self._outputs[part.id] = output
+            else:
+                self._not_opened(part, None)
+
+    def _wanted(self, part: Part) -> bool:
+        """Whether ``part`` is an attachment the policy's inline mode lets through."""
+        if part.kind == "unopened":
+            return True  # whatever it holds, it is all there is of it
+        if not is_attachment(part):
+            return False
+        return not is_inline(part) or keeps_inline(part, self._policy.inline)
 
     def _body(self, part_id: int, data: bytes) -> None:
         if part_id in self._tnef:
@@ -146,7 +165,7 @@ class Extraction:
             return
         output.write(data)
         if output.waiting and output.early_bytes > _MAX_WAITING:
-            self._naming = {k: v for k, v in self._naming.items() if v != part_id}
+            self._naming.discard(part_id)
             if not self._open(output, self._name(output.part)):
                 del self._outputs[part_id]
 
@@ -158,8 +177,9 @@ class Extraction:
         if output is None:
             return
         if output.waiting:  # an unnamed message whose headers never ended
-            self._naming = {k: v for k, v in self._naming.items() if v != part_id}
+            self._naming.discard(part_id)
             if not self._open(output, self._name(output.part)):
+                self._not_opened(output.part, None)
                 return
         output.close()
         self._keep(output)
@@ -169,14 +189,28 @@ class Extraction:
         self._unfinished.remove(output)
         if not output.oversize:
             self._files.append(output.path)
+            self._not_opened(output.part, output.path.name)
             return
+        self._not_opened(output.part, None)
         output.path.unlink()
         self._warnings.append(
             f"{output.path.name}: skipped, {output.size} bytes is over the "
             f"{self._policy.max_size}-byte limit"
         )
 
+    def _not_opened(self, part: Part, saved_as: str | None) -> None:
+        """Say where a part too deep to walk went: its attachments are in there."""
+        if part.kind != "unopened":
+            return
+        where = f"saved unopened as {saved_as}" if saved_as else "not saved"
+        self._warnings.append(
+            f"{label(part)}: nested more than {MAX_DEPTH} levels deep; {where}, "
+            "so the attachments inside it are not extracted on their own"
+        )
+
     def _name(self, part: Part) -> str:
+        if part.kind == "unopened" and not part.filename:
+            return f"nested-part-{part.id}.eml"
         if part.filename:
             name = part.filename
             if part.kind == "message" and not names.split_extension(name)[1]:
@@ -210,14 +244,14 @@ class Extraction:
         return True
 
     def _ensure_folder(self) -> Path:
-        if self._folder is None:
+        """The partial folder, made with the message's link on the first file."""
+        if not self._started:
+            self._started = True  # from here on, ``abort`` removes the partial folder
             self._root.mkdir(parents=True, exist_ok=True)
-            info = self._info
-            title = names.message_folder_name(info.date, info.sender, info.subject)
-            folder = names.create_unique_dir(self._root, title)
-            self._folder = folder
-            _link_or_copy(self._eml, folder / MESSAGE_FILE)
-        return self._folder
+            folders.discard(self._partial)  # an earlier attempt's: we hold the account lock
+            self._partial.mkdir(mode=0o755)
+            _link_or_copy(self._eml, self._partial / MESSAGE_FILE)
+        return self._partial
 
     def _temporary(self) -> BinaryIO:
         # Beside the folders, on the same disk: a winmail.dat may be as big as the message.
@@ -235,7 +269,8 @@ class Extraction:
                 self._write_copy(tnef.TnefFile(name, part.content_type, 0, size), container)
             for item in found:
                 if len(self._files) >= self._max_files:
-                    break
+                    self._skipped += 1
+                    continue
                 self._write_copy(item, container)
 
     def _write_copy(self, item: tnef.TnefFile, container: BinaryIO) -> None:
@@ -261,21 +296,29 @@ class Extraction:
         self._files.append(path)
 
     def finish(self) -> ExtractResult:
+        """Give the complete folder its name; no folder if no file was kept."""
         # The walker ends every part it starts, so nothing can be left open here.
         assert not self._outputs
         assert not self._tnef
         assert not self._unfinished
-        folder = self._folder
-        if folder is not None and not self._files:
-            # Every file written was removed again (max_size): no folder for nothing.
-            (folder / MESSAGE_FILE).unlink()
-            with contextlib.suppress(OSError):  # something else is in it: leave it be
-                folder.rmdir()
-            folder = None
-        return ExtractResult(self._info, folder, tuple(self._files), tuple(self._warnings))
+        if self._skipped:
+            self._warnings.append(
+                f"{self._skipped} more attachments not extracted: at most "
+                f"{self._max_files} files are kept per message"
+            )
+        warnings = tuple(self._warnings)
+        if not self._files:
+            if self._started:  # every file written was removed again (max_size)
+                folders.discard(self._partial)
+            return ExtractResult(self._info, None, (), warnings)
+        info = self._info
+        title = names.message_folder_name(info.date, info.sender, info.subject)
+        kept = [path.name for path in self._files]
+        done = folders.publish(self._partial, self._root, title, kept, warnings)
+        return ExtractResult(info, done.path, done.files, warnings)
 
     def abort(self) -> None:
-        """After a disk error: close everything, remove the half-written files."""
+        """After a disk error: close everything, remove the partial folder."""
         for output in self._unfinished:
             with contextlib.suppress(OSError):
                 output.close()
@@ -288,6 +331,9 @@ class Extraction:
                 container.close()
         self._outputs.clear()
         self._tnef.clear()
+        if self._started:
+            with contextlib.suppress(OSError):  # the error being raised matters more
+                folders.discard(self._partial)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
