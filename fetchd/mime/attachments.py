@@ -92,8 +92,10 @@ def read_info(eml_path: Path) -> MessageInfo:
 def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) -> ExtractResult:
     """Write the attachments of ``eml_path`` into a new folder under ``attachments_root``.
 
-    If a complete folder of this stored message exists already (an earlier
-    call whose result was lost), its result comes back and nothing is written.
+    If this stored message has its folder already (an earlier call whose
+    result was lost), the message is walked again without writing anything:
+    when the folder holds every file at its size, the same result comes back;
+    when it does not (see ``fetchd.mime.folders``) it is made again in place.
     Malformed content never raises (it becomes a warning); disk errors raise
     ``StorageError``, after removing the partial folder. The caller holds the
     account lock: one extraction at a time per attachments root.
@@ -106,11 +108,33 @@ def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) ->
     except OSError as exc:
         raise StorageError(f"cannot read {eml_path}: {exc.strerror}") from exc
     title = names.message_folder_name(info.date, info.sender, info.subject)
-    done = folders.find_complete(attachments_root, title, eml_path, stored)
-    if done is not None:
-        return ExtractResult(info, done.path, done.files, done.warnings)
     partial = folders.partial_path(attachments_root, stored)
-    job = Extraction(eml_path, attachments_root, policy, max_files=MAX_FILES, partial=partial)
+    existing = folders.find_linked(attachments_root, title, eml_path, stored)
+    if existing is not None:
+        check = Extraction(
+            eml_path,
+            attachments_root,
+            policy,
+            max_files=MAX_FILES,
+            partial=partial,
+            checking=existing,
+        )
+        result = _run(eml_path, attachments_root, check)
+        if check.intact:
+            return result
+    job = Extraction(
+        eml_path,
+        attachments_root,
+        policy,
+        max_files=MAX_FILES,
+        partial=partial,
+        replacing=existing,
+    )
+    return _run(eml_path, attachments_root, job)
+
+
+def _run(eml_path: Path, attachments_root: Path, job: Extraction) -> ExtractResult:
+    """Walk the stored message through ``job``; disk errors leave nothing behind."""
     try:
         with eml_path.open("rb") as fp:
             events = walk(fp)

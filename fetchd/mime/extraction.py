@@ -16,8 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
+from fetchd.errors import StorageError
 from fetchd.mime import folders, names, tnef
 from fetchd.mime.folders import MESSAGE_FILE
 from fetchd.mime.headers import header_text
@@ -86,8 +87,33 @@ class _Output:
             self._fp.close()
 
 
+class _Counter:
+    """Stands in for an attachment file when checking a folder: counts, keeps nothing."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _Counter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+
 class Extraction:
-    """The state of one ``extract`` call: folder, open outputs, results."""
+    """The state of one ``extract`` call: folder, open outputs, results.
+
+    With ``checking`` (an existing folder of this message) nothing is written:
+    the walk names the files as a real extraction would and counts their
+    sizes, and ``intact`` says whether the folder holds exactly those.
+    """
 
     def __init__(
         self,
@@ -97,12 +123,18 @@ class Extraction:
         *,
         max_files: int,
         partial: Path,
+        checking: Path | None = None,
+        replacing: Path | None = None,
     ) -> None:
         self._eml = eml_path
         self._root = root
         self._policy = policy
         self._info = MessageInfo(None, "", "", "", None)
         self._partial = partial  # the folder being built; renamed by ``finish``
+        self._checking = checking
+        self._counted: dict[Path, _Counter] = {}  # when checking: what each file would hold
+        self._taken = {MESSAGE_FILE}  # when checking: the names a real run would have used
+        self._replacing = replacing  # an incomplete folder of this message, replaced by ``finish``
         self._started = False
         self._files: list[Path] = []
         self._warnings: list[str] = []
@@ -192,7 +224,7 @@ class Extraction:
             self._not_opened(output.part, output.path.name)
             return
         self._not_opened(output.part, None)
-        output.path.unlink()
+        self._remove(output.path)
         self._warnings.append(
             f"{output.path.name}: skipped, {output.size} bytes is over the "
             f"{self._policy.max_size}-byte limit"
@@ -237,11 +269,39 @@ class Extraction:
         name = names.sanitize_filename(name)
         if not self._policy.allows(name, mime_types(output.part.content_type, name)):
             return False
-        path, fp = names.create_exclusive(self._ensure_folder(), name)
+        path, fp = self._create(name)
         output.path = path
         self._unfinished.append(output)
         output.attach(fp)
         return True
+
+    def _create(self, name: str) -> tuple[Path, BinaryIO]:
+        """A new file for an attachment, named as ``names.create_exclusive`` does."""
+        if self._checking is None:
+            return names.create_exclusive(self._ensure_folder(), name)
+        base = names.sanitize_filename(name)
+        for attempt in range(1, names.MAX_COLLISIONS + 1):
+            candidate = names.numbered(base, attempt)
+            if candidate not in self._taken:
+                self._taken.add(candidate)
+                path = self._checking / candidate
+                counter = self._counted[path] = _Counter()
+                return path, cast(BinaryIO, counter)
+        raise StorageError(f"cannot create {base!r}: too many files of that name")
+
+    def _remove(self, path: Path) -> None:
+        if self._checking is None:
+            path.unlink()
+        else:
+            self._taken.discard(path.name)
+            del self._counted[path]
+
+    @property
+    def intact(self) -> bool:
+        """When checking: the folder holds every file the message gives, at its size."""
+        return bool(self._files) and all(
+            folders.size_of(path) == self._counted[path].size for path in self._files
+        )
 
     def _ensure_folder(self) -> Path:
         """The partial folder, made with the message's link on the first file."""
@@ -284,12 +344,13 @@ class Extraction:
                 f"{name}: skipped, {item.length} bytes is over the {limit}-byte limit"
             )
             return
-        path, fp = names.create_exclusive(self._ensure_folder(), name)
+        path, fp = self._create(name)
         try:
             with fp:
                 copied = tnef.copy_data(container, item, fp)
         except OSError:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the error being raised matters more
+                self._remove(path)
             raise
         if copied < item.length:
             self._warnings.append(f"{path.name}: cut short, the TNEF data is truncated")
@@ -306,25 +367,34 @@ class Extraction:
                 f"{self._skipped} more attachments not extracted: at most "
                 f"{self._max_files} files are kept per message"
             )
+        if self._replacing is not None:
+            self._warnings.append(
+                f"the folder {self._replacing.name!r} did not hold all the attachments "
+                "(a power failure, a changed policy, files removed); extracted again"
+            )
         warnings = tuple(self._warnings)
+        if self._checking is not None:
+            return ExtractResult(self._info, self._checking, tuple(self._files), warnings)
         if not self._files:
             if self._started:  # every file written was removed again (max_size)
                 folders.discard(self._partial)
+            if self._replacing is not None:  # nothing to put in its place
+                folders.discard(self._replacing)
             return ExtractResult(self._info, None, (), warnings)
         info = self._info
         title = names.message_folder_name(info.date, info.sender, info.subject)
-        kept = [path.name for path in self._files]
-        done = folders.publish(self._partial, self._root, title, kept, warnings)
-        return ExtractResult(info, done.path, done.files, warnings)
+        folder = folders.publish(self._partial, title, replacing=self._replacing)
+        files = tuple(folder / path.name for path in self._files)
+        return ExtractResult(info, folder, files, warnings)
 
     def abort(self) -> None:
         """After a disk error: close everything, remove the partial folder."""
         for output in self._unfinished:
             with contextlib.suppress(OSError):
                 output.close()
-            with contextlib.suppress(OSError):  # the error being raised matters more
+            with contextlib.suppress(OSError, KeyError):  # the error being raised matters more
                 if output.path is not None:
-                    output.path.unlink()
+                    self._remove(output.path)
         self._unfinished.clear()
         for _part, container in self._tnef.values():
             with contextlib.suppress(OSError):

@@ -4,18 +4,22 @@ Extraction may be cut short (SIGKILL, a full disk) or run again for the same
 stored message (the state was committed but the index was not, or the state
 was rebuilt). So a folder is built under a hidden partial name in the
 attachments root, ``.partial-<device>-<inode>`` of the stored ``.eml``, and
-renamed to its readable name only when complete, with a small manifest
-(``MANIFEST``: the files in extraction order and the warnings) inside. Partial
-folders are debris by definition: ``remove_partial`` clears them, and an
-extraction replaces its own.
+renamed to its readable name only when complete. Partial folders are debris
+by definition: ``remove_partial`` clears them, and an extraction replaces its
+own.
 
-A complete folder is recognised by its ``message.eml``: a hard link to the
-stored ``.eml`` (same device and inode). Where linking failed and the file was
-copied, a ``message.eml`` with no other link and the same size and SHA-256 as
-the stored message counts as the same message: byte-identical content has
-identical attachments, so nothing is lost by sharing the folder. Only the
-names a new folder could get are looked at: the title, then "title (2)",
-"title (3)" ... up to the first that does not exist.
+The folder of a message is recognised by its ``message.eml``: a hard link to
+the stored ``.eml`` (same device and inode). Where linking failed and the file
+was copied, a ``message.eml`` with no other link and the same size and
+SHA-256 as the stored message counts as the same message: byte-identical
+content has identical attachments, so nothing is lost by sharing the folder.
+Only the names a new folder could get are looked at: the title, then
+"title (2)", "title (3)" ... up to the first that does not exist.
+
+Whether that folder is complete is checked against the message itself (see
+``fetchd.mime.attachments.extract``), not against a record kept beside it:
+attachments are not fsynced, so after a power failure a named folder may hold
+less than it should, and then it is made again in the same place.
 """
 
 from __future__ import annotations
@@ -23,11 +27,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from fetchd.errors import StorageError
@@ -35,21 +38,7 @@ from fetchd.mime import names
 
 #: The hard link (or copy) of the stored message inside its folder.
 MESSAGE_FILE = "message.eml"
-#: What the extraction made of the message, written before the folder gets its name.
-MANIFEST = ".fetchd-extracted.json"
 PARTIAL_PREFIX = ".partial-"
-_MANIFEST_VERSION = 1
-#: Bigger than any manifest 1000 files and 50 warnings can make: a larger one is not ours.
-_MAX_MANIFEST = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Folder:
-    """A complete attachment folder: where it is, its files, the warnings of its making."""
-
-    path: Path
-    files: tuple[Path, ...]
-    warnings: tuple[str, ...]
 
 
 def partial_path(root: Path, stored: os.stat_result) -> Path:
@@ -57,8 +46,8 @@ def partial_path(root: Path, stored: os.stat_result) -> Path:
     return root / f"{PARTIAL_PREFIX}{stored.st_dev:x}-{stored.st_ino:x}"
 
 
-def find_complete(root: Path, title: str, eml: Path, stored: os.stat_result) -> Folder | None:
-    """The complete folder already made for the stored message ``eml``, if any."""
+def find_linked(root: Path, title: str, eml: Path, stored: os.stat_result) -> Path | None:
+    """The folder already made for the stored message ``eml``, if any."""
     for candidate in _candidates(root, title):
         try:
             linked = os.stat(candidate / MESSAGE_FILE, follow_symlinks=False)
@@ -69,21 +58,22 @@ def find_complete(root: Path, title: str, eml: Path, stored: os.stat_result) -> 
         except OSError:
             continue  # not a folder, or not readable: not ours
         if _same_message(linked, stored, candidate / MESSAGE_FILE, eml):
-            return _read_folder(candidate)
+            return candidate
     return None
 
 
-def publish(
-    partial: Path, root: Path, title: str, files: Sequence[str], warnings: Sequence[str]
-) -> Folder:
-    """Write the manifest into ``partial`` and give it the first free name.
+def publish(partial: Path, title: str, *, replacing: Path | None = None) -> Path:
+    """Give the complete folder ``partial`` the first free name; returns where it is.
 
     ``rename`` replaces an empty directory and refuses a non-empty one or a
     file, so a name someone took meanwhile is skipped, never overwritten.
+    With ``replacing`` (an incomplete folder of the same message), ``partial``
+    takes that folder's place and name instead.
     """
-    manifest = {"version": _MANIFEST_VERSION, "files": list(files), "warnings": list(warnings)}
-    (partial / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
-    for candidate in _candidates(root, title):
+    if replacing is not None:
+        _swap(partial, replacing)
+        return replacing
+    for candidate in _candidates(partial.parent, title):
         if os.path.lexists(candidate):
             continue
         try:
@@ -92,12 +82,21 @@ def publish(
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
                 continue
             raise
-        return Folder(candidate, tuple(candidate / name for name in files), tuple(warnings))
-    raise StorageError(f"cannot name folder {title!r} in {root}: too many of that name")
+        return candidate
+    raise StorageError(f"cannot name folder {title!r} in {partial.parent}: too many of that name")
+
+
+def _swap(partial: Path, old: Path) -> None:
+    """Put ``partial`` where ``old`` is; killed halfway, both are partial debris."""
+    retired = partial.with_name(f"{partial.name}-old")
+    discard(retired)
+    old.rename(retired)
+    partial.rename(old)
+    discard(retired)
 
 
 def discard(partial: Path) -> None:
-    """Remove a partial folder and everything in it (a missing one is fine)."""
+    """Remove a folder and everything in it (a missing one is fine)."""
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(partial)
 
@@ -127,6 +126,15 @@ def remove_partial(root: Path) -> int:
     return len(entries)
 
 
+def size_of(path: Path) -> int | None:
+    """The size of a regular file at ``path`` (not through a symlink), else None."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 def _candidates(root: Path, title: str) -> Iterator[Path]:
     for attempt in range(1, names.MAX_COLLISIONS + 1):
         yield root / names.numbered_folder(title, attempt)
@@ -146,33 +154,3 @@ def _digest(path: Path) -> str | None:
             return hashlib.file_digest(fp, "sha256").hexdigest()
     except OSError:
         return None
-
-
-def _read_folder(folder: Path) -> Folder:
-    """The files and warnings of a complete folder, as its manifest records them.
-
-    A folder without a readable manifest was made before manifests existed;
-    its files are what it holds, in name order, and nothing is known of warnings.
-    """
-    try:
-        with (folder / MANIFEST).open("rb") as fp:
-            manifest = json.loads(fp.read(_MAX_MANIFEST))
-        files = [str(name) for name in manifest["files"]]
-        warnings = [str(text) for text in manifest["warnings"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return Folder(folder, _listed(folder), ())
-    return Folder(folder, tuple(folder / name for name in files), tuple(warnings))
-
-
-def _listed(folder: Path) -> tuple[Path, ...]:
-    try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-    except OSError:
-        return ()
-    return tuple(
-        Path(entry.path)
-        for entry in entries
-        if entry.name != MESSAGE_FILE
-        and not entry.name.startswith(".")
-        and entry.is_file(follow_symlinks=False)
-    )

@@ -148,6 +148,11 @@ def create_unique_dir(parent: Path, name: str) -> Path:
     raise StorageError(f"cannot create folder {base!r} in {parent}: too many of that name")
 
 
+def numbered(name: str, attempt: int) -> str:
+    """The file name ``create_exclusive`` tries at ``attempt`` for a sanitized ``name``."""
+    return _numbered(name, attempt)
+
+
 def numbered_folder(name: str, attempt: int) -> str:
     """The folder name ``create_unique_dir`` tries at ``attempt`` (1, 2, ...)."""
     return _numbered(sanitize_filename(name, fallback="message"), attempt, keep_extension=False)

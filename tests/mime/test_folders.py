@@ -29,8 +29,17 @@ from fetchd.mime.attachments import (
     extract,
     remove_partial,
 )
-from fetchd.mime.folders import MANIFEST
-from tests.mime.test_attachments import PDF, mixed_message, new_message, store
+from fetchd.mime.parts import MAX_DEPTH
+from tests.mime.test_attachments import (
+    PDF,
+    inner_message,
+    mixed_message,
+    nested,
+    new_message,
+    store,
+    tnef_message,
+)
+from tests.mime.test_tnef import TnefEntry, build_tnef
 
 ROOT = "attachments"
 
@@ -77,6 +86,28 @@ def test_warnings_come_back_with_the_folder(tmp_path: Path) -> None:
     assert [path.name for path in first.files] == ["small.pdf"]
     assert first.warnings == ("big.pdf: skipped, 300009 bytes is over the 1000-byte limit",)
     assert extract_at(eml, tmp_path, policy) == first
+
+
+@pytest.mark.parametrize("kind", ["winmail.dat", "nested", "forwarded", "uuencode"])
+def test_every_kind_of_attachment_comes_back_the_same(tmp_path: Path, kind: str) -> None:
+    if kind == "winmail.dat":
+        entries = [TnefEntry(title="a.pdf", data=b"a" * 100), TnefEntry(title="a.pdf", data=b"b")]
+        raw = tnef_message(build_tnef(entries))
+    elif kind == "nested":
+        raw = nested(MAX_DEPTH + 3)
+    elif kind == "forwarded":
+        outer = new_message("Fwd")
+        outer.set_content("below")
+        outer.add_attachment(inner_message())
+        raw = outer.as_bytes()
+    else:
+        raw = mixed_message()
+    eml = store(tmp_path, raw)
+    first = extract_at(eml, tmp_path, AttachmentPolicy(max_size=200_000))
+    assert first.files
+    before = snapshot(tmp_path / ROOT)
+    assert extract_at(eml, tmp_path, AttachmentPolicy(max_size=200_000)) == first
+    assert snapshot(tmp_path / ROOT) == before
 
 
 def test_each_message_finds_its_own_folder_among_same_titles(tmp_path: Path) -> None:
@@ -128,15 +159,22 @@ def test_a_copy_of_another_message_with_the_same_title_is_not_taken(
     assert extract_at(other, tmp_path) == second
 
 
-def test_a_folder_made_before_manifests_is_taken_as_it_is(tmp_path: Path) -> None:
+def test_a_folder_holds_the_message_and_its_files_only(tmp_path: Path) -> None:
+    eml = store(tmp_path, mixed_message())
+    result = extract_at(eml, tmp_path)
+    assert result.folder is not None
+    held = sorted(path.name for path in result.folder.iterdir())
+    assert held == sorted([MESSAGE_FILE, *(path.name for path in result.files)])
+    assert folders_in(tmp_path / ROOT) == [result.folder.name]
+
+
+def test_files_someone_added_to_the_folder_do_not_matter(tmp_path: Path) -> None:
     eml = store(tmp_path, mixed_message())
     first = extract_at(eml, tmp_path)
     assert first.folder is not None
-    (first.folder / MANIFEST).unlink()
-    again = extract_at(eml, tmp_path)
-    assert again.folder == first.folder
-    assert sorted(again.files) == sorted(first.files)
-    assert folders_in(tmp_path / ROOT) == [first.folder.name]
+    (first.folder / "my notes.txt").write_text("mine")
+    assert extract_at(eml, tmp_path) == first
+    assert (first.folder / "my notes.txt").read_text() == "mine"
 
 
 def test_a_message_without_attachments_still_creates_nothing(tmp_path: Path) -> None:
@@ -277,15 +315,19 @@ def test_a_full_disk_removes_the_partial_folder_and_a_retry_works(
     assert folders_in(root) == [result.folder.name if result.folder else ""]
 
 
-def test_a_full_disk_while_writing_the_manifest(
+def test_a_full_disk_while_copying_the_message_into_its_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     eml = store(tmp_path, mixed_message())
 
-    def full(*_args: object, **_kwargs: object) -> int:
+    def no_links(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    def full(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(shutil, "copyfileobj", full)
     with pytest.raises(StorageError, match="No space left"):
         extract_at(eml, tmp_path)
     assert folders_in(tmp_path / ROOT) == []
@@ -332,3 +374,47 @@ def test_partial_names_are_derived_from_the_stored_message(tmp_path: Path) -> No
     assert folders.partial_path(tmp_path, st) == folders.partial_path(tmp_path, eml.stat())
     other = store(tmp_path, mixed_message(), "other.eml")
     assert folders.partial_path(tmp_path, st) != folders.partial_path(tmp_path, other.stat())
+
+
+# --- damaged by a power failure -------------------------------------------------------------------
+
+
+def test_a_folder_with_a_file_cut_short_is_extracted_again_in_place(tmp_path: Path) -> None:
+    """Attachments are not fsynced: a power failure may leave a named folder short."""
+    eml = store(tmp_path, mixed_message())
+    first = extract_at(eml, tmp_path)
+    assert first.folder is not None
+    (first.folder / "invoice.pdf").write_bytes(PDF[:4096])
+    again = extract_at(eml, tmp_path)
+    assert again.folder == first.folder
+    assert again.files == first.files
+    assert (first.folder / "invoice.pdf").read_bytes() == PDF
+    assert again.warnings == (
+        f"the folder {first.folder.name!r} did not hold all the attachments (a power "
+        "failure, a changed policy, files removed); extracted again",
+    )
+    assert folders_in(tmp_path / ROOT) == [first.folder.name]
+    assert extract_at(eml, tmp_path) == first  # complete again
+
+
+def test_a_folder_missing_a_file_is_made_again(tmp_path: Path) -> None:
+    eml = store(tmp_path, mixed_message())
+    first = extract_at(eml, tmp_path)
+    assert first.folder is not None
+    (first.folder / "blob.bin").unlink()
+    again = extract_at(eml, tmp_path)
+    assert (again.folder, again.files) == (first.folder, first.files)
+    assert all(path.is_file() for path in again.files)
+    assert folders_in(tmp_path / ROOT) == [first.folder.name]
+
+
+def test_a_folder_made_under_another_policy_is_made_again(tmp_path: Path) -> None:
+    eml = store(tmp_path, mixed_message())
+    first = extract_at(eml, tmp_path, AttachmentPolicy(include=("*.pdf",)))
+    assert [path.name for path in first.files] == ["invoice.pdf"]
+    again = extract_at(eml, tmp_path)
+    assert again.folder == first.folder
+    assert len(again.files) == 4
+    # Nothing left to extract under the new policy: the folder goes.
+    assert extract_at(eml, tmp_path, AttachmentPolicy(include=("*.none",))).folder is None
+    assert folders_in(tmp_path / ROOT) == []
