@@ -322,7 +322,8 @@ class Extraction:
         """Replace a winmail.dat by the files inside it (or keep it if there are none)."""
         with container:
             found, defects = tnef.scan(container)
-            self._warnings.extend(defects)
+            # Which winmail.dat: a message may hold several.
+            self._warnings.extend(f"{label(part)}: {text}" for text in defects)
             if not found:
                 size = container.seek(0, os.SEEK_END)
                 name = part.filename or "winmail.dat"

@@ -699,6 +699,27 @@ def test_a_broken_winmail_dat_is_kept_with_a_warning(tmp_path: Path) -> None:
     assert any("TNEF" in w for w in result.warnings)
 
 
+def test_tnef_warnings_say_which_winmail_dat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetchd.mime import attachments
+
+    where = "part 2 (application/ms-tnef 'winmail.dat')"
+    broken = run(tmp_path, tnef_message(b"not tnef at all"))
+    assert broken.warnings == (f"{where}: winmail.dat is not a TNEF stream",)
+    stream = build_tnef([TnefEntry(title="cut.bin", data=b"c" * 1000)])
+    cut = run(tmp_path / "2", tnef_message(stream[: stream.index(b"c" * 1000) + 300]))
+    assert cut.warnings == (f"{where}: TNEF: stream is truncated",)
+    # Files inside a winmail.dat count towards the limit, and the skipped ones are counted.
+    monkeypatch.setattr(attachments, "MAX_FILES", 2)
+    many = build_tnef([TnefEntry(title=f"{n}.bin", data=b"n") for n in range(5)])
+    result = run(tmp_path / "3", tnef_message(many))
+    assert [path.name for path in result.files] == ["0.bin", "1.bin"]
+    assert result.warnings == (
+        "3 more attachments not extracted: at most 2 files are kept per message",
+    )
+
+
 # --- malformed messages ---------------------------------------------------------------------------
 
 
