@@ -49,7 +49,6 @@ from fetchd.mime.folders import remove_partial
 from fetchd.mime.message_info import MessageInfo, info_from_headers
 from fetchd.mime.parts import Part, PartStart
 from fetchd.mime.selection import (
-    INLINE_POLICIES,
     AttachmentPolicy,
     InlinePolicy,
     extension_for,
@@ -59,7 +58,6 @@ from fetchd.mime.selection import (
 from fetchd.mime.walker import read_headers, walk
 
 __all__ = [
-    "INLINE_POLICIES",
     "MAX_FILES",
     "MESSAGE_FILE",
     "AttachmentPolicy",

@@ -16,7 +16,6 @@ from fetchd.mime.parts import Part
 #: Which inline parts are extracted: "named" those with a file name (but not the
 #: images an HTML body shows by cid:), "all" every one, "none" none.
 InlinePolicy = Literal["named", "all", "none"]
-INLINE_POLICIES: tuple[InlinePolicy, ...] = ("named", "all", "none")
 
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})

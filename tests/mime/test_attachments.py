@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fetchd.errors import StorageError
+from fetchd.mime import frames
 from fetchd.mime import walker as mime
 from fetchd.mime.attachments import (
     MESSAGE_FILE,
@@ -1278,10 +1279,62 @@ def test_parent_ids_name_the_enclosing_message_and_text() -> None:
     assert uu.parent_id == text.id
 
 
+class FakeWalker:
+    """The ``frames.Walker`` protocol and nothing else: frames need no MimeWalker."""
+
+    def __init__(self) -> None:
+
+        self.events: list[mime.Event] = []
+        self.stack: list[frames.Frame] = []
+        self.ids = 0
+        self.at_eof = False
+
+    def emit(self, event: mime.Event) -> None:
+        self.events.append(event)
+
+    def defect(self, message: str) -> None:
+        self.events.append(mime.Defect(message))
+
+    def new_id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    def push(self, frame: frames.Frame) -> None:
+        self.stack.append(frame)
+
+    def top(self) -> frames.Frame:
+        return self.stack[-1]
+
+    def headers_done(self, head: frames.HeaderFrame) -> None:
+        self.stack.remove(head)
+
+    def open_entity(self, head: frames.HeaderFrame) -> None:
+        self.stack.remove(head)
+
+    def untap(self, tap: frames.MessageFrame) -> None:
+        pass
+
+
+def test_frames_run_against_any_walker_protocol() -> None:
+    from fetchd.mime.decoders import decoder_for
+
+    fake = FakeWalker()
+    walker: frames.Walker = fake  # mypy checks that the fake is enough
+    text = mime.Part(7, "leaf", "text/plain", parent_id=3)
+    leaf = frames.LeafFrame(text, decoder_for("7bit", fake.defect), frames.UUScanner(text))
+    for line in (b"hi", b"begin 644 x.bin", b"#86)C", b"`", b"end"):
+        leaf.line(walker, line, b"\n", False)
+    leaf.close(walker)
+    starts = [e.part for e in fake.events if isinstance(e, mime.PartStart)]
+    assert [(p.id, p.kind, p.filename, p.parent_id) for p in starts] == [
+        (1, "uuencode", "x.bin", 7)
+    ]
+    bodies = {e.part_id: e.data for e in fake.events if isinstance(e, mime.Body)}
+    assert bodies == {1: b"abc", 7: b"hi\nbegin 644 x.bin\n#86)C\n`\nend"}
+
+
 def test_the_frames_do_not_import_the_walker() -> None:
     import ast
-
-    from fetchd.mime import frames
 
     tree = ast.parse(Path(frames.__file__).read_text())
     imported = {
