@@ -262,7 +262,7 @@ def _retrieve(
     spooled: list[Spooled] = []
     # Lazy: once ``stop`` is set no further RETR is sent, and only the replies
     # already in flight arrive.
-    commands = (Command("RETR", (str(m.number),)) for m in batch if not run.options.stopping)
+    commands = (Command.retr(m.number) for m in batch if not run.options.stopping)
     replies = run.session.pipelined(commands)
     current: Spooled | None = None
     for message in batch:
@@ -323,7 +323,7 @@ def _discard(spooled: Sequence[Spooled]) -> None:
 
 
 def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
-    commands = [Command("DELE", (str(m.number),)) for m in marked]
+    commands = [Command.dele(m.number) for m in marked]
     for message, reply in zip(marked, session.pipelined(commands), strict=True):
         reply.check(f"DELE {message.number}")
 

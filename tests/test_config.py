@@ -120,7 +120,7 @@ def test_full_config_is_converted(tmp_path: Path) -> None:
     )
     assert (work.pipelining, work.enabled, work.interval) == ("off", False, None)
     attachments = work.attachments
-    assert (attachments.extract, attachments.inline) == (False, True)
+    assert (attachments.extract, attachments.inline) == (False, "all")
     assert (attachments.include, attachments.exclude, attachments.max_size) == (
         ("*.pdf",),
         ("*.exe",),
@@ -722,3 +722,24 @@ def test_parsers_only_ever_raise_value_error(text: str) -> None:
         except ValueError:
             continue
         assert result >= 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"named"', "named"),
+        ('"all"', "all"),
+        ('"none"', "none"),
+        ("true", "all"),
+        ("false", "named"),
+    ],
+)
+def test_attachments_inline_modes(tmp_path: Path, value: str, expected: str) -> None:
+    config = load_text(tmp_path, MINIMAL + f"\n[accounts.work.attachments]\ninline = {value}\n")
+    assert config.accounts["work"].attachments.inline == expected
+
+
+def test_attachments_inline_default_and_bad_values(tmp_path: Path) -> None:
+    assert load_text(tmp_path, MINIMAL).accounts["work"].attachments.inline == "named"
+    errors = errors_of(tmp_path, MINIMAL + '\n[accounts.work.attachments]\ninline = "some"\n')
+    assert "accounts.work.attachments.inline" in errors

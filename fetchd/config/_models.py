@@ -8,7 +8,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fetchd.config import passwords
 from fetchd.config._load import Sources, describe_errors, gather, scrub, toml_key
@@ -66,10 +74,24 @@ class AttachmentsConfig(_Frozen):
     """How attachments are copied out of fetched messages."""
 
     extract: bool = True
-    inline: bool = False
+    #: "named": inline parts with a file name; "all"; "none" (see fetchd.mime.attachments).
+    inline: Literal["named", "all", "none"] = "named"
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     max_size: Size | None = None
+
+    @field_validator("inline", mode="before")
+    @classmethod
+    def _boolean_inline(cls, value: object) -> object:
+        """Configs written before the three modes said true or false.
+
+        true kept every inline part: "all". false, the old default, kept none,
+        which lost the files Apple Mail sends inline; it now means the new
+        default, "named".
+        """
+        if isinstance(value, bool):
+            return "all" if value else "named"
+        return value
 
 
 PASSWORD_SOURCES = (

@@ -7,6 +7,12 @@ link to the ``.eml`` beside the files, and removed again if in the end no file
 was kept. Attachments can always be extracted again from the ``.eml``, so they
 are not fsynced.
 
+``extract`` is idempotent and safe to interrupt (see ``fetchd.mime.folders``):
+the folder is built under a hidden partial name and renamed when complete, and
+a message whose complete folder exists gets that folder's result again,
+without anything being written. ``remove_partial`` clears what an interrupted
+extraction left.
+
 What counts as an attachment:
 
 - a leaf with ``Content-Disposition: attachment``, or with a file name, or a
@@ -19,7 +25,11 @@ What counts as an attachment:
   multipart/signed and the control part of a multipart/encrypted (RFC 1847
   protocol data such as ``smime.p7s``, not something anyone attached);
 - inline parts (disposition ``inline``, or an image with a Content-ID inside
-  multipart/related) only when the policy asks for them.
+  multipart/related) as the policy's ``inline`` says: "named" (the default)
+  keeps those with a file name, except the parts an HTML body shows by cid:
+  inside multipart/related; "all" keeps every one, "none" none;
+- a multipart or message nested deeper than the walker opens: kept whole as
+  ``nested-part-N.eml``, with a warning.
 
 A TNEF ``winmail.dat`` is replaced by the files inside it; it is kept itself
 only if it holds none.
@@ -27,15 +37,24 @@ only if it holds none.
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 from typing import BinaryIO
 
 from fetchd.errors import StorageError
+from fetchd.mime import folders, names
 from fetchd.mime.extraction import MESSAGE_FILE, Extraction, ExtractResult
+from fetchd.mime.folders import remove_partial
 from fetchd.mime.message_info import MessageInfo, info_from_headers
 from fetchd.mime.parts import Part, PartStart
-from fetchd.mime.selection import AttachmentPolicy, extension_for, is_attachment, is_inline
+from fetchd.mime.selection import (
+    AttachmentPolicy,
+    InlinePolicy,
+    extension_for,
+    is_attachment,
+    is_inline,
+)
 from fetchd.mime.walker import read_headers, walk
 
 __all__ = [
@@ -43,6 +62,7 @@ __all__ = [
     "MESSAGE_FILE",
     "AttachmentPolicy",
     "ExtractResult",
+    "InlinePolicy",
     "MessageInfo",
     "extension_for",
     "extract",
@@ -50,6 +70,7 @@ __all__ = [
     "is_attachment",
     "is_inline",
     "read_info",
+    "remove_partial",
 ]
 
 #: A message with more attachments than this is hostile; the rest are skipped.
@@ -69,12 +90,49 @@ def read_info(eml_path: Path) -> MessageInfo:
 def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) -> ExtractResult:
     """Write the attachments of ``eml_path`` into a new folder under ``attachments_root``.
 
+    If this stored message has its folder already (an earlier call whose
+    result was lost), the message is walked again without writing anything:
+    when the folder holds every file at its size, the same result comes back;
+    when it does not (see ``fetchd.mime.folders``) it is made again in place.
     Malformed content never raises (it becomes a warning); disk errors raise
-    ``StorageError``, after removing a half-written file.
+    ``StorageError``, after removing the partial folder. The caller holds the
+    account lock: one extraction at a time per attachments root.
     """
+    info = read_info(eml_path)
     if not policy.extract:
-        return ExtractResult(read_info(eml_path), None, (), ())
-    job = Extraction(eml_path, attachments_root, policy, max_files=MAX_FILES)
+        return ExtractResult(info, None, (), ())
+    try:
+        stored = eml_path.stat()
+    except OSError as exc:
+        raise StorageError(f"cannot read {eml_path}: {exc.strerror}") from exc
+    title = names.message_folder_name(info.date, info.sender, info.subject)
+    partial = folders.partial_path(attachments_root, stored)
+    existing = folders.find_linked(attachments_root, title, eml_path, stored)
+    if existing is not None:
+        check = Extraction(
+            eml_path,
+            attachments_root,
+            policy,
+            max_files=MAX_FILES,
+            partial=partial,
+            checking=existing,
+        )
+        result = _run(eml_path, attachments_root, check)
+        if check.intact:
+            return result
+    job = Extraction(
+        eml_path,
+        attachments_root,
+        policy,
+        max_files=MAX_FILES,
+        partial=partial,
+        replacing=existing,
+    )
+    return _run(eml_path, attachments_root, job)
+
+
+def _run(eml_path: Path, attachments_root: Path, job: Extraction) -> ExtractResult:
+    """Walk the stored message through ``job``; disk errors leave nothing behind."""
     try:
         with eml_path.open("rb") as fp:
             events = walk(fp)
@@ -87,12 +145,22 @@ def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) ->
         return job.finish()
     except OSError as exc:
         job.abort()
-        raise StorageError(
-            f"cannot extract the attachments of {eml_path.name}: {exc.strerror}"
-        ) from exc
+        raise StorageError(_failure(eml_path, attachments_root, exc)) from exc
     except StorageError:
         job.abort()
         raise
+
+
+def _failure(eml_path: Path, root: Path, exc: OSError) -> str:
+    """Why extraction failed, and that nothing of it was left behind."""
+    text = f"cannot extract the attachments of {eml_path.name} into {root}: {exc.strerror}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{text} (the attachments need more space than is free; nothing was kept, "
+            "the message itself is stored and its attachments are extracted on a "
+            "later poll once there is room)"
+        )
+    return f"{text}; nothing was kept, the message itself is stored"
 
 
 def _single_text(part: Part) -> bool:

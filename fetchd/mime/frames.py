@@ -2,20 +2,27 @@
 
 The walker keeps a stack of frames and hands each line to the innermost one;
 a frame turns the lines it gets into events and may push the frames of the
-entities it contains (see ``fetchd.mime.walker``).
+entities it contains (see ``fetchd.mime.walker``). What a frame may ask of the
+walker is the ``Walker`` protocol below, so this module does not import it.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from fetchd.mime.decoders import UU_BEGIN, Decoder, uu_line
 from fetchd.mime.headers import decode_bytes
-from fetchd.mime.parts import CHUNK, MAX_HEADER_BYTES, Body, Part, PartEnd, PartStart, label
-
-if TYPE_CHECKING:
-    from fetchd.mime.walker import MimeWalker
+from fetchd.mime.parts import (
+    CHUNK,
+    MAX_HEADER_BYTES,
+    Body,
+    Event,
+    Part,
+    PartEnd,
+    PartStart,
+    label,
+)
 
 _FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
 #: Only a line starting with "--" can be a delimiter (RFC 2046 section 5.1.1) ...
@@ -24,22 +31,43 @@ _DELIMITER = (b"--",)
 _DELIMITER_OR_BEGIN = (b"--", b"begin")
 
 
+class Walker(Protocol):
+    """What the frames need from the walker that drives them, and nothing more."""
+
+    @property
+    def at_eof(self) -> bool:
+        """The input ended: the last line break is content, no delimiter follows it."""
+        ...
+
+    def emit(self, event: Event) -> None: ...
+    def defect(self, message: str) -> None: ...
+    def new_id(self) -> int: ...
+    def push(self, frame: Frame) -> None: ...
+    def top(self) -> Frame: ...
+    def headers_done(self, head: HeaderFrame) -> None: ...
+    def open_entity(self, head: HeaderFrame) -> None: ...
+    def untap(self, tap: MessageFrame) -> None: ...
+
+
 class Frame(Protocol):
-    def line(self, walker: MimeWalker, content: bytes, term: bytes, continued: bool) -> None: ...
-    def close(self, walker: MimeWalker) -> None: ...
+    def line(self, walker: Walker, content: bytes, term: bytes, continued: bool) -> None: ...
+    def close(self, walker: Walker) -> None: ...
 
 
 class HeaderFrame:
     """Collects one header block, up to the blank line (RFC 5322 section 2.1)."""
 
-    def __init__(self, default_type: str, parents: tuple[str, ...], index: int) -> None:
+    def __init__(
+        self, default_type: str, parents: tuple[str, ...], index: int, parent_id: int | None
+    ) -> None:
         self.default_type = default_type
         self.parents = parents
         self.index = index
+        self.parent_id = parent_id
         self.block = bytearray()
         self._full = False
 
-    def line(self, walker: MimeWalker, content: bytes, term: bytes, continued: bool) -> None:
+    def line(self, walker: Walker, content: bytes, term: bytes, continued: bool) -> None:
         if not continued:
             if not content:
                 walker.headers_done(self)
@@ -58,7 +86,7 @@ class HeaderFrame:
         self.block += content
         self.block += term
 
-    def close(self, walker: MimeWalker) -> None:
+    def close(self, walker: Walker) -> None:
         # No blank line and no body: allowed (RFC 5322 section 3.5, RFC 2046 5.1.1).
         # The frames this pushes are closed by the caller, which closes down to a level.
         walker.open_entity(self)
@@ -85,20 +113,20 @@ class MultipartFrame:
         # RFC 2046 section 5.1.1: only transport padding may follow the boundary.
         return None if rest.strip(b" \t") else closing
 
-    def delimiter(self, walker: MimeWalker, closing: bool) -> None:
+    def delimiter(self, walker: Walker, closing: bool) -> None:
         if closing:
             self.done = True
             return
         # RFC 2046 section 5.1.5: parts of a digest default to message/rfc822.
         default = "message/rfc822" if self._digest else "text/plain"
         parents = (*self.part.parents, self.part.content_type)
-        walker.push(HeaderFrame(default, parents, self._count))
+        walker.push(HeaderFrame(default, parents, self._count, self.part.id))
         self._count += 1
 
-    def line(self, walker: MimeWalker, content: bytes, term: bytes, continued: bool) -> None:
+    def line(self, walker: Walker, content: bytes, term: bytes, continued: bool) -> None:
         """Preamble and epilogue lines carry nothing (RFC 2046 section 5.1.1)."""
 
-    def close(self, walker: MimeWalker) -> None:
+    def close(self, walker: Walker) -> None:
         if not self._count:
             walker.defect(f"{label(self.part)}: no part delimiter found")
         elif not self.done:
@@ -114,7 +142,7 @@ class MessageFrame:
         self._pending = b""
         self._out = bytearray()
 
-    def raw(self, walker: MimeWalker, content: bytes, term: bytes) -> None:
+    def raw(self, walker: Walker, content: bytes, term: bytes) -> None:
         self._out += self._pending
         self._out += content
         self._pending = term
@@ -122,7 +150,7 @@ class MessageFrame:
             walker.emit(Body(self.part.id, bytes(self._out)))
             self._out.clear()
 
-    def lines(self, walker: MimeWalker, data: bytes, term: bytes) -> None:
+    def lines(self, walker: Walker, data: bytes, term: bytes) -> None:
         """A run of whole lines, the last ending in ``term``: as ``raw`` for each."""
         self._out += self._pending
         self._out += memoryview(data)[: len(data) - len(term)]
@@ -131,10 +159,10 @@ class MessageFrame:
             walker.emit(Body(self.part.id, bytes(self._out)))
             self._out.clear()
 
-    def line(self, walker: MimeWalker, content: bytes, term: bytes, continued: bool) -> None:
+    def line(self, walker: Walker, content: bytes, term: bytes, continued: bool) -> None:
         """Unreachable while the enclosed message is open; nothing to do after."""
 
-    def close(self, walker: MimeWalker) -> None:
+    def close(self, walker: Walker) -> None:
         walker.untap(self)
         if walker.at_eof:
             self._out += self._pending
@@ -153,7 +181,7 @@ class LeafFrame:
         self._pending = b""
         self._out = bytearray()
 
-    def line(self, walker: MimeWalker, content: bytes, term: bytes, continued: bool) -> None:
+    def line(self, walker: Walker, content: bytes, term: bytes, continued: bool) -> None:
         if self._pending:
             self._out += self._decoder.end_line(self._pending)
         self._out += self._decoder.feed(content)
@@ -174,7 +202,7 @@ class LeafFrame:
             return _DELIMITER
         return _DELIMITER_OR_BEGIN if self._scanner.idle else None
 
-    def lines(self, walker: MimeWalker, data: bytes, term: bytes) -> None:
+    def lines(self, walker: Walker, data: bytes, term: bytes) -> None:
         """A run of whole lines, none starting with a stop: as ``line`` for each."""
         if self._pending:
             self._out += self._decoder.end_line(self._pending)
@@ -188,12 +216,12 @@ class LeafFrame:
         self._flush(walker)  # what came before goes first; the rest is not copied again
         walker.emit(Body(self.part.id, decoded))
 
-    def _flush(self, walker: MimeWalker) -> None:
+    def _flush(self, walker: Walker) -> None:
         if self._out:
             walker.emit(Body(self.part.id, bytes(self._out)))
             self._out.clear()
 
-    def close(self, walker: MimeWalker) -> None:
+    def close(self, walker: Walker) -> None:
         if walker.at_eof and self._pending:
             self._out += self._decoder.end_line(self._pending)
         self._out += self._decoder.finish()
@@ -226,7 +254,7 @@ class UUScanner:
         """Neither in a file nor after a begin line: only a "begin" line can matter."""
         return self._name is None and self._part is None and not self._line
 
-    def line(self, walker: MimeWalker, content: bytes, term: bytes) -> None:
+    def line(self, walker: Walker, content: bytes, term: bytes) -> None:
         if len(self._line) < 4096:  # no uuencoded line is this long
             self._line += content
         if term:
@@ -234,7 +262,7 @@ class UUScanner:
             self._line.clear()
             self._process(walker, line)
 
-    def _process(self, walker: MimeWalker, line: bytes) -> None:
+    def _process(self, walker: Walker, line: bytes) -> None:
         if self._name is not None:
             name, self._name = self._name, None
             if line.strip() != b"end" and not uu_line(line):
@@ -257,14 +285,19 @@ class UUScanner:
             walker.emit(Body(self._part.id, bytes(self._out)))
             self._out.clear()
 
-    def _begin(self, walker: MimeWalker, name: str) -> None:
+    def _begin(self, walker: Walker, name: str) -> None:
         parents = (*self._text.parents, self._text.content_type)
         self._part = Part(
-            walker.new_id(), "uuencode", "application/octet-stream", filename=name, parents=parents
+            walker.new_id(),
+            "uuencode",
+            "application/octet-stream",
+            filename=name,
+            parents=parents,
+            parent_id=self._text.id,
         )
         walker.emit(PartStart(self._part))
 
-    def _end(self, walker: MimeWalker) -> None:
+    def _end(self, walker: Walker) -> None:
         assert self._part is not None
         if self._bad:
             walker.defect(f"{label(self._part)}: {self._bad} lines could not be decoded")
@@ -275,7 +308,7 @@ class UUScanner:
         self._part = None
         self._bad = 0
 
-    def close(self, walker: MimeWalker) -> None:
+    def close(self, walker: Walker) -> None:
         if self._line:
             line = bytes(self._line)
             self._line.clear()

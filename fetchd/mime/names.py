@@ -30,7 +30,7 @@ _MAX_EXTENSION_BYTES = 32
 MAX_FOLDER_CHARS = 120
 _MAX_SENDER_CHARS = 40
 #: Collisions beyond this mean something is wrong with the folder, not bad luck.
-_MAX_COLLISIONS = 10_000
+MAX_COLLISIONS = 10_000
 
 # Path separators, plus the characters Windows (and so SMB shares) cannot store.
 _REPLACED = frozenset('/\\<>:"|?*')
@@ -116,7 +116,7 @@ def create_exclusive(directory: Path, name: str) -> tuple[Path, BinaryIO]:
     """
     base = sanitize_filename(name)
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    for attempt in range(1, _MAX_COLLISIONS + 1):
+    for attempt in range(1, MAX_COLLISIONS + 1):
         candidate = _numbered(base, attempt)
         path = directory / candidate
         try:
@@ -136,7 +136,7 @@ def create_unique_dir(parent: Path, name: str) -> Path:
     planted link cannot redirect the attachments.
     """
     base = sanitize_filename(name, fallback="message")
-    for attempt in range(1, _MAX_COLLISIONS + 1):
+    for attempt in range(1, MAX_COLLISIONS + 1):
         path = parent / _numbered(base, attempt, keep_extension=False)
         try:
             path.mkdir(mode=0o755)
@@ -146,6 +146,16 @@ def create_unique_dir(parent: Path, name: str) -> Path:
             raise StorageError(f"cannot create folder {path}: {exc.strerror}") from exc
         return path
     raise StorageError(f"cannot create folder {base!r} in {parent}: too many of that name")
+
+
+def numbered(name: str, attempt: int) -> str:
+    """The file name ``create_exclusive`` tries at ``attempt`` for a sanitized ``name``."""
+    return _numbered(name, attempt)
+
+
+def numbered_folder(name: str, attempt: int) -> str:
+    """The folder name ``create_unique_dir`` tries at ``attempt`` (1, 2, ...)."""
+    return _numbered(sanitize_filename(name, fallback="message"), attempt, keep_extension=False)
 
 
 def _numbered(name: str, attempt: int, *, keep_extension: bool = True) -> str:

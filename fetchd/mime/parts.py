@@ -18,12 +18,17 @@ CHUNK = 65536
 BLOCK_SIZE = 1024 * 1024
 #: Header blocks are small; a larger one is cut and the rest ignored.
 MAX_HEADER_BYTES = 512 * 1024
-#: Multiparts and messages nested deeper than this are not opened.
-MAX_DEPTH = 32
+#: Multiparts and messages nested deeper than this are not opened: each level
+#: costs a frame and a boundary test per delimiter line. Real mail stays far
+#: below (a forward of a forward adds two levels); deeper subtrees are kept
+#: whole as an "unopened" part instead of being dropped.
+MAX_DEPTH = 64
 #: After this many defects one more says the rest were not listed.
 MAX_DEFECTS = 50
 
-Kind = Literal["multipart", "message", "leaf", "uuencode"]
+#: "unopened": a multipart or message nested deeper than ``MAX_DEPTH``; its Body is
+#: the raw entity (header block, blank line, content), a message of its own.
+Kind = Literal["multipart", "message", "leaf", "uuencode", "unopened"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class Part:
     parents: tuple[str, ...] = ()
     #: Position among the parts of the enclosing multipart.
     index: int = 0
+    #: Id of the enclosing entity (None for the message itself); the one part whose
+    #: parent is a message/rfc822 part is the enclosed message.
+    parent_id: int | None = None
     headers: Message | None = field(default=None, compare=False, repr=False)
 
 

@@ -9,8 +9,13 @@ import fnmatch
 import mimetypes
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from fetchd.mime.parts import Part
+
+#: Which inline parts are extracted: "named" those with a file name (but not the
+#: images an HTML body shows by cid:), "all" every one, "none" none.
+InlinePolicy = Literal["named", "all", "none"]
 
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
@@ -35,7 +40,7 @@ class AttachmentPolicy:
     """Which attachments to extract (validated by the config layer)."""
 
     extract: bool = True
-    inline: bool = False
+    inline: InlinePolicy = "named"
     #: fnmatch globs, case-insensitive, matched against the file name or the MIME type.
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -56,7 +61,7 @@ class AttachmentPolicy:
 
 def is_attachment(part: Part) -> bool:
     """Whether ``part`` is a file someone attached (inline or not)."""
-    if part.kind == "uuencode":
+    if part.kind in ("uuencode", "unopened"):
         return True
     if part.kind == "multipart" or _is_protocol_part(part):
         return False
@@ -76,11 +81,26 @@ def is_inline(part: Part) -> bool:
     if part.disposition == "inline":
         return True
     # RFC 2387: an image that an HTML body in multipart/related refers to by cid:.
-    return (
-        part.content_type.startswith("image/")
-        and part.content_id is not None
-        and part.parents[-1:] == ("multipart/related",)
-    )
+    return part.content_type.startswith("image/") and _is_related_resource(part)
+
+
+def keeps_inline(part: Part, inline: InlinePolicy) -> bool:
+    """Whether an inline attachment is extracted under the policy's ``inline`` mode.
+
+    "named": a file the sender named is a file they meant to send, even shown
+    inline (Apple Mail sends photos and PDFs as ``inline; filename=...``); a
+    part the HTML body refers to by cid: inside multipart/related is page
+    decoration (logos, signature images), named or not, and stays out.
+    """
+    if inline == "all":
+        return True
+    if inline == "none":
+        return False
+    return bool(part.filename) and not _is_related_resource(part)
+
+
+def _is_related_resource(part: Part) -> bool:
+    return part.content_id is not None and part.parents[-1:] == ("multipart/related",)
 
 
 def _is_protocol_part(part: Part) -> bool:

@@ -204,7 +204,7 @@ class MimeWalker:
 
     def __init__(self) -> None:
         self._events: list[Event] = []
-        self._stack: list[Frame] = [HeaderFrame("text/plain", (), 0)]
+        self._stack: list[Frame] = [HeaderFrame("text/plain", (), 0, None)]
         self._taps: list[MessageFrame] = []
         self._next_id = 0
         self._defects = 0
@@ -334,14 +334,16 @@ class MimeWalker:
             content_id=entity.content_id,
             parents=head.parents,
             index=head.index,
+            parent_id=head.parent_id,
             headers=entity.headers,
         )
         for text in defects:
             self.defect(f"{label(part)}: {text}")
         depth = sum(isinstance(f, MultipartFrame | MessageFrame) for f in self._stack)
         if depth >= MAX_DEPTH and entity.content_type.split("/")[0] in ("multipart", "message"):
-            self.defect(f"{label(part)}: nested too deep; not opened")
-        elif entity.content_type.startswith("multipart/") and entity.boundary:
+            self._open_unopened(part, bytes(head.block))
+            return
+        if entity.content_type.startswith("multipart/") and entity.boundary:
             self._open_multipart(part, entity.boundary)
             return
         elif entity.content_type.startswith("multipart/"):
@@ -364,7 +366,7 @@ class MimeWalker:
         tap = MessageFrame(part)
         self._taps.append(tap)
         self.push(tap)
-        self.push(HeaderFrame("text/plain", (*part.parents, part.content_type), 0))
+        self.push(HeaderFrame("text/plain", (*part.parents, part.content_type), 0, part.id))
 
     def _open_leaf(self, part: Part, encoding: str) -> None:
         self.emit(PartStart(part))
@@ -372,6 +374,20 @@ class MimeWalker:
         decoder = decoder_for(encoding, lambda text: self.defect(f"{where}: {text}"))
         scan = part.content_type == "text/plain" and encoding in IDENTITY and not part.filename
         self.push(LeafFrame(part, decoder, UUScanner(part) if scan else None))
+
+    def _open_unopened(self, part: Part, block: bytes) -> None:
+        """Too deep to open: the whole entity, headers and all, goes out as its Body.
+
+        Nothing below it is walked, but nothing is lost either: the raw entity
+        is a message of its own that any mail client opens.
+        """
+        # No Defect: the kind says it, and whoever keeps the part says where it went.
+        part = dataclasses.replace(part, kind="unopened")
+        self.emit(PartStart(part))
+        self.emit(Body(part.id, block + (b"\r\n" if block.endswith(b"\r\n") else b"\n")))
+        # Binary: the content is kept byte for byte, whatever encoding it declares.
+        decoder = decoder_for("binary", lambda text: self.defect(f"{label(part)}: {text}"))
+        self.push(LeafFrame(part, decoder, None))
 
     def untap(self, tap: MessageFrame) -> None:
         self._taps.remove(tap)

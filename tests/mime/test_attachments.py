@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fetchd.errors import StorageError
+from fetchd.mime import frames
 from fetchd.mime import walker as mime
 from fetchd.mime.attachments import (
     MESSAGE_FILE,
@@ -35,6 +36,7 @@ from fetchd.mime.attachments import (
     extract,
     read_info,
 )
+from fetchd.mime.selection import InlinePolicy
 from tests.mime.test_tnef import TnefEntry, build_tnef
 
 RNG = random.Random(20261126)
@@ -473,7 +475,7 @@ def test_inline_images_are_skipped_by_default(tmp_path: Path) -> None:
 
 
 def test_inline_images_are_extracted_when_asked(tmp_path: Path) -> None:
-    files = contents(run(tmp_path, related_message(), AttachmentPolicy(inline=True)))
+    files = contents(run(tmp_path, related_message(), AttachmentPolicy(inline="all")))
     assert set(files) == {"real.pdf", "attachment-1.png"}
     assert files["attachment-1.png"] == PNG
 
@@ -481,12 +483,61 @@ def test_inline_images_are_extracted_when_asked(tmp_path: Path) -> None:
 def test_inline_disposition_counts_as_inline(tmp_path: Path) -> None:
     raw = (
         b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nhi\n--b\n"
-        b"Content-Type: image/jpeg\nContent-Disposition: inline; filename=photo.jpg\n\n"
+        b"Content-Type: image/jpeg\nContent-Disposition: inline\n\n"
         b"JPEG\n--b--\n"
     )
     assert run(tmp_path, raw).files == ()
-    assert contents(run(tmp_path / "2", raw, AttachmentPolicy(inline=True))) == {
-        "photo.jpg": b"JPEG"
+    assert contents(run(tmp_path / "2", raw, AttachmentPolicy(inline="all"))) == {
+        "attachment-1.jpg": b"JPEG"
+    }
+
+
+def apple_mail_message() -> bytes:
+    """As Apple Mail sends them: files inline, with names, between pieces of text."""
+    return (
+        b"From: a@example.org\nSubject: photos\nMIME-Version: 1.0\n"
+        b"Content-Type: multipart/mixed; boundary=b\n\n"
+        b"--b\nContent-Type: text/plain\n\nHere they are:\n"
+        b"--b\nContent-Type: image/jpeg; name=IMG_1234.jpeg\n"
+        b"Content-Disposition: inline; filename=IMG_1234.jpeg\n"
+        b"Content-Transfer-Encoding: base64\n\nSlBFRyBkYXRh\n"
+        b"--b\nContent-Type: text/html\nContent-Disposition: inline\n\n<p>and the plan</p>\n"
+        b"--b\nContent-Type: application/pdf; name=plan.pdf\n"
+        b"Content-Disposition: inline; filename=plan.pdf\n\n%PDF-plan\n"
+        b"--b\nContent-Type: image/png\nContent-Disposition: inline\n\nPNG\n"
+        b"--b--\n"
+    )
+
+
+def test_named_inline_parts_are_extracted_by_default(tmp_path: Path) -> None:
+    result = run(tmp_path, apple_mail_message())
+    # The unnamed inline image and the inline HTML text stay in the message.
+    assert contents(result) == {"IMG_1234.jpeg": b"JPEG data", "plan.pdf": b"%PDF-plan"}
+    assert result.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("inline", "expected"),
+    [
+        ("named", {"IMG_1234.jpeg", "plan.pdf"}),
+        ("all", {"IMG_1234.jpeg", "plan.pdf", "attachment-1.png"}),
+        ("none", set()),
+    ],
+)
+def test_the_inline_policy_modes(tmp_path: Path, inline: InlinePolicy, expected: set[str]) -> None:
+    files = contents(run(tmp_path, apple_mail_message(), AttachmentPolicy(inline=inline)))
+    assert set(files) == expected
+
+
+def test_a_named_cid_image_in_multipart_related_is_decoration(tmp_path: Path) -> None:
+    raw = (
+        b"Content-Type: multipart/related; boundary=r\n\n--r\nContent-Type: text/html\n\n"
+        b'<img src="cid:logo@x">\n--r\nContent-Type: image/png; name=logo.png\n'
+        b"Content-Disposition: inline; filename=logo.png\nContent-ID: <logo@x>\n\nPNG\n--r--\n"
+    )
+    assert run(tmp_path, raw).files == ()
+    assert contents(run(tmp_path / "2", raw, AttachmentPolicy(inline="all"))) == {
+        "logo.png": b"PNG"
     }
 
 
@@ -497,7 +548,7 @@ def test_a_cid_image_is_inline_only_inside_multipart_related(tmp_path: Path) -> 
         b'<img src="cid:logo@x">\n--r\n' + image + b"--r--\n"
     )
     assert run(tmp_path, related).files == ()
-    assert len(run(tmp_path / "2", related, AttachmentPolicy(inline=True)).files) == 1
+    assert len(run(tmp_path / "2", related, AttachmentPolicy(inline="all")).files) == 1
     mixed = b"Content-Type: multipart/mixed; boundary=m\n\n--m\n\nhi\n--m\n" + image + b"--m--\n"
     assert contents(run(tmp_path / "3", mixed)) == {"attachment-1.gif": b"GIF"}
 
@@ -649,6 +700,27 @@ def test_a_broken_winmail_dat_is_kept_with_a_warning(tmp_path: Path) -> None:
     assert any("TNEF" in w for w in result.warnings)
 
 
+def test_tnef_warnings_say_which_winmail_dat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetchd.mime import attachments
+
+    where = "part 2 (application/ms-tnef 'winmail.dat')"
+    broken = run(tmp_path, tnef_message(b"not tnef at all"))
+    assert broken.warnings == (f"{where}: winmail.dat is not a TNEF stream",)
+    stream = build_tnef([TnefEntry(title="cut.bin", data=b"c" * 1000)])
+    cut = run(tmp_path / "2", tnef_message(stream[: stream.index(b"c" * 1000) + 300]))
+    assert cut.warnings == (f"{where}: TNEF: stream is truncated",)
+    # Files inside a winmail.dat count towards the limit, and the skipped ones are counted.
+    monkeypatch.setattr(attachments, "MAX_FILES", 2)
+    many = build_tnef([TnefEntry(title=f"{n}.bin", data=b"n") for n in range(5)])
+    result = run(tmp_path / "3", tnef_message(many))
+    assert [path.name for path in result.files] == ["0.bin", "1.bin"]
+    assert result.warnings == (
+        "3 more attachments not extracted: at most 2 files are kept per message",
+    )
+
+
 # --- malformed messages ---------------------------------------------------------------------------
 
 
@@ -797,16 +869,51 @@ def test_a_uuencoded_file_without_end(tmp_path: Path) -> None:
     assert any("no 'end' line" in w for w in result.warnings)
 
 
-def test_nesting_beyond_the_limit_is_not_opened(tmp_path: Path) -> None:
-    depth = mime.MAX_DEPTH + 5
+def nested(depth: int, line_ending: bytes = b"\n") -> bytes:
     head = b"".join(
         b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i) for i in range(depth)
     )
     tail = b"".join(b"--b%d--\n" % i for i in reversed(range(depth)))
-    raw = head + b"Content-Type: application/pdf; name=deep.pdf\n\n%PDF\n" + tail
+    leaf = b"Content-Type: application/pdf; name=deep.pdf\nContent-Transfer-Encoding: base64\n\n"
+    raw = head + leaf + binascii.b2a_base64(b"%PDF deep") + tail
+    return raw.replace(b"\n", line_ending)
+
+
+def test_nesting_deeper_than_the_old_limit_is_opened(tmp_path: Path) -> None:
+    result = run(tmp_path, nested(40))
+    assert contents(result) == {"deep.pdf": b"%PDF deep"}
+    assert result.warnings == ()
+
+
+@pytest.mark.parametrize("line_ending", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_nesting_beyond_the_limit_is_saved_unopened(tmp_path: Path, line_ending: bytes) -> None:
+    depth = mime.MAX_DEPTH + 5
+    raw = nested(depth, line_ending)
     result = run(tmp_path, raw)
+    name = f"nested-part-{mime.MAX_DEPTH}.eml"
+    (saved,) = contents(result).items()
+    assert saved[0] == name
+    # The unopened subtree, byte for byte from its header block on: a message of its own.
+    start = raw.index(b"Content-Type: multipart/mixed; boundary=b%d" % mime.MAX_DEPTH)
+    end = raw.index(b"--b%d--" % mime.MAX_DEPTH) + len(b"--b%d--" % mime.MAX_DEPTH)
+    end = raw.index(line_ending + b"--b%d" % (mime.MAX_DEPTH - 1), end)
+    assert saved[1] == raw[start:end]
+    inner = email.message_from_bytes(saved[1], policy=email.policy.default)
+    pdfs = [p for p in inner.walk() if p.get_filename() == "deep.pdf"]
+    assert [p.get_payload(decode=True) for p in pdfs] == [b"%PDF deep"]
+    assert result.warnings == (
+        f"part {mime.MAX_DEPTH} (multipart/mixed): nested more than {mime.MAX_DEPTH} levels "
+        f"deep; saved unopened as {name}, so the attachments inside it are not extracted "
+        "on their own",
+    )
+
+
+def test_an_unopened_part_the_policy_excludes_is_reported(tmp_path: Path) -> None:
+    result = run(tmp_path, nested(mime.MAX_DEPTH + 1), AttachmentPolicy(exclude=("*.eml",)))
     assert result.files == ()
-    assert any("nested too deep" in w for w in result.warnings)
+    assert len(result.warnings) == 1
+    assert "nested more than" in result.warnings[0]
+    assert "not saved" in result.warnings[0]
 
 
 def test_too_many_warnings_are_summarised(tmp_path: Path) -> None:
@@ -848,7 +955,9 @@ def test_more_attachments_than_the_limit(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(attachments, "MAX_FILES", 2)
     result = run(tmp_path, policy_message())
     assert len(result.files) == 2
-    assert sum("the rest skipped" in w for w in result.warnings) == 1
+    assert result.warnings == (
+        "2 more attachments not extracted: at most 2 files are kept per message",
+    )
 
 
 def test_a_very_long_line_is_kept_exactly(tmp_path: Path) -> None:
@@ -923,7 +1032,17 @@ def test_malformed_messages_never_raise(raw: bytes) -> None:
 @given(st.binary(max_size=3000))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        run(Path(tmp), raw)
+        root = Path(tmp)
+        result = run(root, raw)  # no exception, whatever the bytes
+        assert all(isinstance(w, str) for w in result.warnings)
+        if result.folder is None:
+            assert result.files == ()
+        else:
+            assert result.files
+            assert all(path.parent == result.folder and path.is_file() for path in result.files)
+        # Whatever came out, asking again gives the same and leaves no debris.
+        assert run(root, raw) == result
+        assert not list((root / "attachments").glob(".partial-*"))
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -1141,6 +1260,88 @@ def test_the_walker_reports_structure() -> None:
         ("leaf", "application/pdf", ("multipart/mixed",), 1),
     ]
     assert parts[5].content_id == "<logo@x>"
+    assert [p.parent_id for p in parts] == [None, 0, 1, 1, 3, 3, 0]
+
+
+def test_parent_ids_name_the_enclosing_message_and_text() -> None:
+    outer = new_message("Fwd")
+    outer.set_content("see below\n" + uuencode("a.bin", b"abc"))
+    outer.add_attachment(inner_message())
+    parts, _ = walk_bytes(outer.as_bytes())
+    by_type = {(p.kind, p.content_type): p for p in parts}
+    message = by_type[("message", "message/rfc822")]
+    enclosed = [p for p in parts if p.parent_id == message.id]
+    assert len(enclosed) == 1  # a message/rfc822 part holds exactly one entity
+    assert enclosed[0].headers is not None
+    assert enclosed[0].headers["Subject"] == inner_message()["Subject"]
+    uu = by_type[("uuencode", "application/octet-stream")]
+    text = next(p for p in parts if p.content_type == "text/plain")
+    assert uu.parent_id == text.id
+
+
+class FakeWalker:
+    """The ``frames.Walker`` protocol and nothing else: frames need no MimeWalker."""
+
+    def __init__(self) -> None:
+
+        self.events: list[mime.Event] = []
+        self.stack: list[frames.Frame] = []
+        self.ids = 0
+        self.at_eof = False
+
+    def emit(self, event: mime.Event) -> None:
+        self.events.append(event)
+
+    def defect(self, message: str) -> None:
+        self.events.append(mime.Defect(message))
+
+    def new_id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    def push(self, frame: frames.Frame) -> None:
+        self.stack.append(frame)
+
+    def top(self) -> frames.Frame:
+        return self.stack[-1]
+
+    def headers_done(self, head: frames.HeaderFrame) -> None:
+        self.stack.remove(head)
+
+    def open_entity(self, head: frames.HeaderFrame) -> None:
+        self.stack.remove(head)
+
+    def untap(self, tap: frames.MessageFrame) -> None:
+        pass
+
+
+def test_frames_run_against_any_walker_protocol() -> None:
+    from fetchd.mime.decoders import decoder_for
+
+    fake = FakeWalker()
+    walker: frames.Walker = fake  # mypy checks that the fake is enough
+    text = mime.Part(7, "leaf", "text/plain", parent_id=3)
+    leaf = frames.LeafFrame(text, decoder_for("7bit", fake.defect), frames.UUScanner(text))
+    for line in (b"hi", b"begin 644 x.bin", b"#86)C", b"`", b"end"):
+        leaf.line(walker, line, b"\n", False)
+    leaf.close(walker)
+    starts = [e.part for e in fake.events if isinstance(e, mime.PartStart)]
+    assert [(p.id, p.kind, p.filename, p.parent_id) for p in starts] == [
+        (1, "uuencode", "x.bin", 7)
+    ]
+    bodies = {e.part_id: e.data for e in fake.events if isinstance(e, mime.Body)}
+    assert bodies == {1: b"abc", 7: b"hi\nbegin 644 x.bin\n#86)C\n`\nend"}
+
+
+def test_the_frames_do_not_import_the_walker() -> None:
+    import ast
+
+    tree = ast.parse(Path(frames.__file__).read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "fetchd.mime.walker" not in imported
+    assert "MimeWalker" not in Path(frames.__file__).read_text()
 
 
 def test_the_line_break_before_a_boundary_belongs_to_the_boundary() -> None:

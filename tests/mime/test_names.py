@@ -299,7 +299,7 @@ def test_created_files_are_world_readable_not_writable(tmp_path: Path) -> None:
 def test_endless_collisions_end_in_a_storage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(names, "_MAX_COLLISIONS", 3)
+    monkeypatch.setattr(names, "MAX_COLLISIONS", 3)
     for _ in range(3):
         create_exclusive(tmp_path, "x.txt")[1].close()
         create_unique_dir(tmp_path, "d")
