@@ -72,6 +72,10 @@ class PollResult:
     skipped_uids: set[str] = field(default_factory=set)
     #: Messages that failed this poll (they are retried later, see ``State.failing``).
     failed_uids: set[str] = field(default_factory=set)
+    #: Set once a session fell out of step: later sessions send one command at a
+    #: time and check after each message that nothing unasked-for came, so the
+    #: message at fault is the one blamed.
+    careful: bool = False
 
     @property
     def skipped(self) -> int:
@@ -143,6 +147,7 @@ def poll_account(
         while result.sessions < MAX_SESSIONS_PER_POLL and not options.stopping:
             result.sessions += 1
             session = login(account, transcript)
+            session.pipelining_allowed = not result.careful
             result.login_delay = session.capabilities.login_delay
             try:
                 again = _session_pass(_Pass(session, store, result, options))
@@ -257,7 +262,8 @@ def _retrieve(
     breaks the session is noted too: after a lost connection or a body longer
     than allowed the messages before it are kept; after any other protocol
     error (a size that does not match LIST: its reply may belong to another
-    command) nothing of the batch is.
+    command) nothing of the batch is, unless each was checked on its own
+    (``PollResult.careful``).
     """
     spooled: list[Spooled] = []
     # Lazy: once ``stop`` is set no further RETR is sent, and only the replies
@@ -276,11 +282,14 @@ def _retrieve(
             current = run.store.spool(message.uid)
             reply.read_into(current, limit=2 * message.size + BODY_MARGIN, expect=message.size)
             current.file.close()
+            if run.result.careful:
+                run.session.ensure_synchronized()
         except (ProtocolError, NetworkError) as exc:
             _discard([current] if current else [])
-            if not isinstance(exc, ReplyTooLongError | NetworkError):
+            if not (run.result.careful or isinstance(exc, ReplyTooLongError | NetworkError)):
                 _discard(spooled)
                 spooled = []
+            run.result.careful |= isinstance(exc, ProtocolError)
             _failed(run, message, exc)
             return spooled, True
         except BaseException:

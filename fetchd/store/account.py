@@ -26,8 +26,9 @@ from fetchd.store.state import Failure, Fetched, Indexed, Known, State
 if TYPE_CHECKING:
     from fetchd.mime.attachments import ExtractResult
 
-#: Hidden folders an interrupted extraction leaves under attachments/.
-_PARTIAL_PREFIX = ".partial"
+#: Hidden folders an interrupted extraction leaves under attachments/ (as
+#: ``fetchd.mime.folders`` names them; checked here without importing it).
+_PARTIAL_PREFIX = ".partial-"
 
 
 @dataclass

@@ -109,7 +109,11 @@ def test_a_reply_too_many_never_misfiles_or_deletes(
         except ProtocolError:
             pass
         assert_faithful(data_dir, state, originals)
+    culprit = server.mailbox.ids[1]
+    assert set(state.failing("work")) == {culprit}  # blamed exactly, the others through
+    assert len(state.listing("work")) == 5
     server.options.hooks = {}
+    state.clear_failures("work", [culprit])  # as if its backoff had passed
     poll(server, data_dir, state, delete_after_fetch=delete)
     assert_faithful(data_dir, state, originals)
     assert len(state.listing("work")) == 6
