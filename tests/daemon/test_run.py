@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from fetchd.testing.dovecot import Dovecot
 from tests.daemon.conftest import (
     DaemonProcess,
@@ -216,3 +218,43 @@ def _timestamp(iso: str) -> float:
 
 def _seconds_from_now(iso: str) -> float:
     return _timestamp(iso) - time.time()
+
+
+def _catches(pid: int, signum: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (``SigCgt`` in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3, 0.6])
+def test_sigterm_during_start_up_is_a_clean_exit(
+    dovecot_alice: Dovecot, workdir: Path, start_daemon: StartDaemon, delay: float
+) -> None:
+    """SIGTERM from the first instant fetchd's own code runs: exit 0, never death by signal.
+
+    ``delay`` counts from the moment the handler is in place, which is before the
+    heavy imports and the config: with 0 the signal always lands before the first poll.
+    """
+    config = write_config(workdir / "config.toml", account_toml("work", dovecot_alice, "alice"))
+    dovecot_alice.deliver("alice", make_message("not yet"))
+    daemon = start_daemon(config)
+    pid = daemon.process.pid
+    wait_until(
+        lambda: daemon.process.poll() is not None or _catches(pid, signal.SIGTERM),
+        what="fetchd's SIGTERM handler",
+    )
+    time.sleep(delay)  # the instant under test, not a wait for an event
+    code, _ = daemon.stop()
+    assert code == 0, daemon.log_text()
+    before_start = daemon.matching("stop signal during start-up; exiting before the first poll")
+    if delay == 0.0:
+        assert before_start, daemon.log_text()
+    if before_start:
+        assert daemon.matching("daemon started") == []
+        assert daemon.matching("poll") == []
+        assert maildir_files(config, "work") == []
+        assert len(dovecot_alice.messages("alice")) == 1
+    else:
+        assert daemon.matching("stopped"), daemon.log_text()
