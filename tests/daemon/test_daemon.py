@@ -58,6 +58,12 @@ def polls(config: Config) -> dict[str, PollStatus]:
         return {row.account: row for row in state.poll_status()}
 
 
+def finished(config: Config, name: str) -> float | None:
+    """When the account's last poll ended, if it ever polled."""
+    row = polls(config).get(name)
+    return None if row is None else row.finished
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -93,7 +99,10 @@ def test_the_servers_login_delay_is_never_broken(
     server = pop3_server([make_message(f"m{i}") for i in range(3)], login_delay=2)
     config = write(tmp_path / "config.toml", account("slow", server.port))
     running(config)
-    time.sleep(3.2)
+    wait_until(lambda: finished(config, "slow") is not None)
+    first = finished(config, "slow")
+    # The second poll is the one a daemon ignoring LOGIN-DELAY gets refused.
+    wait_until(lambda: server.sessions >= 2 and (finished(config, "slow") or 0) > (first or 0))
     row = polls(config)["slow"]
     # Polls every second would log in four times, and be refused with [LOGIN-DELAY].
     assert server.sessions == 2
@@ -180,7 +189,10 @@ def test_a_crashing_poll_is_recorded_and_backed_off_without_stopping_others(
             and polls(config)["fine"].finished is not None
         )
     )
-    time.sleep(1.5)
+    # The buggy account's crash is recorded, and "fine" polls again after it.
+    wait_until(
+        lambda: (finished(config, "fine") or 0) > (finished(config, "buggy") or float("inf"))
+    )
     rows = polls(config)
     assert rows["buggy"].outcome == "bug"
     assert rows["buggy"].failures == 1
