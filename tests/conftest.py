@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, settings
 
 from fetchd.testing.dovecot import Dovecot
@@ -50,6 +51,17 @@ POPA3D_PASSWORD = "popa3d-test-secret"
 POPA3D_BINARY = Path(os.environ.get("FETCHD_POPA3D", "/opt/fetchd-test/popa3d/usr/sbin/popa3d"))
 # Held by each popa3d test: /var/mail/fetchdpop is one mailbox for the whole machine.
 POPA3D_LOCK = Path("/tmp/fetchd-test-popa3d.lock")
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Undo what a test did to the global logging setup (``fetchd -c ... fetch`` run in
+    process sets the config's level), so that no test depends on the ones before it:
+    under xdist the order differs from run to run.
+    """
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
