@@ -53,15 +53,18 @@ POPA3D_BINARY = Path(os.environ.get("FETCHD_POPA3D", "/opt/fetchd-test/popa3d/us
 POPA3D_LOCK = Path("/tmp/fetchd-test-popa3d.lock")
 
 
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """Undo what a test did to the global logging setup (``fetchd -c ... fetch`` run in
-    process sets the config's level), so that no test depends on the ones before it:
-    under xdist the order differs from run to run.
-    """
+def _restoring_logging() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+# Commands run in process (``main(["-c", config, "fetch"])``) set the global log level
+# from their config. Each test, and each module with its module-scoped fixtures, gets
+# the logging setup back as it found it, so that no test depends on which ran before
+# it: under xdist that differs from run to run.
+_module_logging_restored = pytest.fixture(scope="module", autouse=True)(_restoring_logging)
+_logging_restored = pytest.fixture(autouse=True)(_restoring_logging)
 
 
 @pytest.fixture
