@@ -163,6 +163,12 @@ def test_an_invalid_config_on_reload_keeps_the_running_one(
     wait_until(lambda: "kept" in polls(config) and polls(config)["kept"].finished is not None)
 
 
+def fine_polled_after_buggy(config: Config) -> bool:
+    rows = polls(config)
+    crashed = rows["buggy"].finished
+    return crashed is not None and (rows["fine"].started or 0) > crashed
+
+
 def test_a_crashing_poll_is_recorded_and_backed_off_without_stopping_others(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -189,10 +195,8 @@ def test_a_crashing_poll_is_recorded_and_backed_off_without_stopping_others(
             and polls(config)["fine"].finished is not None
         )
     )
-    # The buggy account's crash is recorded, and "fine" polls again after it.
-    wait_until(
-        lambda: (finished(config, "fine") or 0) > (finished(config, "buggy") or float("inf"))
-    )
+    # The crash is recorded with its next poll set back, and "fine" starts a poll after it.
+    wait_until(lambda: backed_off(config, "buggy") and fine_polled_after_buggy(config))
     rows = polls(config)
     assert rows["buggy"].outcome == "bug"
     assert rows["buggy"].failures == 1
