@@ -12,6 +12,7 @@ invalid (the last three as in sysexits.h).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import traceback
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fetchd import __version__, errors
+from fetchd.signals import SignalInbox
 
 EXIT_OK = 0
 EXIT_ACCOUNT_FAILED = 1
@@ -149,8 +151,12 @@ _EXITS: tuple[tuple[type[errors.FetchdError], int, str], ...] = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # The daemon catches its stop signals before the heavy imports and the config,
+    # so that a SIGTERM during start-up ends it cleanly instead of killing it.
+    signals = SignalInbox() if args.command == "run" else contextlib.nullcontext()
     try:
-        return _handler(args.command)(args)
+        with signals:
+            return _handler(args.command)(args)
     except BrokenPipeError:
         # The reader went away (``fetchd list | head``); say nothing more.
         sys.stderr.close()

@@ -4,12 +4,18 @@
   ``dovecot_alice`` empties alice's mailbox first.
 - ``pop3_server``: a factory for scriptable servers, stopped after the test.
 - ``popa3d``: a real server that still answers LAST; ``.ci/popa3d.sh`` provides it.
+
+Under pytest-xdist (``-n 2``) each worker is a session of its own, so each has
+its own Dovecot (own root, own ports) and its own scriptable servers. popa3d
+serves the one system mailbox of one system user; its tests take turns through
+a file lock, across workers and across test runs on the same machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import pwd
 import shutil
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, settings
 
 from fetchd.testing.dovecot import Dovecot
@@ -42,6 +49,22 @@ DOVECOT_USERS = (("alice", "secret"), ("bob", "secret2"))
 POPA3D_USER = "fetchdpop"
 POPA3D_PASSWORD = "popa3d-test-secret"
 POPA3D_BINARY = Path(os.environ.get("FETCHD_POPA3D", "/opt/fetchd-test/popa3d/usr/sbin/popa3d"))
+# Held by each popa3d test: /var/mail/fetchdpop is one mailbox for the whole machine.
+POPA3D_LOCK = Path("/tmp/fetchd-test-popa3d.lock")
+
+
+def _restoring_logging() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+# Commands run in process (``main(["-c", config, "fetch"])``) set the global log level
+# from their config. Each test, and each module with its module-scoped fixtures, gets
+# the logging setup back as it found it, so that no test depends on which ran before
+# it: under xdist that differs from run to run.
+_module_logging_restored = pytest.fixture(scope="module", autouse=True)(_restoring_logging)
+_logging_restored = pytest.fixture(autouse=True)(_restoring_logging)
 
 
 @pytest.fixture
@@ -52,7 +75,7 @@ def make_message() -> Callable[..., bytes]:
 
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
-    """A private Dovecot for the whole test session."""
+    """A private Dovecot for the whole test session (each xdist worker has its own)."""
     # Not pytest's tmp dir: that one is private to root, and Dovecot's mail
     # processes run as nobody.
     root = Path(tempfile.mkdtemp(prefix="fetchd-dovecot-"))
@@ -172,10 +195,12 @@ def popa3d() -> Iterator[Popa3d]:
         pwd.getpwnam("popa3d")
     except KeyError:
         pytest.fail("the popa3d users are missing: run .ci/popa3d.sh (as root)")
-    server = Popa3d(POPA3D_BINARY, POPA3D_USER, POPA3D_PASSWORD)
-    server.deliver([])
-    try:
-        yield server
-    finally:
-        server.stop()
-        server.mbox.unlink(missing_ok=True)
+    with POPA3D_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        server = Popa3d(POPA3D_BINARY, POPA3D_USER, POPA3D_PASSWORD)
+        server.deliver([])
+        try:
+            yield server
+        finally:
+            server.stop()
+            server.mbox.unlink(missing_ok=True)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -714,14 +716,36 @@ def test_fractional_size_rounds_down_exactly(whole: int, thousandths: int, unit:
     assert parse_size(f"{whole}.{thousandths:03d}{unit}") == expected
 
 
+def _value_or_message(parse: Callable[[str], float], text: str) -> float | str:
+    """What ``parse`` returns, or the message of the ValueError it raises."""
+    try:
+        return parse(text)
+    except ValueError as error:
+        return str(error)
+
+
 @given(st.text(max_size=20))
+@example("")
+@example(" 1h 30m ")
+@example("2.5MB")
+@example("-1")
+@example("1e3")
 def test_parsers_only_ever_raise_value_error(text: str) -> None:
-    for parse in (parse_duration, parse_size):
-        try:
-            result = parse(text)
-        except ValueError:
+    """Any text is a value or a ValueError saying what was expected, never another error."""
+    parsers: tuple[tuple[Callable[[str], float], type, str], ...] = (
+        (parse_duration, float, "duration"),
+        (parse_size, int, "size"),
+    )
+    for parse, kind, what in parsers:
+        result = _value_or_message(parse, text)
+        if isinstance(result, str):
+            assert result.startswith(f"invalid {what} {text!r}: expected "), result
             continue
-        assert result >= 0
+        assert type(result) is kind
+        assert 0 <= result < math.inf
+        # Only a number (with units) is a value: no empty, signed or exponent form.
+        assert any(char.isdecimal() for char in text), text
+        assert not set(text) & set("+-eE"), text
 
 
 @pytest.mark.parametrize(

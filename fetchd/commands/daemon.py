@@ -11,11 +11,22 @@ from fetchd.config import Config
 from fetchd.daemon import Daemon
 from fetchd.daemon.sdnotify import Notifier
 from fetchd.log import configure_logging, get_logger
+from fetchd.signals import SignalInbox
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args)
+    # The inbox ``fetchd.cli`` opened at start-up holds what arrived since; the
+    # daemon's own inbox reads the same one, so nothing received here is lost.
+    with SignalInbox() as inbox:
+        config = load(args)
+        if inbox.stop_waiting():
+            get_logger().info("stop signal during start-up; exiting before the first poll")
+            return 0
+        # A SIGHUP that came meanwhile stays in the inbox: the daemon reloads at once.
+        return _serve(args, config)
 
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
     def relog(new: Config) -> None:
         # Options given on the command line keep winning over the reloaded file.
         configure_logging(

@@ -1,5 +1,8 @@
 """The daemon's process plumbing: signals, systemd's watchdog, running polls, scheduler events.
 
+``SignalInbox`` lives in ``fetchd.signals``, which ``fetchd run`` opens before
+anything heavy is imported; it is re-exported here for the daemon.
+
 Each part is small and knows nothing of accounts or mail; ``fetchd.daemon``
 wires them together.
 """
@@ -7,12 +10,8 @@ wires them together.
 from __future__ import annotations
 
 import logging
-import select
-import signal
-import socket
 import threading
 import time
-from types import FrameType, TracebackType
 from typing import Any
 
 from apscheduler.events import (  # type: ignore[import-untyped]
@@ -23,6 +22,7 @@ from apscheduler.events import (  # type: ignore[import-untyped]
 
 from fetchd.daemon.sdnotify import Notifier
 from fetchd.log import get_logger
+from fetchd.signals import SignalInbox
 
 __all__ = ["InFlight", "SignalInbox", "Watchdog", "quiet_apscheduler"]
 
@@ -83,50 +83,6 @@ class Watchdog:
                 get_logger().error("the scheduler stopped dispatching; withholding the watchdog")
                 warned = True
             time.sleep(self.period)
-
-
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """The handler that lets a signal reach the wakeup socket and nothing else."""
-
-
-class SignalInbox:
-    """Delivers SIGTERM, SIGINT and SIGHUP to the main thread as plain numbers.
-
-    Python's handlers run between bytecodes of the main thread, where acting
-    on locks is unsafe; ``signal.set_wakeup_fd`` instead writes each signal's
-    number to a socket, and the main thread reads them at its leisure.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-    def __enter__(self) -> SignalInbox:
-        self._reader, self._writer = socket.socketpair()
-        self._writer.setblocking(False)
-        self._old_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
-        self._old = {signum: signal.signal(signum, _ignore_signal) for signum in self.SIGNALS}
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        for signum, handler in self._old.items():
-            signal.signal(signum, handler)
-        signal.set_wakeup_fd(self._old_fd)
-        self._reader.close()
-        self._writer.close()
-
-    def next(self, timeout: float | None = None) -> int | None:
-        """The next signal received, or None once ``timeout`` seconds pass without one."""
-        while True:
-            readable, _, _ = select.select([self._reader], [], [], timeout)
-            if not readable:
-                return None
-            signum = self._reader.recv(1)[0]
-            if signum in self.SIGNALS:
-                return signum
 
 
 def quiet_apscheduler(scheduler: Any) -> None:

@@ -12,12 +12,9 @@ import contextlib
 import itertools
 import socket
 import ssl
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Protocol
 
 from fetchd.testing._wire import BLOCK, body_blocks
-
-if TYPE_CHECKING:
-    from fetchd.testing.server import POP3TestServer
 
 # RFC 2449 section 4: command lines are at most 255 octets including CRLF.
 _MAX_COMMAND = 255
@@ -30,10 +27,21 @@ class Hangup(Exception):
     """End the session without another word (injected faults, QUIT)."""
 
 
+class Owner(Protocol):
+    """What a connection needs of the server that accepted it (``POP3TestServer``).
+
+    A protocol, not an import of ``server``: the server imports this module.
+    """
+
+    def track(self, old: socket.socket | None, new: socket.socket | None) -> None: ...
+
+    def record(self, side: str, line: str) -> None: ...
+
+
 class Connection:
     """One accepted socket, tracked by the server so that ``stop`` can end it."""
 
-    def __init__(self, owner: POP3TestServer, conn: socket.socket, *, eol: bytes) -> None:
+    def __init__(self, owner: Owner, conn: socket.socket, *, eol: bytes) -> None:
         self.owner = owner
         self.conn = conn
         self.conn.settimeout(_IDLE_TIMEOUT)

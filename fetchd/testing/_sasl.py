@@ -8,16 +8,22 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from fetchd.testing.server import ServerOptions
+
+class SASLOptions(Protocol):
+    """The server settings a mechanism reads (``server.ServerOptions`` has them)."""
+
+    user: str
+    password: str
+    auth_fail_code: str | None
 
 
 class SASLSession(Protocol):
     """What a mechanism needs from the session it authenticates."""
 
-    options: ServerOptions
+    @property
+    def options(self) -> SASLOptions: ...
 
     def reply(self, status: str) -> None: ...
 

@@ -11,19 +11,80 @@ import hashlib
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from fetchd.testing._connection import Connection, Hangup
-from fetchd.testing._sasl import MECHANISMS
+from fetchd.testing._connection import Connection, Hangup, Owner
+from fetchd.testing._sasl import MECHANISMS, SASLOptions
 from fetchd.testing._wire import served_size, top
 
-if TYPE_CHECKING:
-    from fetchd.testing.server import POP3TestServer
-
 _GARBAGE = b"\x00\xff\xfe garbage \x80\x81\x1b[0m\r\n"
+
+
+# What a session needs of its server, as protocols: ``server`` imports this module,
+# so this one names ``POP3TestServer``, ``Mailbox`` and ``ServerOptions`` only here.
+
+
+class Options(SASLOptions, Protocol):
+    """The settings and faults a session reads (``server.ServerOptions``)."""
+
+    capa: bool
+    uidl: bool
+    last: bool
+    top: bool
+    pipelining: bool
+    apop: bool
+    sasl: tuple[str, ...]
+    user_command: bool
+    stls: ssl.SSLContext | None
+    strip_stls: bool
+    in_use: bool
+    login_delay: int | None
+    expire: str | None
+    max_messages_per_session: int | None
+    drop_during_retr: int | None
+    garbage_reply_to: str | None
+    stall_on: str | None
+    greeting_delay: float
+    multiline_lf_only: bool
+    late_capa: bool
+
+
+class Maildrop(Protocol):
+    """The mailbox the sessions of one server share (``server.Mailbox``)."""
+
+    last: int
+    retrieved: set[str]
+    lock: threading.RLock
+
+    def snapshot(self) -> list[tuple[str, bytes]]: ...
+
+    def discard(self, uidl: str, message: bytes) -> None: ...
+
+    def try_lock(self, owner: object) -> bool: ...
+
+    def unlock(self, owner: object) -> None: ...
+
+
+class Server(Owner, Protocol):
+    """The server that accepted the connection (``server.POP3TestServer``)."""
+
+    last_login: float | None
+
+    @property
+    def options(self) -> Options: ...
+
+    @property
+    def mailbox(self) -> Maildrop: ...
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None: ...
+
+    @property
+    def stopping(self) -> threading.Event: ...
 
 
 @dataclass
@@ -56,7 +117,9 @@ class _Transaction:
 class Session(Connection):
     """One client connection, from greeting to QUIT or hangup."""
 
-    def __init__(self, owner: POP3TestServer, conn: socket.socket) -> None:
+    owner: Server
+
+    def __init__(self, owner: Server, conn: socket.socket) -> None:
         self.options = owner.options
         self.mailbox = owner.mailbox
         super().__init__(owner, conn, eol=b"\n" if self.options.multiline_lf_only else b"\r\n")

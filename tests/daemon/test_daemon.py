@@ -58,6 +58,12 @@ def polls(config: Config) -> dict[str, PollStatus]:
         return {row.account: row for row in state.poll_status()}
 
 
+def finished(config: Config, name: str) -> float | None:
+    """When the account's last poll ended, if it ever polled."""
+    row = polls(config).get(name)
+    return None if row is None else row.finished
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -93,7 +99,10 @@ def test_the_servers_login_delay_is_never_broken(
     server = pop3_server([make_message(f"m{i}") for i in range(3)], login_delay=2)
     config = write(tmp_path / "config.toml", account("slow", server.port))
     running(config)
-    time.sleep(3.2)
+    wait_until(lambda: finished(config, "slow") is not None)
+    first = finished(config, "slow")
+    # The second poll is the one a daemon ignoring LOGIN-DELAY gets refused.
+    wait_until(lambda: server.sessions >= 2 and (finished(config, "slow") or 0) > (first or 0))
     row = polls(config)["slow"]
     # Polls every second would log in four times, and be refused with [LOGIN-DELAY].
     assert server.sessions == 2
@@ -154,6 +163,12 @@ def test_an_invalid_config_on_reload_keeps_the_running_one(
     wait_until(lambda: "kept" in polls(config) and polls(config)["kept"].finished is not None)
 
 
+def fine_polled_after_buggy(config: Config) -> bool:
+    rows = polls(config)
+    crashed = rows["buggy"].finished
+    return crashed is not None and (rows["fine"].started or 0) > crashed
+
+
 def test_a_crashing_poll_is_recorded_and_backed_off_without_stopping_others(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -180,7 +195,8 @@ def test_a_crashing_poll_is_recorded_and_backed_off_without_stopping_others(
             and polls(config)["fine"].finished is not None
         )
     )
-    time.sleep(1.5)
+    # The crash is recorded with its next poll set back, and "fine" starts a poll after it.
+    wait_until(lambda: backed_off(config, "buggy") and fine_polled_after_buggy(config))
     rows = polls(config)
     assert rows["buggy"].outcome == "bug"
     assert rows["buggy"].failures == 1
