@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import socket
 import ssl
+import threading
 from typing import BinaryIO, Protocol
 
 from fetchd.testing._wire import BLOCK, body_blocks
@@ -36,6 +37,9 @@ class Owner(Protocol):
     def track(self, old: socket.socket | None, new: socket.socket | None) -> None: ...
 
     def record(self, side: str, line: str) -> None: ...
+
+    @property
+    def stopping(self) -> threading.Event: ...
 
 
 class Connection:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from fetchd.testing._connection import Connection, Hangup, Owner
 from fetchd.testing._sasl import MECHANISMS, SASLOptions
@@ -51,6 +51,11 @@ class Options(SASLOptions, Protocol):
     greeting_delay: float
     multiline_lf_only: bool
     late_capa: bool
+    repeat_reply_to: str | None
+    trickle: tuple[str, float] | None
+    endless_reply_to: str | None
+    endless_sasl: bool
+    hooks: dict[str, Callable[[Any, str], bool]]
 
 
 class Maildrop(Protocol):

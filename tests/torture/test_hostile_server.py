@@ -8,6 +8,7 @@ server deleted was left unstored.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -74,7 +75,9 @@ def assert_faithful(data_dir: Path, state: State, originals: dict[str, bytes]) -
     assert len(rows) == len(on_disk)
 
 
-def server_with(start: Start, mail: list[bytes], **hooks: Hook) -> tuple[POP3TestServer, dict[str, bytes]]:
+def server_with(
+    start: Start, mail: list[bytes], **hooks: Hook
+) -> tuple[POP3TestServer, dict[str, bytes]]:
     server = start(Mailbox(mail), hooks=hooks)
     return server, dict(zip(server.mailbox.ids, mail, strict=True))
 
@@ -104,10 +107,8 @@ def test_a_reply_too_many_never_misfiles_or_deletes(
     server, originals = server_with(pop3_server, mail, RETR=reply_twice("2"))
     server.options.pipelining = pipelining
     for _ in range(3):
-        try:
+        with contextlib.suppress(ProtocolError):
             poll(server, data_dir, state, delete_after_fetch=delete)
-        except ProtocolError:
-            pass
         assert_faithful(data_dir, state, originals)
     culprit = server.mailbox.ids[1]
     assert set(state.failing("work")) == {culprit}  # blamed exactly, the others through
@@ -126,7 +127,7 @@ def test_same_size_replies_shifted_are_caught_by_the_batch_check(
 ) -> None:
     """Equal sizes defeat the size check; LIST n before the commit does not."""
     mail = [make_message("same", "x" * 100, message_id=f"<same-{i}@t>") for i in range(4)]
-    server, originals = server_with(pop3_server, mail, RETR=reply_twice("1"))
+    server, _ = server_with(pop3_server, mail, RETR=reply_twice("1"))
     with pytest.raises(ProtocolError):
         poll(server, data_dir, state, delete_after_fetch=True)
     assert state.listing("work") == []
@@ -191,7 +192,7 @@ def test_a_body_far_longer_than_listed_is_cut_off_and_the_rest_stored(
     result = poll(server, data_dir, state, delete_after_fetch=True)
     assert result.stored == 3
     assert bad in state.failing("work")
-    assert "longer" in state.failing("work")[bad].error or "octets" in state.failing("work")[bad].error
+    assert "octets" in state.failing("work")[bad].error
     maildir = data_dir / "work" / "Maildir"
     assert all(p.stat().st_size < 2 << 20 for p in maildir.rglob("*") if p.is_file())
     assert list((maildir / "tmp").iterdir()) == []
@@ -220,7 +221,8 @@ def test_uids_differing_in_one_octet_stay_distinct(
     server = pop3_server(Mailbox(mail, uidls=["u\xff", "u\xfe", "u\x0bv"]))
     result = poll(server, data_dir, state)
     assert result.stored == 3
-    assert set(state.known("work")) == {"u\udcff", "u\udcfe", "u\x0bv"}
+    # The octets 0xFF and 0xFE, kept apart (surrogateescape), and VT inside a UID.
+    assert set(state.known("work")) == {"u" + chr(0xDCFF), "u" + chr(0xDCFE), "u\x0bv"}
     assert poll(server, data_dir, state).stored == 0
 
 
@@ -275,10 +277,8 @@ def test_a_trickling_server_cannot_hold_a_poll(
     mail = messages(3, body="y" * 2000 + "\n")
     server, originals = server_with(pop3_server, mail, RETR=trickle("2", 0.2))
     started = time.monotonic()
-    try:
+    with contextlib.suppress(NetworkTimeout):
         poll(server, data_dir, state, timeout=1)
-    except NetworkTimeout:
-        pass
     assert time.monotonic() - started < 30
     assert server.mailbox.ids[1] in state.failing("work")
     assert_faithful(data_dir, state, originals)
