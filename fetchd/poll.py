@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetchd.config import AccountConfig
-from fetchd.errors import NetworkError, ProtocolError, ReplyTooLongError, ServerError
+from fetchd.errors import (
+    NetworkError,
+    ProtocolError,
+    ReplyTooLongError,
+    ServerBusyError,
+    ServerError,
+)
 from fetchd.pop3.client import Session, Transcript, error_for
 from fetchd.pop3.commands import Command
 from fetchd.pop3.inventory import Listing, ServerMessage, new_messages, read_listing
@@ -52,6 +58,8 @@ MAX_SESSIONS_PER_POLL = 20
 BODY_MARGIN = 1024 * 1024
 #: What TOP n 0 may bring for a message stored as headers only.
 HEADERS_LIMIT = 4 * 1024 * 1024
+#: Seconds to wait for the lock of a session fetchd itself dropped.
+RELOGIN_PAUSES = (0.2, 0.5, 1.0, 2.0)
 DAY = 86400.0
 
 
@@ -146,7 +154,7 @@ def poll_account(
         result.warnings.extend(store.prepare())
         while result.sessions < MAX_SESSIONS_PER_POLL and not options.stopping:
             result.sessions += 1
-            session = login(account, transcript)
+            session = _login(account, transcript, again=result.sessions > 1)
             session.pipelining_allowed = not result.careful
             result.login_delay = session.capabilities.login_delay
             try:
@@ -159,6 +167,22 @@ def poll_account(
                 break
     result.seconds = time.monotonic() - started
     return result
+
+
+def _login(account: AccountConfig, transcript: Transcript | None, *, again: bool) -> Session:
+    """Log in; a session after a dropped one waits a little for the server's lock.
+
+    A server notices a connection fetchd dropped only when it next reads or
+    writes; until then it answers ``[IN-USE]`` (RFC 2449 section 8.1.1).
+    """
+    for pause in RELOGIN_PAUSES if again else ():
+        try:
+            return login(account, transcript)
+        except ServerBusyError as exc:
+            if exc.code != "IN-USE":
+                raise
+            time.sleep(pause)
+    return login(account, transcript)
 
 
 def recover_account(

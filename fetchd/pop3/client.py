@@ -153,8 +153,10 @@ class Reply:
         since it may be another command's reply.
         """
         ends = _LineEnds()
-        # A body at most doubles when every bare LF of what LIST counted became CRLF.
-        allowed = limit if limit is not None else None if expect is None else 2 * expect
+        # A body at most doubles when every bare LF of what LIST counted became CRLF;
+        # its time is reckoned on that, not on a generous ``limit``.
+        bounds = [n for n in (limit, None if expect is None else 2 * expect) if n is not None]
+        allowed = min(bounds) if bounds else None
         for chunk in self.chunks(allowed=allowed):
             if limit is not None and self.octets > limit:
                 self._too_long(f"more than {limit} octets", limit)
