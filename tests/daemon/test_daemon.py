@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import fetchd.poll
+import fetchd.runner
 from fetchd.config import AccountConfig, Config, load_config
 from fetchd.daemon import Daemon
 from fetchd.daemon import service as daemon_module
@@ -183,7 +184,7 @@ def test_a_crashing_poll_is_recorded_and_backed_off_without_stopping_others(
             raise RuntimeError("a bug")
         return real_poll(account, *args, **kwargs)
 
-    monkeypatch.setattr(daemon_module, "poll_account", poll)
+    monkeypatch.setattr(fetchd.runner, "poll_account", poll)
     config = write(
         tmp_path / "config.toml", account("buggy", server.port), account("fine", server.port)
     )
