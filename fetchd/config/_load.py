@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from fetchd.errors import ConfigError
 
+#: The folder beside the main config file that holds one file per account.
+DROP_IN_DIR = "accounts.d"
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
@@ -91,7 +94,7 @@ class Sources:
 
 
 def _origin(file: Path) -> str:
-    return "file name" if file.parent.name == "accounts.d" else "table key"
+    return "file name" if file.parent.name == DROP_IN_DIR else "table key"
 
 
 def gather(path: Path) -> Sources:
@@ -118,7 +121,7 @@ def gather(path: Path) -> Sources:
     sources.raw["accounts"] = {}
     for name, table in accounts.items():
         sources.add_account(name, table, path, f"accounts.{toml_key(name)}")
-    for file in _drop_in_files(path.parent / "accounts.d"):
+    for file in _drop_in_files(path.parent / DROP_IN_DIR):
         _merge_drop_in(sources, file)
     return sources
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from fetchd.config._load import DROP_IN_DIR
 from fetchd.config._values import ACCOUNT_NAME
 from fetchd.errors import ConfigError, StorageError, UsageError
 
@@ -32,7 +33,6 @@ __all__ = [
     "write_password_file",
 ]
 
-DROP_IN_DIR = "accounts.d"
 
 
 def _checked(name: str) -> str:
