@@ -32,9 +32,8 @@ from fetchd.config._models import (
     DaemonConfig,
     default_config_path,
     load_config,
-    parse_duration,
-    parse_size,
 )
+from fetchd.config._values import parse_duration, parse_size
 
 __all__ = [
     "AccountConfig",

@@ -32,21 +32,8 @@ from fetchd.config._values import (
     PositiveDuration,
     ResolvedPath,
     Size,
-    parse_duration,
-    parse_size,
 )
 from fetchd.errors import ConfigError
-
-__all__ = [
-    "AccountConfig",
-    "AttachmentsConfig",
-    "Config",
-    "DaemonConfig",
-    "default_config_path",
-    "load_config",
-    "parse_duration",
-    "parse_size",
-]
 
 
 class _Frozen(BaseModel):

@@ -402,43 +402,37 @@ class Session:
         return replies.parse_stat(self.exchange(Command.stat()).check("STAT").response.text)
 
     def list(self) -> dict[int, int]:
-        """LIST, capped by what STAT says first (see ``listing_caps``)."""
-        max_octets, max_lines = listing_caps(self.stat()[0])
-        reply = self.exchange(Command.list()).check("LIST")
-        return replies.parse_scan_listing(
-            reply.read_all(max_octets=max_octets, max_lines=max_lines)
-        )
+        return replies.parse_scan_listing(self._capped_listing(Command.list()))
 
     def list_one(self, number: int) -> int:
         """LIST n's size; a reply about another message means replies are out of step."""
         reply = self.exchange(Command.list(number)).check(f"LIST {number}")
         said, size = replies.parse_scan_line(reply.response.text)
-        if said != number:
-            self.connection.abandon()
-            raise ProtocolError(
-                f"the server answered LIST {number} about message {said}: its replies are "
-                "out of step with fetchd's commands"
-            )
+        self._check_about("LIST", number, said)
         return size
 
     def uidl(self) -> dict[int, str]:
-        """UIDL, capped by what STAT says first (see ``listing_caps``)."""
-        max_octets, max_lines = listing_caps(self.stat()[0])
-        reply = self.exchange(Command.uidl()).check("UIDL")
-        return replies.parse_uidl_listing(
-            reply.read_all(max_octets=max_octets, max_lines=max_lines)
-        )
+        return replies.parse_uidl_listing(self._capped_listing(Command.uidl()))
 
     def uidl_one(self, number: int) -> str:
         reply = self.exchange(Command.uidl(number)).check(f"UIDL {number}")
         said, uid = replies.parse_uidl_line(reply.response.raw)
+        self._check_about("UIDL", number, said)
+        return uid
+
+    def _capped_listing(self, command: Command) -> bytes:
+        """LIST or UIDL, capped by what STAT says first (see ``listing_caps``)."""
+        max_octets, max_lines = listing_caps(self.stat()[0])
+        reply = self.exchange(command).check(command.name)
+        return reply.read_all(max_octets=max_octets, max_lines=max_lines)
+
+    def _check_about(self, name: str, number: int, said: int) -> None:
         if said != number:
             self.connection.abandon()
             raise ProtocolError(
-                f"the server answered UIDL {number} about message {said}: its replies are "
+                f"the server answered {name} {number} about message {said}: its replies are "
                 "out of step with fetchd's commands"
             )
-        return uid
 
     def retr(
         self, number: int, sink: Sink, *, limit: int | None = None, expect: int | None = None
