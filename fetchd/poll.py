@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fetchd import rules
 from fetchd.config import AccountConfig
 from fetchd.errors import (
     NetworkError,
@@ -41,15 +42,10 @@ from fetchd.errors import (
 from fetchd.pop3.client import Session, Transcript, error_for
 from fetchd.pop3.commands import Command
 from fetchd.pop3.inventory import Listing, ServerMessage, new_messages, read_listing
-from fetchd.pop3.replies import Capabilities
 from fetchd.session import login
 from fetchd.store.account import AccountStore, Spooled
 from fetchd.store.state import Known, State
 
-#: A batch ends at this many messages or octets, whichever comes first; its
-#: files are flushed together and its UIDLs committed in one transaction.
-BATCH_MESSAGES = 500
-BATCH_OCTETS = 64 * 1024 * 1024
 #: Servers that show a mailbox in slices (Gmail: about 250 a session) are
 #: logged into again until a session brings nothing new, at most this often.
 MAX_SESSIONS_PER_POLL = 20
@@ -60,7 +56,6 @@ BODY_MARGIN = 1024 * 1024
 HEADERS_LIMIT = 4 * 1024 * 1024
 #: Seconds to wait for the lock of a session fetchd itself dropped.
 RELOGIN_PAUSES = (0.2, 0.5, 1.0, 2.0)
-DAY = 86400.0
 
 
 @dataclass
@@ -214,33 +209,15 @@ def recover_account(
 
 def _session_pass(run: _Pass) -> bool:
     """One session's work; returns whether another session may bring more."""
-    session, store, result, options = run.session, run.store, run.result, run.options
-    listing = read_listing(session)
-    result.warnings.extend(listing.warnings + expire_warnings(store.account, session.capabilities))
-    known = store.known()
-    _note_gone(store, listing, known)
-    todo = _due(store, new_messages(listing, known))
-    result.new += len(todo)
-    if options.mark_seen:
-        store.mark_seen({m.uid: m.size for m in todo})
-        todo = []
-    recovered = store.recover({m.uid: m.size for m in todo})
-    if recovered:
-        result.warnings.append(
-            f"{len(recovered)} message(s) stored before an interruption were recorded"
-        )
-    todo = [m for m in todo if m.uid not in recovered]
-    todo = _drop_oversized(run, todo)
-    marked = [m for m in listing.messages if _should_delete(store.account, known.get(m.uid))]
-    if store.account.delete_after_fetch:
-        marked += [m for m in listing.messages if recovered.get(m.uid) == "stored"]
+    session, result = run.session, run.result
+    todo, marked = _plan(run, read_listing(session))
     stored_before = result.stored
-    meter = _Meter(store.account.name, todo, options.progress)
-    for batch in _batches(todo):
-        if options.stopping:
+    meter = _Meter(run.store.account.name, todo, run.options.progress)
+    for batch in rules.batches(todo):
+        if run.options.stopping:
             break
         stored, broken = _fetch_batch(run, batch, meter)
-        if store.account.delete_after_fetch:
+        if run.store.account.delete_after_fetch:
             marked += stored
         if broken:  # a message left the session unusable: end it, delete nothing
             session.close()
@@ -249,9 +226,33 @@ def _session_pass(run: _Pass) -> bool:
     _dele(session, marked)
     session.quit()
     # Only now, with QUIT answered +OK, are the marked messages really gone.
-    store.mark_gone([m.uid for m in marked])
+    run.store.mark_gone([m.uid for m in marked])
     result.deleted += len(marked)
     return result.stored > stored_before
+
+
+def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[ServerMessage]]:
+    """What this session fetches, and what it may delete (of mail stored before)."""
+    store, result, account = run.store, run.result, run.store.account
+    result.warnings.extend(listing.warnings)
+    result.warnings.extend(rules.expire_warnings(account, run.session.capabilities))
+    known = store.known()
+    _note_gone(store, listing, known)
+    todo = rules.due(new_messages(listing, known), store.failing())
+    result.new += len(todo)
+    if run.options.mark_seen:
+        store.mark_seen({m.uid: m.size for m in todo})
+        todo = []
+    recovered = store.recover({m.uid: m.size for m in todo})
+    if recovered:
+        result.warnings.append(
+            f"{len(recovered)} message(s) stored before an interruption were recorded"
+        )
+    todo = _drop_oversized(run, [m for m in todo if m.uid not in recovered])
+    marked = [m for m in listing.messages if rules.should_delete(account, known.get(m.uid))]
+    if account.delete_after_fetch:
+        marked += [m for m in listing.messages if recovered.get(m.uid) == "stored"]
+    return todo, marked
 
 
 def _fetch_batch(
@@ -361,39 +362,6 @@ def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
         reply.check(f"DELE {message.number}")
 
 
-def _due(store: AccountStore, todo: list[ServerMessage]) -> list[ServerMessage]:
-    """New messages less those failing and not yet due for another attempt."""
-    failing = store.failing()
-    if not failing:
-        return todo
-    now = time.time()
-    return [m for m in todo if (f := failing.get(m.uid)) is None or f.next_attempt <= now]
-
-
-def expire_warnings(account: AccountConfig, capabilities: Capabilities) -> list[str]:
-    """RFC 2449 section 6.7: EXPIRE 0 means mail cannot be left on the server."""
-    if capabilities.expire_days == 0 and not account.delete_after_fetch:
-        return [
-            "the server announces EXPIRE 0: it deletes messages once they are retrieved, "
-            "so keeping mail on the server is not possible"
-        ]
-    return []
-
-
-def _should_delete(account: AccountConfig, known: Known | None) -> bool:
-    """Whether a message recorded earlier is due for deletion on the server.
-
-    Only whole messages: one stored as headers only (too big) or marked seen
-    without a download exists nowhere else, so it stays on the server.
-    """
-    if known is None or not known.on_server or known.status != "stored":
-        return False
-    if account.delete_after_fetch:
-        return True
-    days = account.delete_after_days
-    return days is not None and time.time() - known.fetched_at >= days * DAY
-
-
 def _note_gone(store: AccountStore, listing: Listing, known: dict[str, Known]) -> None:
     """Messages another client deleted: the state stops expecting them."""
     on_server = listing.by_uid()
@@ -435,17 +403,6 @@ def _store_headers(run: _Pass, message: ServerMessage) -> None:
     run.result.stored += 1
 
 
-def _batches(todo: Sequence[ServerMessage]) -> Iterator[Sequence[ServerMessage]]:
-    start, octets = 0, 0
-    for index, message in enumerate(todo):
-        octets += message.size
-        if index + 1 - start >= BATCH_MESSAGES or octets >= BATCH_OCTETS:
-            yield todo[start : index + 1]
-            start, octets = index + 1, 0
-    if start < len(todo):
-        yield todo[start:]
-
-
 class _Meter:
     """Progress of one session's fetch, reported after every message."""
 
@@ -467,7 +424,6 @@ __all__ = [
     "PollResult",
     "Progress",
     "ProgressCallback",
-    "expire_warnings",
     "poll_account",
     "recover_account",
 ]

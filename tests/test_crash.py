@@ -29,8 +29,8 @@ COUNT = 300
 INJECTOR = textwrap.dedent(
     """
     import importlib, os, signal, sys
-    import fetchd.poll
-    fetchd.poll.BATCH_MESSAGES = 40
+    import fetchd.rules
+    fetchd.rules.BATCH_MESSAGES = 40
     config, target, when, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     module_name, _, attr = target.partition(":")
     owner = importlib.import_module(module_name)

@@ -18,8 +18,8 @@ from fetchd.commands import load, say
 from fetchd.commands.state import verdict as state_verdict
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
-from fetchd.poll import expire_warnings
 from fetchd.pop3.replies import Capabilities
+from fetchd.rules import expire_warnings
 from fetchd.session import login
 
 
