@@ -31,6 +31,7 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, settings
 
+from fetchd.store.state import State, state_path
 from fetchd.testing.dovecot import Dovecot
 from fetchd.testing.server import Mailbox, POP3TestServer, ServerOptions
 from tests.messages import make_message as _make_message
@@ -65,6 +66,20 @@ def _restoring_logging() -> Iterator[None]:
 # it: under xdist that differs from run to run.
 _module_logging_restored = pytest.fixture(scope="module", autouse=True)(_restoring_logging)
 _logging_restored = pytest.fixture(autouse=True)(_restoring_logging)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """Where a test's fetchd keeps its mail and state."""
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def state(data_dir: Path) -> Iterator[State]:
+    """The state database in ``data_dir``, closed after the test."""
+    db = State(state_path(data_dir))
+    yield db
+    db.close()
 
 
 @pytest.fixture

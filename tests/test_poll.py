@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -20,35 +20,10 @@ from fetchd.store.maildir import Maildir, message_key
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot
 from fetchd.testing.server import Mailbox, POP3TestServer
+from tests.accounts import account
 from tests.messages import make_message
 
 Start = Callable[..., POP3TestServer]
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def state(data_dir: Path) -> Iterator[State]:
-    db = State(data_dir / "state.sqlite3")
-    yield db
-    db.close()
-
-
-def account(port: int, **settings: Any) -> AccountConfig:
-    values: dict[str, Any] = {
-        "name": "work",
-        "host": "127.0.0.1",
-        "port": port,
-        "security": "plain",
-        "username": "alice",
-        "password": "secret",
-        "timeout": 5,
-    }
-    values.update(settings)
-    return AccountConfig(**values)
 
 
 def stored(data_dir: Path) -> list[bytes]:

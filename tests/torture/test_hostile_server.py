@@ -11,51 +11,25 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fetchd.config import AccountConfig
 from fetchd.errors import NetworkTimeout, ProtocolError, ReplyTooLongError
 from fetchd.poll import PollResult, poll_account
 from fetchd.store.state import State
 from fetchd.testing.server import Mailbox, POP3TestServer
+from tests.accounts import account
 from tests.messages import make_message
 
 Start = Callable[..., POP3TestServer]
 Hook = Callable[[Any, str], bool]
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def state(data_dir: Path) -> Iterator[State]:
-    db = State(data_dir / "state.sqlite3")
-    yield db
-    db.close()
-
-
-def account(port: int, **settings: Any) -> AccountConfig:
-    values: dict[str, Any] = {
-        "name": "work",
-        "host": "127.0.0.1",
-        "port": port,
-        "security": "plain",
-        "username": "alice",
-        "password": "secret",
-        "timeout": 2,
-    }
-    values.update(settings)
-    return AccountConfig(**values)
-
-
 def poll(server: POP3TestServer, data_dir: Path, state: State, **settings: Any) -> PollResult:
-    return poll_account(account(server.port, **settings), data_dir, state)
+    return poll_account(account(server.port, **{"timeout": 2, **settings}), data_dir, state)
 
 
 def messages(count: int, body: str = "hello\n") -> list[bytes]:
