@@ -392,6 +392,7 @@ def _store_headers(run: _Pass, message: ServerMessage) -> None:
     spool = run.store.spool(message.uid, "headers")
     try:
         run.session.top(message.number, 0, spool, limit=HEADERS_LIMIT)
+        _check_in_step(run.session, message)  # the headers are this message's
     except ServerError as exc:  # -ERR: the session is still in step
         spool.discard()
         _failed(run, message, exc)
