@@ -22,7 +22,7 @@ import pytest
 import fetchd.poll
 from fetchd.config import AccountConfig
 from fetchd.errors import StorageError
-from fetchd.poll import PollResult, Progress, poll_account
+from fetchd.poll import PollResult, poll_account
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot
 from tests.messages import make_message
@@ -219,7 +219,7 @@ def row_bytes(data_dir: Path, path: str | None) -> bytes:
     return (data_dir / path).read_bytes()
 
 
-# -- (c) the state database's disk is full at the commit
+# -- (c) the state database's disk fills up: at the commit, the index, or after QUIT
 
 
 def fill(directory: Path) -> None:
@@ -233,29 +233,54 @@ def fill(directory: Path) -> None:
                 fp.write(b"\0")
 
 
-def test_full_state_disk_fails_the_commit_and_deletes_nothing(
-    dovecot_alice: Dovecot, tmp_path: Path, small_disk: Mount
+#: The state's write at which its disk is full, and how many messages the
+#: server must still hold after the failed poll: before the commit and before
+#: the index nothing may be deleted; after QUIT the deletion has happened and
+#: only the state's note of it is missing.
+STEPS = [("record", 10), ("index_many", 10), ("mark_gone", 0)]
+
+
+@pytest.mark.parametrize(("step", "left"), STEPS)
+def test_full_state_disk_fails_the_poll_and_deletes_nothing_unrecorded(
+    dovecot_alice: Dovecot,
+    tmp_path: Path,
+    small_disk: Mount,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+    left: int,
 ) -> None:
-    mails = [make_message(f"small {i}", message_id=f"<s{i}@t>") for i in range(10)]
+    made = [with_file(i) for i in range(2)]
+    mails = [raw for raw, _ in made] + [
+        make_message(f"small {i}", message_id=f"<s{i}@t>") for i in range(8)
+    ]
+    files = {lf(raw): (f"data-{i}.bin", content) for i, (raw, content) in enumerate(made)}
     dovecot_alice.deliver_many("alice", mails)
     data_dir = small_disk(tmp_path / "data")
     acct = account(dovecot_alice)
+    write = getattr(State, step)
 
-    def fill_when_spooled(progress: Progress) -> None:
-        if progress.done == progress.total:  # all in tmp/: the commit comes next
-            fill(data_dir)
+    def on_a_full_disk(self: State, *args: Any) -> Any:
+        fill(data_dir)
+        return write(self, *args)
 
     with opened(data_dir) as state:
+        monkeypatch.setattr(State, step, on_a_full_disk)
         with pytest.raises(StorageError) as failure:
-            poll_account(acct, data_dir, state, progress=fill_when_spooled)
+            poll_account(acct, data_dir, state)
+        monkeypatch.undo()
         assert failure.value.kind == "storage"
-        assert "full" in str(failure.value)
-    assert len(dovecot_alice.messages("alice")) == 10, "DELE sent though nothing was recorded"
+        assert "database or disk is full" in str(failure.value)
+    assert len(dovecot_alice.messages("alice")) == left, "DELE of a message not recorded"
 
     (data_dir / "filler").unlink()
     with opened(data_dir) as state:
-        assert state.known("work") == {}
+        recorded = len(state.known("work"))
+        assert recorded == (0 if step == "record" else 10)
         result = poll_account(acct, data_dir, state)
-        assert result.deleted == 10
+        assert (result.stored, result.deleted) == (0, left)  # recovered, not fetched again
         assert_all_once(data_dir, state, mails)
+        assert assert_folders_sane(data_dir, files) == 2
+        indexed = {row_bytes(data_dir, row.path) for row in state.listing("work") if row.folder}
+        assert indexed == set(files)
+        assert not any(k.on_server for k in state.known("work").values())
     assert dovecot_alice.messages("alice") == []
