@@ -1,0 +1,383 @@
+"""Crash safety: kill -9 at any instant loses nothing and stores nothing twice.
+
+Each test runs ``fetchd fetch`` as a real process against Dovecot, with
+delete_after_fetch on and off, kills it (at chosen points, by fault injection,
+or at timed instants), then lets a clean run finish, and checks exactly once
+for all three things a poll makes: every message is in the Maildir once and
+complete; every message with attachments has one folder, linked to its .eml,
+holding exactly its files; and the server holds the message only if it is not
+to be deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+
+from fetchd.store.state import State
+from fetchd.testing.dovecot import Dovecot
+from tests.messages import make_message
+
+COUNT = 120
+#: Batches this small give six commits per run: kills land between and inside them.
+BATCH = 20
+
+# Runs fetchd in-process after patching one step to SIGKILL the process:
+# argv: config, "module:Class.method" or "module:function" (or "-": no kill),
+# before|after, nth call.
+INJECTOR = textwrap.dedent(
+    f"""
+    import importlib, os, signal, sys
+    import fetchd.rules
+    fetchd.rules.BATCH_MESSAGES = {BATCH}
+    config, target, when, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+    def patch():
+        module_name, _, attr = target.partition(":")
+        owner = importlib.import_module(module_name)
+        *path, name = attr.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        original = getattr(owner, name)
+        calls = [0]
+        def patched(*args, **kwargs):
+            calls[0] += 1
+            if when == "before" and calls[0] == nth:
+                die()
+            result = original(*args, **kwargs)
+            if when == "after" and calls[0] == nth:
+                die()
+            return result
+        setattr(owner, name, patched)
+    if target != "-":
+        patch()
+    from fetchd.cli import main
+    sys.exit(main(["-c", config, "fetch"]))
+    """
+)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One message as delivered, and the attachment files it must give (name -> bytes)."""
+
+    raw: bytes
+    files: dict[str, bytes]
+
+    @property
+    def stored(self) -> bytes:
+        return self.raw.replace(b"\r\n", b"\n")
+
+
+def _attachments(i: int) -> list[tuple[str, bytes, str]]:
+    """Every 5th message has files: one, or two for every 10th; sizes differ by message."""
+    if i % 5:
+        return []
+    pdf = bytes((i * 31 + k * 7) % 256 for k in range(1500 + 40 * i))
+    found = [(f"report-{i}.pdf", pdf, "application/pdf")]
+    if i % 10 == 0:
+        found.append((f"photo {i}.jpg", bytes((i + k) % 251 for k in range(4000)), "image/jpeg"))
+    return found
+
+
+def build_mailbox(count: int) -> list[Mail]:
+    mails = []
+    for i in range(count):
+        files = _attachments(i)
+        raw = make_message(
+            f"crash {i}", f"body {i}\n" * 30, message_id=f"<crash-{i}@test>", attachments=files
+        )
+        mails.append(Mail(raw, {name: content for name, content, _ in files}))
+    return mails
+
+
+@pytest.fixture
+def mailbox(dovecot_alice: Dovecot) -> list[Mail]:
+    mails = build_mailbox(COUNT)
+    dovecot_alice.deliver_many("alice", [m.raw for m in mails])
+    return mails
+
+
+def write_config(tmp_path: Path, dovecot: Dovecot, extra: str = "", *, delete: bool = True) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            [daemon]
+            data_dir = "{tmp_path / "data"}"
+            transcript = false
+            log_level = "warning"
+            [accounts.work]
+            host = "127.0.0.1"
+            port = {dovecot.pop3_port}
+            security = "plain"
+            username = "alice"
+            password = "secret"
+            delete_after_fetch = {"true" if delete else "false"}
+            """
+        )
+        + extra
+    )
+    config.chmod(0o600)
+    return config
+
+
+def fetch(config: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetchd", "-c", str(config), "fetch"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def inject(config: Path, target: str, when: str, nth: int) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-c", INJECTOR, str(config), target, when, str(nth)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+#: A folder named as a second one of the same title: "title (2)".
+_NUMBERED = re.compile(r" \(\d+\)$")
+
+
+def stored_files(tmp_path: Path) -> list[Path]:
+    maildir = tmp_path / "data" / "work" / "Maildir"
+    return [
+        p for sub in ("new", "cur") if (maildir / sub).exists() for p in (maildir / sub).iterdir()
+    ]
+
+
+def assert_no_duplicates(tmp_path: Path) -> None:
+    """What must hold even right after a kill: no message stored twice, no folder made twice."""
+    ids = [message_from_bytes(p.read_bytes())["Message-ID"] for p in stored_files(tmp_path)]
+    assert len(ids) == len(set(ids)), "a message was stored twice"
+    root = tmp_path / "data" / "work" / "attachments"
+    folders = [p for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
+    assert not [p.name for p in folders if _NUMBERED.search(p.name)], "a folder was made twice"
+    links = [(p / "message.eml").stat().st_ino for p in folders]
+    assert len(links) == len(set(links)), "two folders for one message"
+
+
+def assert_folders_once(tmp_path: Path, mails: list[Mail]) -> None:
+    """Each message with files has one folder, linked to its .eml, holding exactly its files."""
+    root = tmp_path / "data" / "work" / "attachments"
+    entries = list(root.iterdir()) if root.exists() else []
+    assert not [e.name for e in entries if e.name.startswith(".partial-")], "partial folder left"
+    by_inode = {}
+    for path in stored_files(tmp_path):
+        st = path.stat()
+        by_inode[(st.st_dev, st.st_ino)] = path.read_bytes()
+    folders: dict[bytes, Path] = {}
+    for entry in entries:
+        assert entry.is_dir(), f"{entry.name} is not a folder"
+        assert not _NUMBERED.search(entry.name), f"folder made twice: {entry.name}"
+        st = (entry / "message.eml").stat()
+        content = by_inode.get((st.st_dev, st.st_ino))
+        assert content is not None, f"{entry.name}/message.eml is no hard link to a stored .eml"
+        assert content not in folders, f"two folders for one message: {entry.name}"
+        folders[content] = entry
+    with_files = {m.stored: m for m in mails if m.files}
+    assert set(folders) == set(with_files), "a message has no folder, or one without files has"
+    for content, folder in folders.items():
+        held = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "message.eml"}
+        assert held == with_files[content].files, f"{folder.name} holds the wrong files"
+
+
+def assert_index_matches(tmp_path: Path) -> None:
+    """The state records each stored message with the folder it really has."""
+    data = tmp_path / "data"
+    db = State.open_readonly(data / "state.sqlite3")
+    try:
+        rows = db.listing("work")
+    finally:
+        db.close()
+    on_disk = {os.path.relpath(p, data) for p in stored_files(tmp_path)}
+    assert {r.path for r in rows} == on_disk, "the state and the Maildir disagree"
+    for row in rows:
+        assert row.path is not None
+        if row.folder is None:
+            continue
+        st, linked = (data / row.path).stat(), (data / row.folder / "message.eml").stat()
+        assert (st.st_dev, st.st_ino) == (linked.st_dev, linked.st_ino), row.folder
+
+
+def assert_exactly_once(
+    tmp_path: Path, dovecot: Dovecot, mails: list[Mail], *, deleted: bool = True
+) -> None:
+    contents = [p.read_bytes() for p in stored_files(tmp_path)]
+    assert_no_duplicates(tmp_path)
+    assert sorted(contents) == sorted(m.stored for m in mails), "a message missing or incomplete"
+    assert list((tmp_path / "data" / "work" / "Maildir" / "tmp").iterdir()) == []
+    assert_folders_once(tmp_path, mails)
+    assert_index_matches(tmp_path)
+    left = sorted(p.read_bytes() for p in dovecot.messages("alice"))
+    assert left == ([] if deleted else sorted(m.raw for m in mails))
+
+
+def finish_and_check(
+    config: Path, tmp_path: Path, dovecot: Dovecot, mails: list[Mail], *, delete: bool
+) -> None:
+    """A clean run completes the work; with deletion off, one more run stores nothing new."""
+    final = fetch(config)
+    assert final.returncode == 0, final.stderr.decode()[-2000:]
+    assert_exactly_once(tmp_path, dovecot, mails, deleted=delete)
+    if not delete:
+        before = sorted(p.name for p in stored_files(tmp_path))
+        again = fetch(config)
+        assert again.returncode == 0, again.stderr.decode()[-2000:]
+        assert sorted(p.name for p in stored_files(tmp_path)) == before, "stored again"
+        assert_exactly_once(tmp_path, dovecot, mails, deleted=False)
+
+
+# Each step boundary of the durability order (see fetchd.poll), in order. Six
+# batches of 20; messages 0, 5, 10 ... have files, so extract's calls 1, 6, 11
+# ... and every publish call are extractions that write a folder.
+INJECTION_POINTS = [
+    ("fetchd.store.maildir:MessageFile.write", "after", 17),  # mid-batch, in tmp/
+    ("fetchd.store.durable:sync_files", "after", 2),  # flushed, not renamed
+    ("fetchd.store.durable:sync_directory", "after", 3),  # in new/, not recorded
+    ("fetchd.store.state:State.record", "before", 2),
+    ("fetchd.store.state:State.record", "after", 4),  # recorded, not extracted, no DELE
+    ("fetchd.mime.attachments:extract", "before", 6),  # recorded, extraction not begun
+    ("fetchd.mime.extraction:_link_or_copy", "after", 2),  # partial folder holds only the link
+    ("fetchd.mime.folders:publish", "before", 3),  # partial folder complete, not renamed
+    ("fetchd.mime.folders:publish", "after", 4),  # folder in place, not indexed
+    ("fetchd.mime.attachments:extract", "after", 11),  # two-file folder in place
+    ("fetchd.store.state:State.index_many", "before", 3),  # extracted, not indexed
+    ("fetchd.store.state:State.index_many", "after", 2),  # indexed, next batch not begun
+    ("fetchd.poll:_dele", "before", 1),  # everything recorded, no DELE
+    ("fetchd.poll:_dele", "after", 1),  # DELE sent, no QUIT
+    ("fetchd.pop3.client:Session.quit", "before", 1),
+    ("fetchd.pop3.client:Session.quit", "after", 1),  # QUIT done, state not updated
+    ("fetchd.store.state:State.mark_gone", "before", 1),
+    ("fetchd.store.state:State.mark_gone", "after", 1),  # gone recorded, summary not logged
+]
+
+
+@pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
+@pytest.mark.parametrize(("target", "when", "nth"), INJECTION_POINTS)
+def test_kill_at_injected_point(
+    tmp_path: Path,
+    dovecot_alice: Dovecot,
+    mailbox: list[Mail],
+    target: str,
+    when: str,
+    nth: int,
+    delete: bool,
+) -> None:
+    config = write_config(tmp_path, dovecot_alice, delete=delete)
+    crashed = inject(config, target, when, nth)
+    # Killed, so the point was reached: not a clean exit, not an error.
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    assert_no_duplicates(tmp_path)
+    finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete)
+
+
+@pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
+def test_kill_at_timed_instants(
+    tmp_path: Path, dovecot_alice: Dovecot, mailbox: list[Mail], delete: bool
+) -> None:
+    config = write_config(tmp_path, dovecot_alice, delete=delete)
+    kills = 0
+    for delay in (0.3, 0.45, 0.6, 0.75, 0.9, 1.2):
+        process = subprocess.Popen(
+            [sys.executable, "-c", INJECTOR, str(config), "-", "never", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            kills += 1
+        process.wait()
+        # Each interrupted run must already hold a duplicate-free store.
+        assert_no_duplicates(tmp_path)
+    assert kills > 0
+    finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete)
+
+
+# -- mail too big to fetch: only its headers are stored, and it stays on the server
+
+OVERSIZED = 'max_message_size = "20 KB"\nfetch_oversized = "headers"\n'
+
+
+@pytest.fixture
+def mixed_sizes(dovecot_alice: Dovecot) -> tuple[list[bytes], list[bytes]]:
+    """60 small messages and, among them, 4 too big to fetch."""
+    small = [
+        make_message(f"small {i}", f"body {i}\n", message_id=f"<s-{i}@test>") for i in range(60)
+    ]
+    big = [make_message(f"big {i}", "y" * 40_000, message_id=f"<b-{i}@test>") for i in range(4)]
+    mixed = small[:15] + big[:1] + small[15:30] + big[1:3] + small[30:] + big[3:]
+    dovecot_alice.deliver_many("alice", mixed)
+    return small, big
+
+
+def assert_big_ones_kept(
+    tmp_path: Path, dovecot: Dovecot, small: list[bytes], big: list[bytes]
+) -> None:
+    """Small mail stored once and gone; big mail on the server, its headers stored once."""
+    maildir = tmp_path / "data" / "work" / "Maildir"
+    files = [p for sub in ("new", "cur") for p in (maildir / sub).iterdir()]
+    whole = [p.read_bytes() for p in files if ",FD=" in p.name]
+    headers = [p.read_bytes() for p in files if ",FH=" in p.name]
+    assert sorted(whole) == sorted(m.replace(b"\r\n", b"\n") for m in small)
+    header_ids = sorted(str(message_from_bytes(h)["Message-ID"]) for h in headers)
+    assert header_ids == sorted(f"<b-{i}@test>" for i in range(len(big)))
+    assert all(b"yyyy" not in h for h in headers)
+    left = sorted(p.read_bytes() for p in dovecot.messages("alice"))
+    assert left == sorted(big), "a message fetched as headers only was deleted on the server"
+
+
+@pytest.mark.parametrize(
+    ("target", "when", "nth"),
+    [
+        ("fetchd.store.durable:sync_directory", "after", 1),  # headers in new/, not recorded
+        ("fetchd.store.state:State.record", "before", 2),
+        ("fetchd.store.state:State.record", "after", 2),
+        ("fetchd.poll:_dele", "after", 1),
+        ("fetchd.store.state:State.mark_gone", "before", 1),
+    ],
+)
+def test_kill_with_oversized_mail_never_deletes_it(
+    tmp_path: Path,
+    dovecot_alice: Dovecot,
+    mixed_sizes: tuple[list[bytes], list[bytes]],
+    target: str,
+    when: str,
+    nth: int,
+) -> None:
+    config = write_config(tmp_path, dovecot_alice, OVERSIZED)
+    crashed = inject(config, target, when, nth)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    for _ in range(2):  # the second run must change nothing
+        final = fetch(config)
+        assert final.returncode == 0, final.stderr.decode()[-2000:]
+    assert_big_ones_kept(tmp_path, dovecot_alice, *mixed_sizes)
+
+
+def test_lost_state_never_deletes_mail_stored_as_headers(
+    tmp_path: Path, dovecot_alice: Dovecot, mixed_sizes: tuple[list[bytes], list[bytes]]
+) -> None:
+    config = write_config(tmp_path, dovecot_alice, OVERSIZED)
+    assert fetch(config).returncode == 0
+    for path in (tmp_path / "data").glob("state.sqlite3*"):
+        path.unlink()
+    again = fetch(config)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert_big_ones_kept(tmp_path, dovecot_alice, *mixed_sizes)
