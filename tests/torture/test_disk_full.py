@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-import fetchd.poll
+import fetchd.rules
 from fetchd.config import AccountConfig
 from fetchd.errors import StorageError
 from fetchd.poll import PollResult, poll_account
@@ -125,7 +125,7 @@ def test_full_maildir_records_only_whole_messages_and_deletes_nothing(
     dovecot_alice.deliver_many("alice", mails)
     data_dir = tmp_path / "data"
     maildir = small_disk(data_dir / "work" / "Maildir")
-    monkeypatch.setattr(fetchd.poll, "BATCH_MESSAGES", 5)  # some batches commit before it fills
+    monkeypatch.setattr(fetchd.rules, "BATCH_MESSAGES", 5)  # some batches commit before it fills
     acct = account(dovecot_alice)
     with opened(data_dir) as state:
         for _attempt in range(2):  # and again while the disk is still full
