@@ -12,6 +12,7 @@ are the canary itself and every form the client sent it in: the SASL payloads
 from __future__ import annotations
 
 import base64
+import io
 import os
 import subprocess
 import sys
@@ -23,8 +24,11 @@ import pytest
 
 from fetchd.config import AccountConfig
 from fetchd.errors import AuthError, FetchdError
-from fetchd.pop3 import auth
+from fetchd.log import configure_logging, get_logger
+from fetchd.pop3 import auth, replies
+from fetchd.runner import run_account
 from fetchd.session import login
+from fetchd.store.state import State
 from fetchd.testing.server import Mailbox, POP3TestServer, ServerOptions
 from tests.messages import make_message
 
@@ -273,3 +277,36 @@ def test_a_failing_password_command_does_not_echo_its_output(tmp_path: Path) -> 
         account.resolve_secret()
     for text in exception_texts(caught.value):
         assert PASSWORD not in text
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_crash_during_login_logs_its_traceback_without_the_secret(
+    pop3_server: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """A bug in the login path is logged with its traceback; the frames hold the secret."""
+
+    def crash(_greeting: str) -> str | None:
+        raise RuntimeError("a bug while logging in")
+
+    monkeypatch.setattr(replies, "apop_timestamp", crash)
+    server = pop3_server(Mailbox([]), ServerOptions(user=USER, password=PASSWORD))
+    account = AccountConfig(
+        name="work",
+        host="127.0.0.1",
+        port=server.port,
+        security="plain",
+        username=USER,
+        password=PASSWORD,
+        timeout=5,
+    )
+    out = io.StringIO()
+    configure_logging("debug", fmt, stream=out)
+    state = State(tmp_path / "state.sqlite3")
+    try:
+        run = run_account(account, tmp_path, state, get_logger(account="work"))
+    finally:
+        state.close()
+    assert run.outcome == "bug"
+    text = out.getvalue()
+    assert "a bug while logging in" in text  # the traceback was logged
+    assert PASSWORD not in text
