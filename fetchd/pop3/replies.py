@@ -141,7 +141,9 @@ class Capabilities:
 
 
 def _int_arg(args: tuple[str, ...]) -> int | None:
-    return int(args[0]) if args and args[0].isdigit() else None
+    # ASCII digits only: str.isdigit also accepts "²", which int() refuses, and
+    # int() accepts other scripts' digits, which RFC 2449's grammar does not.
+    return int(args[0]) if args and args[0].isascii() and args[0].isdigit() else None
 
 
 def parse_capa(body: bytes) -> Capabilities:
