@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 
-
 def _checked(name: str) -> str:
     if not ACCOUNT_NAME.fullmatch(name):  # checked before it becomes a file name
         raise UsageError(
