@@ -48,8 +48,15 @@ def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
     """The processors that turn an event into text for ``fmt`` ("json" or "console")."""
     if fmt == "console":
         # ConsoleRenderer formats exceptions itself; format_exc_info would pre-empt it.
+        # Plain tracebacks, not its default: with rich (or better-exceptions) installed
+        # that default prints every frame's local variables, and the login frames hold
+        # the password or token.
         colors = _is_tty(stream) and "NO_COLOR" not in os.environ
-        return [structlog.dev.ConsoleRenderer(colors=colors)]
+        return [
+            structlog.dev.ConsoleRenderer(
+                colors=colors, exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
     return [
         structlog.processors.format_exc_info,
         _leading_keys,

@@ -194,6 +194,10 @@ class Connection:
             if len(self._buffer) > MAX_STATUS_LINE:
                 self._fail(f"status line longer than {MAX_STATUS_LINE} octets")
             return NEED_DATA
+        if end > MAX_STATUS_LINE:
+            # The same cap whether the line came in one read or several: TCP's
+            # segmentation must not decide whether a reply is accepted.
+            self._fail(f"status line longer than {MAX_STATUS_LINE} octets")
         raw = bytes(self._buffer[:end]).rstrip(b"\r")
         del self._buffer[: end + 1]
         if sasl and (raw == b"+" or raw.startswith(b"+ ")):

@@ -19,14 +19,12 @@ _TIMESTAMP = re.compile(rb"<[!-~]+@[!-~]+>")
 
 
 def _numbers(text: str, what: str, count: int) -> list[int]:
-    words = [word for word in text.split(" ") if word]  # spaces only, as in listings
-    try:
-        values = [int(word) for word in words[:count]]
-    except ValueError:
-        values = []
-    if len(values) != count or any(value < 0 for value in values):
+    words = [word for word in text.split(" ") if word][:count]  # spaces only, as in listings
+    # ASCII digits only: int() would also take "+5", "1_0" (10), " 5\t" and other
+    # scripts' digits, and a misread number pairs a size or UID with the wrong message.
+    if len(words) != count or not all(word.isascii() and word.isdigit() for word in words):
         raise ProtocolError(f"the server's {what} reply is malformed: {text[:60]!r}")
-    return values
+    return [int(word) for word in words]
 
 
 def parse_stat(text: str) -> tuple[int, int]:
@@ -141,7 +139,9 @@ class Capabilities:
 
 
 def _int_arg(args: tuple[str, ...]) -> int | None:
-    return int(args[0]) if args and args[0].isdigit() else None
+    # ASCII digits only: str.isdigit also accepts "²", which int() refuses, and
+    # int() accepts other scripts' digits, which RFC 2449's grammar does not.
+    return int(args[0]) if args and args[0].isascii() and args[0].isdigit() else None
 
 
 def parse_capa(body: bytes) -> Capabilities:
