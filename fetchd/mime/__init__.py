@@ -7,7 +7,9 @@ are already safe on disk.
   frame kind (``frames``), line reading (``lines``) and header parsing
   (``headers``); ``decoders`` for base64, quoted-printable and uuencode.
 - ``attachments``: ``extract``, one message's attachments into a folder, with
-  ``extraction`` (the job in progress), ``selection`` (what counts as an
-  attachment), ``names`` (safe file names) and ``tnef`` (winmail.dat).
+  ``extraction`` (the job in progress), ``folders`` (a hidden partial folder
+  renamed into place; finding the folder made earlier), ``selection`` (what
+  counts as an attachment), ``names`` (safe file names) and ``tnef``
+  (winmail.dat).
 - ``message_info``: date, sender and subject for ``fetchd list``.
 """
