@@ -6,10 +6,14 @@ import json
 import mailbox
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fetchd.cli import EXIT_ACCOUNT_FAILED, EXIT_CONFIG, EXIT_OK, main
+import fetchd.runner
+from fetchd.cli import EXIT_ACCOUNT_FAILED, EXIT_CONFIG, EXIT_OK, EXIT_SOFTWARE, main
+from fetchd.config import AccountConfig
+from fetchd.poll import PollResult
 from fetchd.testing.dovecot import Dovecot
 from tests.messages import make_message
 
@@ -125,3 +129,29 @@ def test_list_and_status_before_any_fetch_create_nothing(
     assert "no messages" in capsys.readouterr().out
     assert main(["-c", str(config), "status"]) == EXIT_OK
     assert not (tmp_path / "data" / "state.sqlite3").exists()
+
+
+def test_a_bug_in_one_account_still_polls_the_others_then_exits_70(
+    both: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_poll = fetchd.runner.poll_account
+
+    def poll(account: AccountConfig, *args: Any, **kwargs: Any) -> PollResult:
+        if account.name == "alice":
+            raise RuntimeError("a bug")
+        return real_poll(account, *args, **kwargs)
+
+    monkeypatch.setattr(fetchd.runner, "poll_account", poll)
+    assert main(["-c", str(write_config(tmp_path, both)), "fetch"]) == EXIT_SOFTWARE
+    assert len(list((tmp_path / "data" / "bob" / "Maildir" / "new").iterdir())) == 2
+
+
+def test_a_missing_password_file_fails_its_account_only(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, both, password_file='"no-such-file"')
+    text = config.read_text().replace('password = "secret"\npassword_file', "password_file", 1)
+    config.write_text(text)
+    assert main(["-c", str(config), "fetch"]) == EXIT_ACCOUNT_FAILED
+    assert "fetchd: alice: " in capsys.readouterr().err
+    assert len(list((tmp_path / "data" / "bob" / "Maildir" / "new").iterdir())) == 2

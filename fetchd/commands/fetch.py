@@ -10,7 +10,7 @@ from fetchd.config import AccountConfig, Config
 from fetchd.errors import FetchdError
 from fetchd.log import get_logger
 from fetchd.poll import Progress
-from fetchd.runner import run_account
+from fetchd.runner import AccountRun, run_account
 from fetchd.store.state import State
 
 
@@ -18,23 +18,25 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     accounts = select_accounts(config, args.accounts)
     state = open_state(config)
-    failed: list[str] = []
+    runs: list[AccountRun] = []
     try:
         for account in accounts:
-            error = fetch_one(account, config, state, mark_seen=args.mark_seen)
-            if error:
-                failed.append(f"{account.name}: {error}")
+            runs.append(fetch_one(account, config, state, mark_seen=args.mark_seen))
     finally:
         state.close()
-    for line in failed:
-        print(f"fetchd: {line}", file=sys.stderr)
+    failed = [run for run in runs if run.error is not None]
+    for run in failed:
+        print(f"fetchd: {run.record.account}: {run.error}", file=sys.stderr)
+    for run in failed:
+        if run.outcome == "bug" and run.error is not None:
+            raise run.error  # after polling the others: fetchd.cli reports a bug (exit 70)
     return 1 if failed else 0
 
 
 def fetch_one(
     account: AccountConfig, config: Config, state: State, *, mark_seen: bool = False
-) -> str | None:
-    """Poll one account through the shared runner; returns why it failed, or None."""
+) -> AccountRun:
+    """Poll one account through the shared runner; a failure is logged, not raised."""
     log = get_logger(account=account.name)
     bar = _ProgressBar() if sys.stderr.isatty() else None
     try:
@@ -50,11 +52,9 @@ def fetch_one(
     finally:
         if bar:
             bar.done()
-    if run.error is None:
-        return None
     if isinstance(run.error, FetchdError):
         log.error("poll failed", error=str(run.error), retry_later=run.error.retry_later)
-    return str(run.error)
+    return run
 
 
 class _ProgressBar:
