@@ -321,3 +321,16 @@ def test_a_file_that_is_no_database_is_reported(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 500)
     [problem] = integrity_problems(path)
     assert "not a database" in problem
+
+
+def test_fetched_today_counts_only_stored_mail_since_midnight_by_index(tmp_path: Path) -> None:
+    db = State(tmp_path / "state.sqlite3")
+    db.record("a", [Fetched("u1", "stored", 1, "p1"), Fetched("u2", "seen", 1, None)])
+    db.record("b", [Fetched("u3", "headers", 1, "p3")])
+    assert db.fetched_since() == 2
+    assert db.fetched_since(time.time() + 60) == 0
+    plan = db._db.execute(
+        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM messages WHERE fetched_at >= 0"
+    ).fetchall()
+    assert "messages_fetched_at" in str(plan)  # the daemon's per-poll cost ignores history
+    db.close()

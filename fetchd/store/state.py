@@ -116,6 +116,7 @@ _MIGRATIONS: tuple[str, ...] = (
         next_attempt REAL NOT NULL,     -- epoch seconds, see retry_delay
         PRIMARY KEY (account, uid)
     ) WITHOUT ROWID;
+    CREATE INDEX messages_fetched_at ON messages (fetched_at);
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -478,20 +479,28 @@ class State:
             for a, s, f, o, e, new, st, d, oc, ls, fails, nxt in rows
         ]
 
+    def fetched_since(self, since: float | None = None) -> int:
+        """Messages stored (whole or headers only) since ``since``, by default today.
+
+        The daemon asks after every poll: an index range over ``fetched_at``,
+        so the cost follows today's mail, not the whole history.
+        """
+        rows = self._query(
+            "SELECT COUNT(*) FROM messages"
+            " WHERE fetched_at >= ? AND status IN ('stored', 'headers')",
+            (_midnight() if since is None else since,),
+        )
+        return int(rows[0][0])
+
     def fetched_counts(self, since: float | None = None) -> dict[str, FetchedCount]:
         """Per account: messages stored (whole or headers only) in all and since ``since``.
 
         ``since`` defaults to the start of today, local time ("fetched today").
         """
-        if since is None:
-            midnight = (
-                datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
-            )
-            since = midnight.timestamp()
         rows = self._query(
             "SELECT account, COUNT(*), COALESCE(SUM(fetched_at >= ?), 0) FROM messages"
             " WHERE status IN ('stored', 'headers') GROUP BY account",
-            (since,),
+            (_midnight() if since is None else since,),
         )
         return {account: FetchedCount(total, recent) for account, total, recent in rows}
 
@@ -657,3 +666,9 @@ def integrity_problems(path: Path) -> list[str]:
     if not problems and version > SCHEMA_VERSION:
         problems.append(_version_problem(path, version))
     return problems
+
+
+def _midnight() -> float:
+    """The start of today, local time: what "fetched today" counts from."""
+    now = datetime.now().astimezone()
+    return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
