@@ -103,8 +103,9 @@ def walk(fp: BinaryIO, *, bulk: bool = True, block_size: int = BLOCK_SIZE) -> It
     """Walk the message in ``fp`` (binary, positioned at its start).
 
     ``bulk`` reads ``fp`` in blocks of ``block_size`` bytes and hands runs of
-    lines to the leaves, and header blocks to the walker, at once. Without it, the walk reads line by line: the
-    reference the bulk walk must equal, and it reads no further than it needs.
+    lines to the leaves, and header blocks to the walker, at once. Without it,
+    the walk reads line by line: the reference the bulk walk must equal, and it
+    reads no further than it needs.
     """
     walker = MimeWalker()
     if bulk:
