@@ -522,3 +522,34 @@ def test_a_50_mb_attachment_is_extracted_in_bounded_memory(tmp_path: Path) -> No
         digest.update(block)
     with big.open("rb") as fp:
         assert hashlib.file_digest(fp, "sha256").hexdigest() == digest.hexdigest()
+
+
+def test_single_part_text_mail_costs_no_work_per_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The common case: one header parse, then no walk of the body at all."""
+    header = b"From: a@example.org\nSubject: plain\nContent-Type: text/plain; charset=utf-8\n\n"
+    raw = header + b"Hello,\nsome lines of text\n-- \nsigned\n" * 50
+    eml = tmp_path / "plain.eml"
+    eml.write_bytes(raw)
+    expected = by_lines(raw)
+    fed: list[bytes] = []
+    parsed: list[bytes] = []
+    feed, parse = mime.MimeWalker.feed, mime._parse_entity
+
+    def recording(self: mime.MimeWalker, fragment: bytes) -> list[Event]:
+        fed.append(fragment)
+        return feed(self, fragment)
+
+    def parsing(block: bytes, default_type: str, defects: list[str]) -> mime._Entity:
+        parsed.append(block)
+        return parse(block, default_type, defects)
+
+    monkeypatch.setattr(mime.MimeWalker, "feed", recording)
+    monkeypatch.setattr(mime.MimeWalker, "feed_lines", None)  # the body is not walked
+    monkeypatch.setattr(mime, "_parse_entity", parsing)
+    result = extract(eml, tmp_path / "attachments", AttachmentPolicy())
+    assert (result.folder, result.warnings, result.info.subject) == (None, (), "plain")
+    assert fed == []
+    assert parsed == [header[:-1]]
+    assert expected[0][0] == PartStart(mime.Part(0, "leaf", "text/plain"))
