@@ -170,10 +170,36 @@ def _parse_entity(block: bytes, default_type: str, defects: list[str]) -> _Entit
 
 
 def _parse_block(block: bytes) -> Message:
-    # Line by line: UTF-8 where valid (RFC 6532 headers, raw UTF-8 names), else Latin-1,
-    # so that one stray byte does not spoil the other headers.
-    lines = [_header_line(line) for line in io.BytesIO(block)]
-    return HeaderParser(policy=compat32).parsestr("".join(lines), headersonly=True)
+    try:  # UTF-8 as a whole is UTF-8 line by line: a line feed never splits a character
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        # Line by line: UTF-8 where valid (RFC 6532 headers, raw UTF-8 names), else
+        # Latin-1, so that one stray byte does not spoil the other headers.
+        text = "".join(_header_line(line) for line in io.BytesIO(block))
+    return _plain_fields(text) or HeaderParser(policy=compat32).parsestr(text, headersonly=True)
+
+
+def _plain_fields(text: str) -> Message | None:
+    """The stdlib's parse of a block of plain fields, without its line-by-line machinery.
+
+    Only a block where every line is a field or a continuation, breaks are LF
+    or CRLF and no line starts with "From " (an envelope line to the stdlib);
+    None for any other, which the stdlib parses. The result is what
+    ``HeaderParser(policy=compat32)`` gives (compat32's ``header_source_parse``).
+    """
+    if not _PLAIN_BLOCK.fullmatch(text) or text.startswith("From ") or "\nFrom " in text:
+        return None
+    if text.count("\r") != text.count("\r\n"):
+        return None  # a lone CR ends a line for the stdlib
+    msg = Message(policy=compat32)
+    for name, value in _PLAIN_FIELD.findall(text):
+        msg.set_raw(name, value.rstrip("\r\n"))
+    msg.set_payload("")
+    return msg
+
+
+_PLAIN_BLOCK = re.compile(r"[!-9;-~]+[ \t]*:[^\n]*\n(?:(?:[!-9;-~]+[ \t]*:|[ \t])[^\n]*\n)*")
+_PLAIN_FIELD = re.compile(r"([^:\n]*):[ \t]*([^\n]*\n(?:[ \t][^\n]*\n)*)")
 
 
 def _header_line(line: bytes) -> str:

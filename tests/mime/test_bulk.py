@@ -14,10 +14,12 @@ import io
 import random
 import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
+from email.parser import HeaderParser
+from email.policy import compat32
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fetchd.mime import walker as mime
@@ -553,3 +555,31 @@ def test_single_part_text_mail_costs_no_work_per_line(
     assert fed == []
     assert parsed == [header[:-1]]
     assert expected[0][0] == PartStart(mime.Part(0, "leaf", "text/plain"))
+
+
+HEADER_PIECES = [b"Subject", b"X-A", b"From", b"From ", b":", b": ", b" ", b"\t", b"\r", b"\n"]
+HEADER_PIECES += [b"\r\n", b"value", b"caf\xc3\xa9", b"\xff", b"=?utf-8?q?x?=", b";", b"\x85"]
+
+
+@given(st.lists(st.sampled_from(HEADER_PIECES) | st.binary(max_size=4), max_size=40))
+@example([b"From : envelope\n", b"X: y\n"])
+@example([b"X: y\r\n", b"From  : misplaced\r\n", b"X: y\r\n"])
+@example([b"X: y\rZ: lone CR\n"])
+def test_plain_header_blocks_parse_as_the_stdlib_does(pieces: list[bytes]) -> None:
+    """Blocks of plain fields skip the stdlib's parser, with the same result."""
+    block = b"".join(pieces)
+    for candidate in (block, b"Subject: s\n" + block + b"\n", b"A: b\r\n X: " + block + b"\r\n"):
+        text = "".join(mime._header_line(line) for line in io.BytesIO(candidate))
+        expected = HeaderParser(policy=compat32).parsestr(text, headersonly=True)
+        parsed = mime._parse_block(candidate)
+        assert parsed.items() == expected.items()
+        assert parsed.get_payload() == expected.get_payload()
+        assert parsed.get_unixfrom() == expected.get_unixfrom()
+        assert [type(d) for d in parsed.defects] == [type(d) for d in expected.defects]
+
+
+def test_typical_header_blocks_take_the_plain_path() -> None:
+    raw = mixed_message()
+    block = raw[: raw.index(b"\n\n") + 1]
+    assert mime._plain_fields(block.decode()) is not None
+    assert mime._plain_fields(block.decode().replace("\n", "\r\n")) is not None
