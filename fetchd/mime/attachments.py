@@ -38,7 +38,10 @@ only if it holds none.
 from __future__ import annotations
 
 import errno
+import os
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,7 +50,7 @@ from fetchd.mime import folders, names
 from fetchd.mime.extraction import MESSAGE_FILE, Extraction, ExtractResult
 from fetchd.mime.folders import remove_partial
 from fetchd.mime.message_info import MessageInfo, info_from_headers
-from fetchd.mime.parts import Part, PartStart
+from fetchd.mime.parts import Event, Part, PartStart
 from fetchd.mime.selection import (
     AttachmentPolicy,
     InlinePolicy,
@@ -98,11 +101,27 @@ def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) ->
     ``StorageError``, after removing the partial folder. The caller holds the
     account lock: one extraction at a time per attachments root.
     """
-    info = read_info(eml_path)
+    try:
+        fp = eml_path.open("rb")
+    except OSError as exc:
+        raise StorageError(f"cannot read {eml_path}: {exc.strerror}") from exc
+    with fp:
+        return _extract(fp, eml_path, attachments_root, policy)
+
+
+def _extract(
+    fp: BinaryIO, eml_path: Path, attachments_root: Path, policy: AttachmentPolicy
+) -> ExtractResult:
+    # One walk, one parse of the top header block: it names the folder, tells
+    # whether the folder exists already, and starts the extraction.
+    walked = _open_walk(fp, eml_path)
+    assert walked.top.headers is not None  # every entity but a uuencoded file has them
+    found: list[str] = []
+    info = info_from_headers(walked.top.headers, found)
     if not policy.extract:
         return ExtractResult(info, None, (), ())
     try:
-        stored = eml_path.stat()
+        stored = os.fstat(fp.fileno())
     except OSError as exc:
         raise StorageError(f"cannot read {eml_path}: {exc.strerror}") from exc
     title = names.message_folder_name(info.date, info.sender, info.subject)
@@ -115,33 +134,63 @@ def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) ->
             policy,
             max_files=MAX_FILES,
             partial=partial,
+            info=info,
+            info_warnings=tuple(found),
             checking=existing,
         )
-        result = _run(eml_path, attachments_root, check)
+        result = _run(fp, walked, eml_path, attachments_root, check)
         if check.intact:
             return result
+        fp.seek(0)  # made again: walked again from the start
+        walked = _open_walk(fp, eml_path)
     job = Extraction(
         eml_path,
         attachments_root,
         policy,
         max_files=MAX_FILES,
         partial=partial,
+        info=info,
+        info_warnings=tuple(found),
         replacing=existing,
     )
-    return _run(eml_path, attachments_root, job)
+    return _run(fp, walked, eml_path, attachments_root, job)
 
 
-def _run(eml_path: Path, attachments_root: Path, job: Extraction) -> ExtractResult:
-    """Walk the stored message through ``job``; disk errors leave nothing behind."""
+@dataclass
+class _Walk:
+    """A walk of the stored message, started: the events up to the message's own start."""
+
+    events: Iterator[Event]
+    before: list[Event]  # defects of the top header block
+    top: Part
+
+
+def _open_walk(fp: BinaryIO, eml_path: Path) -> _Walk:
+    """Start the walk of ``fp``, up to the start of the message itself."""
+    events = walk(fp)
+    before: list[Event] = []
     try:
-        with eml_path.open("rb") as fp:
-            events = walk(fp)
-            top = next(events)
-            job.handle(top)
-            if isinstance(top, PartStart) and _single_text(top.part) and not _has_uu_begin(fp):
-                return job.finish()  # most mail: nothing to extract, no need to walk it
-            for event in events:
-                job.handle(event)
+        for event in events:
+            if isinstance(event, PartStart):
+                return _Walk(events, before, event.part)
+            before.append(event)
+    except OSError as exc:
+        raise StorageError(f"cannot read {eml_path}: {exc.strerror}") from exc
+    raise AssertionError("walk() always starts the top-level entity")  # pragma: no cover
+
+
+def _run(
+    fp: BinaryIO, walked: _Walk, eml_path: Path, attachments_root: Path, job: Extraction
+) -> ExtractResult:
+    """Go on with the walk through ``job``; disk errors leave nothing behind."""
+    try:
+        for event in walked.before:
+            job.handle(event)
+        job.handle(PartStart(walked.top))
+        if not walked.before and _single_text(walked.top) and not _has_uu_begin(fp):
+            return job.finish()  # most mail: nothing to extract, no need to walk it
+        for event in walked.events:
+            job.handle(event)
         return job.finish()
     except OSError as exc:
         job.abort()

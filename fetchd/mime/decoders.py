@@ -7,12 +7,21 @@ raises: characters it cannot use are skipped and reported through ``report``.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from collections.abc import Callable
 from typing import Literal, Protocol
 
 from fetchd.mime.lines import whole_lines
 from fetchd.mime.parts import CHUNK, LINE_LIMIT
+
+_SIMD_B64DECODE: Callable[[bytes], bytes] | None
+try:  # optional: tens of times faster than binascii on large attachments
+    from pybase64 import b64decode as _pybase64_decode
+except ImportError:  # pragma: no cover - the stdlib decodes the same, slower
+    _SIMD_B64DECODE = None
+else:
+    _SIMD_B64DECODE = functools.partial(_pybase64_decode, validate=True)
 
 #: Encodings whose bytes are the content itself.
 IDENTITY = frozenset({"7bit", "8bit", "binary"})
@@ -159,7 +168,7 @@ class _Base64:
         if not tail.translate(None, _B64_DATA):
             try:
                 # Strict: any junk, blank or "=" but final padding makes it refuse.
-                out = binascii.a2b_base64(head, strict_mode=True)
+                out = strict_b64decode(head)
             except binascii.Error:
                 pass
             else:
@@ -194,6 +203,20 @@ class _Base64:
             self._report("base64 data ends with a stray character")
             piece = piece[:-1]
         return binascii.a2b_base64(piece + b"=" * (-len(piece) % 4))
+
+
+def strict_b64decode(data: bytes) -> bytes:
+    """``binascii.a2b_base64(data, strict_mode=True)``, with SIMD where pybase64 is installed.
+
+    pybase64 accepts less than strict binascii (no padding before the end),
+    and where it accepts it decodes the same; what it refuses goes to binascii.
+    """
+    if _SIMD_B64DECODE is not None:
+        try:
+            return _SIMD_B64DECODE(data)
+        except binascii.Error:
+            pass
+    return binascii.a2b_base64(data, strict_mode=True)
 
 
 def uu_line(line: bytes) -> bytes | None:

@@ -22,7 +22,7 @@ from fetchd.errors import StorageError
 from fetchd.mime import folders, names, tnef
 from fetchd.mime.folders import MESSAGE_FILE
 from fetchd.mime.headers import header_text
-from fetchd.mime.message_info import MessageInfo, info_from_headers
+from fetchd.mime.message_info import MessageInfo
 from fetchd.mime.parts import MAX_DEPTH, Body, Defect, Event, Part, PartEnd, PartStart, label
 from fetchd.mime.selection import (
     AttachmentPolicy,
@@ -123,13 +123,18 @@ class Extraction:
         *,
         max_files: int,
         partial: Path,
+        info: MessageInfo,
+        info_warnings: tuple[str, ...] = (),
         checking: Path | None = None,
         replacing: Path | None = None,
     ) -> None:
         self._eml = eml_path
         self._root = root
         self._policy = policy
-        self._info = MessageInfo(None, "", "", "", None)
+        # Decoded once from the top header block by the caller; its warnings come
+        # where the walk meets that block.
+        self._info = info
+        self._info_warnings = info_warnings
         self._partial = partial  # the folder being built; renamed by ``finish``
         self._checking = checking
         self._counted: dict[Path, _Counter] = {}  # when checking: what each file would hold
@@ -157,8 +162,8 @@ class Extraction:
             self._warnings.append(event.message)
 
     def _start(self, part: Part) -> None:
-        if part.id == 0 and part.headers is not None:
-            self._info = info_from_headers(part.headers, self._warnings)
+        if part.id == 0:
+            self._warnings.extend(self._info_warnings)
         if part.parent_id in self._naming and part.headers is not None:
             # The one part inside a message/rfc822 part is the enclosed message.
             self._naming.discard(part.parent_id)

@@ -49,14 +49,13 @@ def partial_path(root: Path, stored: os.stat_result) -> Path:
 def find_linked(root: Path, title: str, eml: Path, stored: os.stat_result) -> Path | None:
     """The folder already made for the stored message ``eml``, if any."""
     for candidate in _candidates(root, title):
+        # One stat in the common case, a message that has no folder yet.
+        if not os.path.lexists(candidate):
+            return None  # the first free name: no folder of ours lies beyond it
         try:
             linked = os.stat(candidate / MESSAGE_FILE, follow_symlinks=False)
-        except FileNotFoundError:
-            if not os.path.lexists(candidate):
-                return None  # the first free name: no folder of ours lies beyond it
-            continue
         except OSError:
-            continue  # not a folder, or not readable: not ours
+            continue  # not a folder, not ours, or not readable
         if _same_message(linked, stored, candidate / MESSAGE_FILE, eml):
             return candidate
     return None

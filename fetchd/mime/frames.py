@@ -67,6 +67,11 @@ class HeaderFrame:
         self.block = bytearray()
         self._full = False
 
+    @property
+    def fresh(self) -> bool:
+        """Nothing of the block has come yet."""
+        return not self.block and not self._full
+
     def line(self, walker: Walker, content: bytes, term: bytes, continued: bool) -> None:
         if not continued:
             if not content:

@@ -84,6 +84,20 @@ class BlockReader:
             taken = last + 1
         return self._take(taken)
 
+    def window(self, size: int) -> tuple[bytes, int, int]:
+        """The buffer and where up to ``size`` bytes from here lie in it, not taken.
+
+        Fewer only at the end of the file. Given as a window, not a copy:
+        a header block is looked for here before each part of a multipart.
+        """
+        while len(self._buf) - self._pos < size and self._more():
+            pass
+        return self._buf, self._pos, min(len(self._buf), self._pos + size)
+
+    def skip(self, size: int) -> None:
+        """Take ``size`` bytes that ``window`` showed."""
+        self._pos += size
+
     def _take(self, end: int) -> bytes:
         piece = self._buf[self._pos : end]
         self._pos = end

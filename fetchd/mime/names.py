@@ -39,6 +39,7 @@ _RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"]
 )
+_REPLACE = str.maketrans(dict.fromkeys(_REPLACED, "_"))
 _ENDS = re.compile(r"^[\s.]+|[\s.]+$")
 _TAR = ".tar"
 
@@ -53,7 +54,13 @@ def sanitize_filename(name: str, *, fallback: str = "attachment") -> str:
 
 def _clean(name: str) -> str:
     text = unicodedata.normalize("NFC", name)
-    text = "".join(_map_char(char) for char in text)
+    if text.isprintable():  # no control, format or surrogate character: _map_char in C
+        return _clean_mapped(text.translate(_REPLACE))
+    return _clean_mapped("".join(_map_char(char) for char in text))
+
+
+def _clean_mapped(text: str) -> str:
+    """The rest of ``_clean``, once each character went through ``_map_char``."""
     # Removing format characters can leave a combining mark next to a new base.
     text = _ENDS.sub("", unicodedata.normalize("NFC", text))
     if not text:
@@ -187,6 +194,8 @@ def message_folder_name(date: datetime | None, sender: str, subject: str) -> str
 
 def _squash(text: str) -> str:
     """Collapse every run of whitespace and control characters into one space."""
+    if text.isprintable():  # none of them but the space: nothing to map
+        return " ".join(text.split())
     mapped = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
     return " ".join(mapped.split())
 

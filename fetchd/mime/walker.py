@@ -10,7 +10,9 @@ It is sans-IO: ``MimeWalker.feed`` takes fragments as ``readline(LINE_LIMIT)``
 returns them and hands back events; ``walk`` drives it from a binary file.
 Inside a leaf, lines that cannot be a delimiter can also go to the walker in
 runs (``MimeWalker.feed_lines``), with the same result as one by one; that is
-how ``walk`` decodes a large attachment at the speed of the stdlib's decoders::
+how ``walk`` decodes a large attachment at the speed of the stdlib's decoders.
+A header block whose lines are all fields goes in whole, too
+(``MimeWalker.feed_header_block``)::
 
     PartStart(part)   an entity begins: the message, each multipart, each leaf,
                       each message/rfc822, each uuencoded file in a text body
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
@@ -100,8 +103,9 @@ def walk(fp: BinaryIO, *, bulk: bool = True, block_size: int = BLOCK_SIZE) -> It
     """Walk the message in ``fp`` (binary, positioned at its start).
 
     ``bulk`` reads ``fp`` in blocks of ``block_size`` bytes and hands runs of
-    lines to the leaves at once. Without it, the walk reads line by line: the
-    reference the bulk walk must equal, and it reads no further than it needs.
+    lines to the leaves, and header blocks to the walker, at once. Without it,
+    the walk reads line by line: the reference the bulk walk must equal, and it
+    reads no further than it needs.
     """
     walker = MimeWalker()
     if bulk:
@@ -113,19 +117,21 @@ def walk(fp: BinaryIO, *, bulk: bool = True, block_size: int = BLOCK_SIZE) -> It
 
 
 def _walk_blocks(fp: BinaryIO, walker: MimeWalker, block_size: int) -> Iterator[Event]:
-    # Line by line up to the first body: most messages are small, and one that is
-    # a single text part is often not walked further (see ``attachments.extract``).
-    while walker.stops() is None:
-        if not (fragment := fp.readline(LINE_LIMIT)):
-            return
-        yield from walker.feed(fragment)
-    reader = BlockReader(fp, block_size)  # reads on from where readline stopped
+    reader = BlockReader(fp, block_size)
     stops, readline, feed = walker.stops, reader.readline, walker.feed  # once, not per line
     while True:
         allowed = stops()
-        if allowed is not None and (run := reader.lines(allowed)):
-            yield from walker.feed_lines(run)
-        elif fragment := readline():
+        if allowed is not None:
+            if run := reader.lines(allowed):
+                yield from walker.feed_lines(run)
+                continue
+        elif walker.at_header_start():
+            taken, events = walker.feed_header_block(*reader.window(LINE_LIMIT))
+            if taken:
+                reader.skip(taken)
+                yield from events
+                continue
+        if fragment := readline():
             yield from feed(fragment)
         else:
             return
@@ -164,10 +170,36 @@ def _parse_entity(block: bytes, default_type: str, defects: list[str]) -> _Entit
 
 
 def _parse_block(block: bytes) -> Message:
-    # Line by line: UTF-8 where valid (RFC 6532 headers, raw UTF-8 names), else Latin-1,
-    # so that one stray byte does not spoil the other headers.
-    lines = [_header_line(line) for line in io.BytesIO(block)]
-    return HeaderParser(policy=compat32).parsestr("".join(lines), headersonly=True)
+    try:  # UTF-8 as a whole is UTF-8 line by line: a line feed never splits a character
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        # Line by line: UTF-8 where valid (RFC 6532 headers, raw UTF-8 names), else
+        # Latin-1, so that one stray byte does not spoil the other headers.
+        text = "".join(_header_line(line) for line in io.BytesIO(block))
+    return _plain_fields(text) or HeaderParser(policy=compat32).parsestr(text, headersonly=True)
+
+
+def _plain_fields(text: str) -> Message | None:
+    """The stdlib's parse of a block of plain fields, without its line-by-line machinery.
+
+    Only a block where every line is a field or a continuation, breaks are LF
+    or CRLF and no line starts with "From " (an envelope line to the stdlib);
+    None for any other, which the stdlib parses. The result is what
+    ``HeaderParser(policy=compat32)`` gives (compat32's ``header_source_parse``).
+    """
+    if not _PLAIN_BLOCK.fullmatch(text) or text.startswith("From ") or "\nFrom " in text:
+        return None
+    if text.count("\r") != text.count("\r\n"):
+        return None  # a lone CR ends a line for the stdlib
+    msg = Message(policy=compat32)
+    for name, value in _PLAIN_FIELD.findall(text):
+        msg.set_raw(name, value.rstrip("\r\n"))
+    msg.set_payload("")
+    return msg
+
+
+_PLAIN_BLOCK = re.compile(r"[!-9;-~]+[ \t]*:[^\n]*\n(?:(?:[!-9;-~]+[ \t]*:|[ \t])[^\n]*\n)*")
+_PLAIN_FIELD = re.compile(r"([^:\n]*):[ \t]*([^\n]*\n(?:[ \t][^\n]*\n)*)")
 
 
 def _header_line(line: bytes) -> str:
@@ -248,6 +280,43 @@ class MimeWalker:
         top.lines(self, data, term)
         events, self._events = self._events, []
         return events
+
+    def at_header_start(self) -> bool:
+        """Whether a header block starts here: ``feed_header_block`` may take it."""
+        if not self._line_start or not self._stack:
+            return False
+        top = self._stack[-1]
+        return isinstance(top, HeaderFrame) and top.fresh
+
+    def feed_header_block(self, buf: bytes, start: int, end: int) -> tuple[int, list[Event]]:
+        """Take the header block in ``buf[start:end]`` at once, blank line and all.
+
+        Only at a header start (see ``at_header_start``). Returns how many
+        bytes were taken and the events, which are those that feeding the
+        lines one by one gives. Nothing is taken (0) unless the block and its
+        blank line lie whole in the window (so no line is cut into fragments),
+        every line is a header field or a continuation, and none starts with
+        "--" (it might be a delimiter); then the lines go through ``feed``.
+        """
+        if self._first and buf.startswith(b"From ", start, end):
+            return 0, []  # an mbox separator line: the line path drops it
+        blank, term = _blank_line(buf, start, end)
+        if blank < 0 or not _HEADER_LINES.fullmatch(buf, start, blank):
+            return 0, []
+        if buf.startswith(b"--", start, blank) or buf.find(b"\n--", start, blank) >= 0:
+            return 0, []
+        taken = blank + len(term) - start
+        if self._taps:
+            whole = buf[start : start + taken]
+            for tap in self._taps:
+                tap.lines(self, whole, term)
+        head = self._stack[-1]
+        assert isinstance(head, HeaderFrame)
+        self._first = False
+        head.block += memoryview(buf)[start:blank]
+        head.line(self, b"", term, False)
+        events, self._events = self._events, []
+        return taken, events
 
     def close(self) -> list[Event]:
         """The message ended: close every open entity."""
@@ -394,3 +463,17 @@ class MimeWalker:
 
 
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+#: Lines that ``HeaderFrame`` keeps in its block: header fields and continuations.
+_HEADER_LINES = re.compile(rb"(?:(?:[!-9;-~]+[ \t]*:|[ \t])[^\n]*\n)*")
+
+
+def _blank_line(buf: bytes, start: int, end: int) -> tuple[int, bytes]:
+    """Where the first empty line in ``buf[start:end]`` starts, and its break; -1 if none."""
+    for term in (b"\n", b"\r\n"):
+        if buf.startswith(term, start, end):
+            return start, term
+    lf = buf.find(b"\n\n", start, end)
+    crlf = buf.find(b"\n\r\n", start, end if lf < 0 else lf + 2)
+    if crlf >= 0:
+        return crlf + 1, b"\r\n"
+    return (lf + 1, b"\n") if lf >= 0 else (-1, b"")

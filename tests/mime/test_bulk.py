@@ -14,10 +14,12 @@ import io
 import random
 import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
+from email.parser import HeaderParser
+from email.policy import compat32
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fetchd.mime import walker as mime
@@ -133,10 +135,24 @@ ENCODINGS += [b"base64", b"quoted-printable", b"7bit"]  # the ones that matter m
 
 
 @st.composite
+def header_lines(draw: st.DrawFn, boundaries: Sequence[bytes]) -> list[bytes]:
+    """Header fields, and now and then what a header block should not hold."""
+    odd = [b"X-Folded: a", b" continued", b"\tcontinued", b"not a header", b"X-Cr: a\r"]
+    odd += [b"\r", b"X-Empty:", b"From x", b"8bit\xff: v", b"X-Long: " + b"h" * LINE_LIMIT]
+    odd += [b"-- x", b"--x: y", b"Subject: =?utf-8?q?caf=C3=A9?="]
+    for boundary in boundaries:  # a delimiter among the headers ends the part
+        odd += [b"--" + boundary, b"--" + boundary + b"--", b"--" + boundary + b":"]
+    if draw(st.integers(0, 3)):
+        return []
+    return draw(st.lists(st.sampled_from(odd), max_size=3))
+
+
+@st.composite
 def leaf(draw: st.DrawFn, boundaries: Sequence[bytes]) -> list[bytes]:
     encoding = draw(st.sampled_from(ENCODINGS))
     head = [b"Content-Type: " + draw(st.sampled_from(LEAF_TYPES))]
     head.append(b"Content-Transfer-Encoding: " + encoding)
+    head[draw(st.integers(0, 2)) : 0] = draw(header_lines(boundaries))
     if encoding == b"base64":
         body = draw(base64_lines())
     elif encoding == b"quoted-printable":
@@ -158,7 +174,7 @@ def entity(draw: st.DrawFn, depth: int, boundaries: tuple[bytes, ...]) -> list[b
         return draw(leaf(boundaries))
     if kind == "message":
         return [b"Content-Type: message/rfc822", b"", *draw(entity(depth + 1, boundaries))]
-    boundary = draw(st.sampled_from([b"b", b"outer", b"=_x", b"b-1"])) + str(depth).encode()
+    boundary = str(depth).encode() + draw(st.sampled_from([b"b", b"outer", b"=_x", b"b-1", b":"]))
     inner = (*boundaries, boundary)
     subtype = draw(st.sampled_from([b"mixed", b"digest", b"alternative"]))
     lines = [b"Content-Type: multipart/" + subtype + b'; boundary="' + boundary + b'"', b""]
@@ -175,7 +191,8 @@ def entity(draw: st.DrawFn, depth: int, boundaries: tuple[bytes, ...]) -> list[b
 @st.composite
 def messages(draw: st.DrawFn) -> bytes:
     """A random message: LF or CRLF (sometimes mixed), maybe cut short or without a last break."""
-    lines = [b"From: a@example.org", b"Subject: random", *draw(entity(0, ()))]
+    lines = [b"From: a@example.org", *draw(header_lines(())), b"Subject: random"]
+    lines += draw(entity(0, ()))
     if draw(st.integers(0, 5)) == 0:
         lines.insert(0, b"From a@example.org Thu Nov 26 14:02:00 2026")
     eol = draw(st.sampled_from([b"\n", b"\r\n"]))
@@ -239,6 +256,65 @@ def test_lines_at_the_fragment_limit(extra: int, eol: bytes, encoding: bytes) ->
     expected = by_lines(raw)
     for size in (1, 7, 4096, 1 << 20):
         assert in_blocks(raw, size) == expected
+
+
+ODD_HEADERS = {
+    "delimiter that looks like a field": [b"--b:", b"Content-Type: text/plain"],
+    "closing delimiter that looks like a field": [b"--b:--: x"],
+    "not a field": [b"Content-Type: text/plain", b"this is body text", b"X: y"],
+    "lone CR line": [b"X: y", b"\r", b"Content-Type: application/pdf"],
+    "blank after CR": [b"Content-Type: application/pdf\r"],
+    "folded": [b"Content-Type: application/octet-stream;", b"\tname=f.bin", b" "],
+    "line at the limit": [b"X-Long: " + b"h" * (LINE_LIMIT - 12)],
+    "line over the limit": [b"X-Long: " + b"h" * LINE_LIMIT],
+    "colon past the limit": [b"X" * LINE_LIMIT + b": v"],
+    "no fields": [],
+}
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r\n\n"], ids=["LF", "CRLF", "mixed"])
+@pytest.mark.parametrize("head", list(ODD_HEADERS.values()), ids=list(ODD_HEADERS))
+@pytest.mark.parametrize("mbox", [b"", b"From a@example.org", b"From : x"], ids=["", "mbox", ":"])
+def test_header_blocks_read_whole_equal_line_by_line(
+    head: list[bytes], eol: bytes, mbox: bytes
+) -> None:
+    """A header block is taken at once only where line by line would read it the same."""
+    first = eol[:-1] if eol == b"\r\n\n" else eol  # mixed: CRLF, then LF lines
+    rest = eol[-1:]
+    top = [mbox] if mbox else []
+    top += [b'Content-Type: multipart/mixed; boundary="b:"', *head, b""]
+    part = [*head, b"", b"text", b"--b:", b"--b:--: x", b"", b"--b:--", b"epilogue"]
+    raw = first.join(top) + first + b"pre" + rest + b"--b:" + rest + rest.join(part) + rest
+    expected = by_lines(raw), headers_of(mime.walk(io.BytesIO(raw), bulk=False))
+    for size in (1, 7, 4096, 1 << 20):
+        walked = headers_of(mime.walk(io.BytesIO(raw), block_size=size))
+        assert (in_blocks(raw, size), walked) == expected
+
+
+def headers_of(events: Iterable[Event]) -> list[list[tuple[str, str]]]:
+    """The header fields of each part, which ``outcome`` leaves out."""
+    return [
+        [(name, str(value)) for name, value in event.part.headers.items()]
+        for event in events
+        if isinstance(event, PartStart) and event.part.headers is not None
+    ]
+
+
+def test_header_blocks_are_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Header blocks cost no trip through the walker per line; delimiters still do."""
+    fed: list[bytes] = []
+    feed = mime.MimeWalker.feed
+
+    def recording(self: mime.MimeWalker, fragment: bytes) -> list[Event]:
+        fed.append(fragment)
+        return feed(self, fragment)
+
+    raw = mixed_message()
+    expected = by_lines(raw)
+    monkeypatch.setattr(mime.MimeWalker, "feed", recording)
+    assert in_blocks(raw, 1 << 20) == expected
+    assert fed
+    assert not [line for line in fed if b": " in line and not line.startswith(b"M")]
 
 
 def count_fragments(monkeypatch: pytest.MonkeyPatch, raw: bytes) -> tuple[int, Outcome]:
@@ -448,3 +524,62 @@ def test_a_50_mb_attachment_is_extracted_in_bounded_memory(tmp_path: Path) -> No
         digest.update(block)
     with big.open("rb") as fp:
         assert hashlib.file_digest(fp, "sha256").hexdigest() == digest.hexdigest()
+
+
+def test_single_part_text_mail_costs_no_work_per_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The common case: one header parse, then no walk of the body at all."""
+    header = b"From: a@example.org\nSubject: plain\nContent-Type: text/plain; charset=utf-8\n\n"
+    raw = header + b"Hello,\nsome lines of text\n-- \nsigned\n" * 50
+    eml = tmp_path / "plain.eml"
+    eml.write_bytes(raw)
+    expected = by_lines(raw)
+    fed: list[bytes] = []
+    parsed: list[bytes] = []
+    feed, parse = mime.MimeWalker.feed, mime._parse_entity
+
+    def recording(self: mime.MimeWalker, fragment: bytes) -> list[Event]:
+        fed.append(fragment)
+        return feed(self, fragment)
+
+    def parsing(block: bytes, default_type: str, defects: list[str]) -> mime._Entity:
+        parsed.append(block)
+        return parse(block, default_type, defects)
+
+    monkeypatch.setattr(mime.MimeWalker, "feed", recording)
+    monkeypatch.setattr(mime.MimeWalker, "feed_lines", None)  # the body is not walked
+    monkeypatch.setattr(mime, "_parse_entity", parsing)
+    result = extract(eml, tmp_path / "attachments", AttachmentPolicy())
+    assert (result.folder, result.warnings, result.info.subject) == (None, (), "plain")
+    assert fed == []
+    assert parsed == [header[:-1]]
+    assert expected[0][0] == PartStart(mime.Part(0, "leaf", "text/plain"))
+
+
+HEADER_PIECES = [b"Subject", b"X-A", b"From", b"From ", b":", b": ", b" ", b"\t", b"\r", b"\n"]
+HEADER_PIECES += [b"\r\n", b"value", b"caf\xc3\xa9", b"\xff", b"=?utf-8?q?x?=", b";", b"\x85"]
+
+
+@given(st.lists(st.sampled_from(HEADER_PIECES) | st.binary(max_size=4), max_size=40))
+@example([b"From : envelope\n", b"X: y\n"])
+@example([b"X: y\r\n", b"From  : misplaced\r\n", b"X: y\r\n"])
+@example([b"X: y\rZ: lone CR\n"])
+def test_plain_header_blocks_parse_as_the_stdlib_does(pieces: list[bytes]) -> None:
+    """Blocks of plain fields skip the stdlib's parser, with the same result."""
+    block = b"".join(pieces)
+    for candidate in (block, b"Subject: s\n" + block + b"\n", b"A: b\r\n X: " + block + b"\r\n"):
+        text = "".join(mime._header_line(line) for line in io.BytesIO(candidate))
+        expected = HeaderParser(policy=compat32).parsestr(text, headersonly=True)
+        parsed = mime._parse_block(candidate)
+        assert parsed.items() == expected.items()
+        assert parsed.get_payload() == expected.get_payload()
+        assert parsed.get_unixfrom() == expected.get_unixfrom()
+        assert [type(d) for d in parsed.defects] == [type(d) for d in expected.defects]
+
+
+def test_typical_header_blocks_take_the_plain_path() -> None:
+    raw = mixed_message()
+    block = raw[: raw.index(b"\n\n") + 1]
+    assert mime._plain_fields(block.decode()) is not None
+    assert mime._plain_fields(block.decode().replace("\n", "\r\n")) is not None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from fetchd.errors import StorageError
 from fetchd.mime import names
@@ -235,6 +236,15 @@ def test_folder_names_are_safe_and_short(sender: str, subject: str) -> None:
     assert_safe(name)
     assert len(name) <= MAX_FOLDER_CHARS
     assert name.startswith("2026-11-26 14.02 ")
+
+
+@given(st.text() | nasty_names() | header_text())
+def test_names_are_mapped_as_character_by_character(text: str) -> None:
+    """The fast path for printable text maps exactly as the per-character rules do."""
+    nfc = unicodedata.normalize("NFC", text)
+    assert names._clean(text) == names._clean_mapped("".join(map(names._map_char, nfc)))
+    squashed = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+    assert names._squash(text) == " ".join(squashed.split())
 
 
 # --- create_exclusive ---------------------------------------------------------------------------
