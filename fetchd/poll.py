@@ -44,7 +44,7 @@ from fetchd.pop3.commands import Command
 from fetchd.pop3.inventory import Listing, ServerMessage, new_messages, read_listing
 from fetchd.session import login
 from fetchd.store.account import AccountStore, Spooled
-from fetchd.store.state import Known, State
+from fetchd.store.state import State
 
 #: Servers that show a mailbox in slices (Gmail: about 250 a session) are
 #: logged into again until a session brings nothing new, at most this often.
@@ -236,9 +236,12 @@ def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[Serve
     store, result, account = run.store, run.result, run.store.account
     result.warnings.extend(listing.warnings)
     result.warnings.extend(rules.expire_warnings(account, run.session.capabilities))
-    known = store.known()
-    _note_gone(store, listing, known)
-    todo = rules.due(new_messages(listing, known), store.failing())
+    recorded, on_server = store.known_uids()
+    _note_gone(store, listing, on_server)
+    todo = rules.due(new_messages(listing, recorded), store.failing())
+    # Decided on the state as it was before the recovery below, which marks
+    # what it recovers itself: a message must not be marked twice.
+    marked = _due_for_deletion(store, listing)
     result.new += len(todo)
     if run.options.mark_seen:
         store.mark_seen({m.uid: m.size for m in todo})
@@ -249,7 +252,6 @@ def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[Serve
             f"{len(recovered)} message(s) stored before an interruption were recorded"
         )
     todo = _drop_oversized(run, [m for m in todo if m.uid not in recovered])
-    marked = [m for m in listing.messages if rules.should_delete(account, known.get(m.uid))]
     if account.delete_after_fetch:
         marked += [m for m in listing.messages if recovered.get(m.uid) == "stored"]
     return todo, marked
@@ -362,12 +364,22 @@ def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
         reply.check(f"DELE {message.number}")
 
 
-def _note_gone(store: AccountStore, listing: Listing, known: dict[str, Known]) -> None:
+def _due_for_deletion(store: AccountStore, listing: Listing) -> list[ServerMessage]:
+    """Messages recorded earlier that the account's rules delete now."""
+    account = store.account
+    if not rules.may_delete(account):
+        return []  # the state's rows are not needed: nothing can be deleted
+    known = store.known()
+    return [m for m in listing.messages if rules.should_delete(account, known.get(m.uid))]
+
+
+def _note_gone(store: AccountStore, listing: Listing, on_server: set[str]) -> None:
     """Messages another client deleted: the state stops expecting them."""
-    on_server = listing.by_uid()
-    gone = [uid for uid, k in known.items() if k.on_server and uid not in on_server]
-    if gone and listing.method == "uidl":
-        store.mark_gone(gone)
+    if listing.method != "uidl":
+        return
+    gone = on_server.difference(message.uid for message in listing.messages)
+    if gone:
+        store.mark_gone(sorted(gone))
 
 
 def _drop_oversized(run: _Pass, todo: list[ServerMessage]) -> list[ServerMessage]:

@@ -39,6 +39,11 @@ def expire_warnings(account: AccountConfig, capabilities: Capabilities) -> list[
     return []
 
 
+def may_delete(account: AccountConfig) -> bool:
+    """Whether ``should_delete`` can be true for any message of ``account``."""
+    return account.delete_after_fetch or account.delete_after_days is not None
+
+
 def should_delete(account: AccountConfig, known: Known | None) -> bool:
     """Whether a message recorded earlier is due for deletion on the server.
 
