@@ -14,14 +14,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from structlog.typing import FilteringBoundLogger
+from typing import TYPE_CHECKING
 
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
 from fetchd.log import pop3_transcript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
 from fetchd.store.state import Outcome, PollRecord, State
+
+if TYPE_CHECKING:  # structlog itself is imported by fetchd.log, which keeps it light
+    from structlog.typing import FilteringBoundLogger
 
 
 @dataclass(frozen=True)
