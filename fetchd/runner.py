@@ -102,9 +102,11 @@ def poll_record(
 
 
 def log_result(log: FilteringBoundLogger, result: PollResult) -> None:
-    """The poll's warnings, then its one summary event."""
+    """The poll's warnings, why it logged in more than once, then its one summary event."""
     for warning in result.warnings:
         log.warning("poll warning", detail=warning)
+    for number, reason in enumerate(result.session_reasons, start=2):
+        log.info("poll session", session=number, reason=reason)
     log.info(
         "poll",
         new=result.new,
