@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     table = SMOKE if args.smoke else FULL
-    profiles = [table[name] for name in (args.profile or table)]
+    names = args.profile or [name for name, profile in table.items() if not profile.on_request]
+    profiles = [table[name] for name in names]
     runs = args.runs or (1 if args.smoke else 3)
     if runs < 1:
         _parser().error("--runs must be at least 1")

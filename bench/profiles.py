@@ -33,6 +33,8 @@ class Profile:
     mailbox: str = ""
     tls: bool = False
     poll: bool = False
+    #: Run only when named with ``--profile``: not part of the default run or of --smoke's.
+    on_request: bool = False
 
     @property
     def seed_name(self) -> str:
@@ -40,7 +42,7 @@ class Profile:
 
 
 def _profiles(
-    *, small: int, mixed: int, large: tuple[int, int], huge: int, poll: int
+    *, small: int, mixed: int, large: tuple[int, int], huge: int, poll: int, poll_large: int
 ) -> dict[str, Profile]:
     large_count, large_size = large
     profiles = [
@@ -72,6 +74,14 @@ def _profiles(
             poll=True,
         ),
         Profile(
+            "poll-20k",
+            MailboxSpec("text", poll_large, 4 * _KIB),
+            f"{poll_large} text messages already fetched; only the second pass, which finds "
+            "nothing new, is timed (on request: --profile poll-20k)",
+            poll=True,
+            on_request=True,
+        ),
+        Profile(
             "small-tls",
             MailboxSpec("text", small, 4 * _KIB),
             f"the small mailbox ({small} messages) over implicit TLS, CA-verified",
@@ -82,5 +92,7 @@ def _profiles(
     return {profile.name: profile for profile in profiles}
 
 
-FULL = _profiles(small=2000, mixed=300, large=(5, 20 * _MIB), huge=200 * _MIB, poll=5000)
-SMOKE = _profiles(small=20, mixed=5, large=(1, _MIB), huge=2 * _MIB, poll=50)
+FULL = _profiles(
+    small=2000, mixed=300, large=(5, 20 * _MIB), huge=200 * _MIB, poll=5000, poll_large=20000
+)
+SMOKE = _profiles(small=20, mixed=5, large=(1, _MIB), huge=2 * _MIB, poll=50, poll_large=200)

@@ -14,13 +14,41 @@ reconfigures once the config file names a level) and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
-import structlog
-from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+#: Packages structlog imports when installed, for features fetchd does not use:
+#: rich and better-exceptions render tracebacks (fetchd asks for plain ones,
+#: see ``_renderer_chain``), colorama is only needed on Windows (structlog
+#: writes the same ANSI codes itself elsewhere). Importing rich alone costs
+#: some 50 ms at every start of a short-lived command such as ``fetchd fetch``.
+_UNUSED_EXTRAS = ("rich", "better_exceptions", *(("colorama",) if sys.platform != "win32" else ()))
+
+
+@contextlib.contextmanager
+def _without_unused_extras() -> Iterator[None]:
+    """Make the extras above look missing while structlog is first imported.
+
+    Only those not imported yet: a program that uses them itself keeps them,
+    and after this they import as usual.
+    """
+    hidden = [name for name in _UNUSED_EXTRAS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # "import rich" raises ImportError
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]
+
+
+with _without_unused_extras():
+    import structlog
+    from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 __all__ = ["LEVELS", "configure_logging", "get_logger", "pop3_transcript"]
 

@@ -44,10 +44,11 @@ from fetchd.pop3.commands import Command
 from fetchd.pop3.inventory import Listing, ServerMessage, new_messages, read_listing
 from fetchd.session import login
 from fetchd.store.account import AccountStore, Spooled
-from fetchd.store.state import Known, State
+from fetchd.store.state import State
 
 #: Servers that show a mailbox in slices (Gmail: about 250 a session) are
-#: logged into again until a session brings nothing new, at most this often.
+#: logged into again while a session may have seen only a slice
+#: (``rules.slice_reason``), at most this often.
 MAX_SESSIONS_PER_POLL = 20
 #: A body may be at most twice LIST's size (every LF turned CRLF) plus this;
 #: reading stops there, so a lying size or an endless RETR cannot fill the disk.
@@ -75,6 +76,10 @@ class PollResult:
     skipped_uids: set[str] = field(default_factory=set)
     #: Messages that failed this poll (they are retried later, see ``State.failing``).
     failed_uids: set[str] = field(default_factory=set)
+    #: Failed attempts this poll; a message may fail in more than one session.
+    failed_attempts: int = 0
+    #: Why each session after the first was opened.
+    session_reasons: list[str] = field(default_factory=list)
     #: Set once a session fell out of step: later sessions send one command at a
     #: time and check after each message that nothing unasked-for came, so the
     #: message at fault is the one blamed.
@@ -158,8 +163,9 @@ def poll_account(
                 session.close()  # no QUIT: the server deletes nothing
                 raise
             # A server with LOGIN-DELAY refuses a second login this soon (RFC 2449 6.8).
-            if not again or result.login_delay:
+            if again is None or result.login_delay:
                 break
+            result.session_reasons.append(again)
     result.seconds = time.monotonic() - started
     return result
 
@@ -207,11 +213,12 @@ def recover_account(
     return result
 
 
-def _session_pass(run: _Pass) -> bool:
-    """One session's work; returns whether another session may bring more."""
+def _session_pass(run: _Pass) -> str | None:
+    """One session's work; returns why another session may bring more, or None."""
     session, result = run.session, run.result
-    todo, marked = _plan(run, read_listing(session))
-    stored_before = result.stored
+    listing = read_listing(session)
+    stored_before, failed_before = result.stored, result.failed_attempts
+    todo, marked, unknown = _plan(run, listing)
     meter = _Meter(run.store.account.name, todo, run.options.progress)
     for batch in rules.batches(todo):
         if run.options.stopping:
@@ -221,24 +228,33 @@ def _session_pass(run: _Pass) -> bool:
             marked += stored
         if broken:  # a message left the session unusable: end it, delete nothing
             session.close()
-            return True
+            return "a message failed and ended the session; the rest is fetched in another"
     session.ensure_synchronized()  # no DELE in a session that may be out of step
     _dele(session, marked)
     session.quit()
     # Only now, with QUIT answered +OK, are the marked messages really gone.
     run.store.mark_gone([m.uid for m in marked])
     result.deleted += len(marked)
-    return result.stored > stored_before
+    if result.stored == stored_before:
+        return None
+    if result.failed_attempts > failed_before:  # the failed may be retried at once
+        return "a message failed; it is tried again in another session"
+    return rules.slice_reason(run.store.account.host, len(listing.messages), unknown)
 
 
-def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[ServerMessage]]:
-    """What this session fetches, and what it may delete (of mail stored before)."""
+def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[ServerMessage], int]:
+    """What this session fetches, what it may delete (of mail stored before), and
+    how many listed messages the state has not seen (fetched now or not)."""
     store, result, account = run.store, run.result, run.store.account
     result.warnings.extend(listing.warnings)
     result.warnings.extend(rules.expire_warnings(account, run.session.capabilities))
-    known = store.known()
-    _note_gone(store, listing, known)
-    todo = rules.due(new_messages(listing, known), store.failing())
+    recorded, on_server = store.known_uids()
+    _note_gone(store, listing, on_server)
+    unknown = new_messages(listing, recorded)
+    todo = rules.due(unknown, store.failing())
+    # Decided on the state as it was before the recovery below, which marks
+    # what it recovers itself: a message must not be marked twice.
+    marked = _due_for_deletion(store, listing)
     result.new += len(todo)
     if run.options.mark_seen:
         store.mark_seen({m.uid: m.size for m in todo})
@@ -249,10 +265,9 @@ def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[Serve
             f"{len(recovered)} message(s) stored before an interruption were recorded"
         )
     todo = _drop_oversized(run, [m for m in todo if m.uid not in recovered])
-    marked = [m for m in listing.messages if rules.should_delete(account, known.get(m.uid))]
     if account.delete_after_fetch:
         marked += [m for m in listing.messages if recovered.get(m.uid) == "stored"]
-    return todo, marked
+    return todo, marked, len(unknown)
 
 
 def _fetch_batch(
@@ -346,6 +361,7 @@ def _failed(run: _Pass, message: ServerMessage, exc: Exception) -> None:
     """Note a message the server could not deliver; it is retried with a backoff."""
     count = run.store.note_failure(message.uid, str(exc))
     run.result.failed_uids.add(message.uid)
+    run.result.failed_attempts += 1
     run.result.warnings.append(
         f"message {message.number} ({message.size} octets) not fetched, attempt {count}: {exc}"
     )
@@ -362,12 +378,22 @@ def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
         reply.check(f"DELE {message.number}")
 
 
-def _note_gone(store: AccountStore, listing: Listing, known: dict[str, Known]) -> None:
+def _due_for_deletion(store: AccountStore, listing: Listing) -> list[ServerMessage]:
+    """Messages recorded earlier that the account's rules delete now."""
+    account = store.account
+    if not rules.may_delete(account):
+        return []  # the state's rows are not needed: nothing can be deleted
+    known = store.known()
+    return [m for m in listing.messages if rules.should_delete(account, known.get(m.uid))]
+
+
+def _note_gone(store: AccountStore, listing: Listing, on_server: set[str]) -> None:
     """Messages another client deleted: the state stops expecting them."""
-    on_server = listing.by_uid()
-    gone = [uid for uid, k in known.items() if k.on_server and uid not in on_server]
-    if gone and listing.method == "uidl":
-        store.mark_gone(gone)
+    if listing.method != "uidl":
+        return
+    gone = on_server.difference(message.uid for message in listing.messages)
+    if gone:
+        store.mark_gone(sorted(gone))
 
 
 def _drop_oversized(run: _Pass, todo: list[ServerMessage]) -> list[ServerMessage]:

@@ -19,6 +19,10 @@ from fetchd.store.state import Failure, Known
 BATCH_MESSAGES = 500
 BATCH_OCTETS = 64 * 1024 * 1024
 DAY = 86400.0
+#: Hosts known to show a mailbox in slices: Gmail lists about 250 messages a session.
+SLICING_HOSTS = ("gmail.com", "googlemail.com")
+#: Slices come in round sizes: a listing of a multiple of this many messages may be one.
+SLICE_MULTIPLE = 50
 
 
 def due(todo: list[ServerMessage], failing: Mapping[str, Failure]) -> list[ServerMessage]:
@@ -39,6 +43,11 @@ def expire_warnings(account: AccountConfig, capabilities: Capabilities) -> list[
     return []
 
 
+def may_delete(account: AccountConfig) -> bool:
+    """Whether ``should_delete`` can be true for any message of ``account``."""
+    return account.delete_after_fetch or account.delete_after_days is not None
+
+
 def should_delete(account: AccountConfig, known: Known | None) -> bool:
     """Whether a message recorded earlier is due for deletion on the server.
 
@@ -51,6 +60,26 @@ def should_delete(account: AccountConfig, known: Known | None) -> bool:
         return True
     days = account.delete_after_days
     return days is not None and time.time() - known.fetched_at >= days * DAY
+
+
+def slice_reason(host: str, listed: int, unknown: int) -> str | None:
+    """Why the mailbox a session listed may have been a slice of it, or None.
+
+    Asked after a session that stored messages and had no failure: another
+    session costs a login and the whole listing again, so it is opened only
+    when the server may hold more than it showed. ``listed`` is the number
+    of messages listed, ``unknown`` how many of them the state had not seen.
+    Gmail hides what POP already handed out, so a slicing server's listing
+    is all new; a server that shows the whole mailbox lists old mail too.
+    """
+    name = host.lower().rstrip(".")
+    if any(name == known or name.endswith("." + known) for known in SLICING_HOSTS):
+        return f"{host} shows a mailbox in slices"
+    if listed and unknown == listed:
+        return f"all {listed} messages listed were new: the server may show only a slice"
+    if listed and listed % SLICE_MULTIPLE == 0:
+        return f"{listed} messages listed, a round number: the server may show only a slice"
+    return None
 
 
 def batches(todo: Sequence[ServerMessage]) -> Iterator[Sequence[ServerMessage]]:

@@ -14,14 +14,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from structlog.typing import FilteringBoundLogger
+from typing import TYPE_CHECKING
 
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
 from fetchd.log import pop3_transcript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
 from fetchd.store.state import Outcome, PollRecord, State
+
+if TYPE_CHECKING:  # structlog itself is imported by fetchd.log, which keeps it light
+    from structlog.typing import FilteringBoundLogger
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,11 @@ def poll_record(
 
 
 def log_result(log: FilteringBoundLogger, result: PollResult) -> None:
-    """The poll's warnings, then its one summary event."""
+    """The poll's warnings, why it logged in more than once, then its one summary event."""
     for warning in result.warnings:
         log.warning("poll warning", detail=warning)
+    for number, reason in enumerate(result.session_reasons, start=2):
+        log.info("poll session", session=number, reason=reason)
     log.info(
         "poll",
         new=result.new,

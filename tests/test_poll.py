@@ -180,6 +180,22 @@ def test_mailbox_in_slices_is_fetched_in_one_poll(
     result = poll(account(server.port), data_dir, state)
     assert result.stored == 10
     assert result.sessions >= 3
+    assert all("were new" in reason for reason in result.session_reasons)
+
+
+def test_new_mail_beside_old_mail_takes_one_session(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    mailbox = Mailbox([make_message(f"m{i}") for i in range(3)])
+    server = pop3_server(mailbox)
+    first = poll(account(server.port), data_dir, state)
+    # All it listed was new: it might have been a slice, so a second session looked.
+    assert (first.stored, first.sessions) == (3, 2)
+    assert "all 3 messages listed were new" in first.session_reasons[0]
+    mailbox.add(make_message("later"))
+    again = poll(account(server.port), data_dir, state)
+    # The server showed old mail too: the whole mailbox, so no second login.
+    assert (again.stored, again.sessions, again.session_reasons) == (1, 1, [])
 
 
 def test_duplicate_uidls_lose_nothing(pop3_server: Start, data_dir: Path, state: State) -> None:

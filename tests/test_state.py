@@ -59,6 +59,16 @@ def test_uids_with_invalid_utf8_are_two_rows_and_round_trip(state: State) -> Non
     assert (known[ODD].on_server, known[ODDER].on_server) == (False, True)
 
 
+def test_known_uids_are_known_less_the_rows(state: State) -> None:
+    state.record("a", [Fetched(ODD, "stored"), Fetched("b", "seen"), Fetched("c", "headers")])
+    state.record("other", [Fetched("d", "stored")])
+    state.mark_gone("a", ["b"])
+    recorded, on_server = state.known_uids("a")
+    known = state.known("a")
+    assert recorded == set(known) == {ODD, "b", "c"}
+    assert on_server == {uid for uid, k in known.items() if k.on_server} == {ODD, "c"}
+
+
 def test_uid_columns_hold_the_wire_bytes(state: State) -> None:
     state.record("a", [Fetched(ODD, "stored"), Fetched("plain-ü", "stored")])
     with sqlite3.connect(state.path) as db:

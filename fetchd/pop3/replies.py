@@ -16,6 +16,12 @@ from fetchd.errors import ProtocolError
 _T = TypeVar("_T")
 
 _TIMESTAMP = re.compile(rb"<[!-~]+@[!-~]+>")
+#: A listing every line of which is exactly what RFC 1939 asks for: two words
+#: of one space apart, ASCII digits (and for UIDL a 1-70 octet id of 0x21-0x7E),
+#: ended by CRLF or LF. Such a body is parsed in bulk, with the same result
+#: as line by line; anything else takes the line-by-line path and its checks.
+_PLAIN_SCAN = re.compile(rb"(?:[0-9]+ [0-9]+\r?\n)*")
+_PLAIN_UIDL = re.compile(rb"(?:[0-9]+ [!-~]{1,70}\r?\n)*")
 
 
 def _numbers(text: str, what: str, count: int) -> list[int]:
@@ -93,8 +99,19 @@ def _numbered(entries: list[tuple[int, _T]], what: str) -> dict[int, _T]:
     return table
 
 
+def _numbered_plainly(table: dict[int, _T], lines: int) -> bool:
+    """Whether a listing read in bulk passes ``_numbered``'s checks; if not, the
+    line-by-line path raises its error."""
+    return len(table) == lines and (not table or min(table) >= 1)
+
+
 def parse_scan_listing(body: bytes, warnings: list[str] | None = None) -> dict[int, int]:
     """The multi-line LIST reply: message number -> size in octets."""
+    if _PLAIN_SCAN.fullmatch(body):
+        numbers = [int(word) for word in body.split()]  # two words a line
+        sizes = dict(zip(numbers[0::2], numbers[1::2], strict=True))
+        if _numbered_plainly(sizes, len(numbers) // 2):
+            return sizes
     entries = []
     for line in split_lines(body):
         words = _words(line)
@@ -106,6 +123,13 @@ def parse_scan_listing(body: bytes, warnings: list[str] | None = None) -> dict[i
 
 def parse_uidl_listing(body: bytes, warnings: list[str] | None = None) -> dict[int, str]:
     """The multi-line UIDL reply: message number -> unique id (see ``_uidl_entry``)."""
+    if _PLAIN_UIDL.fullmatch(body):
+        # Printable ASCII only: decoding is the same as ``_uidl_entry``'s, and
+        # split() splits on nothing but the spaces, CRs and LFs between words.
+        words = body.decode("ascii").split()
+        uids = dict(zip(map(int, words[0::2]), words[1::2], strict=True))
+        if _numbered_plainly(uids, len(words) // 2):
+            return uids
     noted: list[str] = [] if warnings is None else warnings
     return _numbered([_uidl_entry(line, noted) for line in split_lines(body)], "UIDL")
 

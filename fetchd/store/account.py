@@ -91,6 +91,10 @@ class AccountStore:
     def known(self) -> dict[str, Known]:
         return self.state.known(self.name)
 
+    def known_uids(self) -> tuple[set[str], set[str]]:
+        """Every UID recorded, and those of them still on the server (``State.known_uids``)."""
+        return self.state.known_uids(self.name)
+
     def failing(self) -> dict[str, Failure]:
         return self.state.failing(self.name)
 

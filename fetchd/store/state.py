@@ -321,6 +321,17 @@ class State:
             for uid, status, on_server, fetched in rows
         }
 
+    def known_uids(self, account: str) -> tuple[set[str], set[str]]:
+        """Every UIDL recorded for ``account``, and those of them still on the server.
+
+        What a poll that deletes nothing needs of ``known``, at a fraction of
+        its cost: no row objects, and two columns of the four.
+        """
+        rows = self._query("SELECT uid, on_server FROM messages WHERE account = ?", (account,))
+        uids = [key.decode("utf-8", "surrogateescape") for key, _ in rows]
+        on_server = {uid for uid, (_, flag) in zip(uids, rows, strict=True) if flag}
+        return set(uids), on_server
+
     def record(self, account: str, fetched: Sequence[Fetched]) -> None:
         """Commit a batch durably; only after this may the batch be deleted on the server.
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fetchd.errors import ProtocolError
 from fetchd.pop3.commands import Command
@@ -76,3 +78,61 @@ def test_uidl_through_the_core_whole_and_byte_by_byte(chunk: int | None) -> None
     events = feed(conn, b"+OK\r\n" + stuff(listing), chunk)
     uids = parse_uidl_listing(body_of(events))
     assert list(uids.values()) == ["u\udcff", "u\udcfe", "a\x0bb", ".dot"]
+
+
+# -- a listing read in bulk gives what a line-by-line read gives --------------------------
+
+_uid_words = st.one_of(
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=72),
+    st.sampled_from(["caf\xe9", "a\x0bb", "x" * 71]),
+)
+
+
+def _listing(lines: list[tuple[int, str]], ends: list[bytes]) -> bytes:
+    return b"".join(
+        f"{number} {word}".encode("utf-8", "surrogateescape") + end
+        for (number, word), end in zip(lines, ends * len(lines), strict=False)
+    )
+
+
+@given(
+    lines=st.lists(st.tuples(st.integers(0, 60), _uid_words), max_size=30),
+    ends=st.lists(st.sampled_from([b"\r\n", b"\n"]), min_size=1, max_size=3),
+)
+def test_uidl_listings_read_in_bulk_or_by_line_agree(
+    lines: list[tuple[int, str]], ends: list[bytes]
+) -> None:
+    body = _listing(lines, ends)
+    numbers = [number for number, _ in lines]
+    if 0 in numbers or len(set(numbers)) != len(numbers):
+        with pytest.raises(ProtocolError, match="message number"):
+            parse_uidl_listing(body)
+        return
+    warnings: list[str] = []
+    assert parse_uidl_listing(body, warnings) == dict(lines)
+    plain = all(1 <= len(word) <= 70 and word.isascii() and word.isprintable() for _, word in lines)
+    assert (warnings == []) == plain  # the bulk path only takes what warns of nothing
+
+
+@given(
+    lines=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 10**12)), max_size=30),
+    ends=st.lists(st.sampled_from([b"\r\n", b"\n"]), min_size=1, max_size=3),
+)
+def test_scan_listings_read_in_bulk_or_by_line_agree(
+    lines: list[tuple[int, int]], ends: list[bytes]
+) -> None:
+    body = _listing([(number, str(size)) for number, size in lines], ends)
+    numbers = [number for number, _ in lines]
+    if 0 in numbers or len(set(numbers)) != len(numbers):
+        with pytest.raises(ProtocolError, match="message number"):
+            parse_scan_listing(body)
+        return
+    assert parse_scan_listing(body) == dict(lines)
+
+
+def test_a_listing_almost_plain_still_warns() -> None:
+    warnings: list[str] = []
+    assert parse_scan_listing(b"1 10\r\n2 20 x\r\n", warnings) == {1: 10, 2: 20}
+    assert parse_uidl_listing(b"1 a\r\n2 b c\r\n", warnings) == {1: "a", 2: "b"}
+    assert len(warnings) == 2
+    assert parse_uidl_listing(b"1 a\r\n2 b") == {1: "a", 2: "b"}  # no end of line at the end
