@@ -102,6 +102,7 @@ class Bench:
             client
             for client in all_clients(profile.poll)
             if not self.settings.clients or client.name.startswith(self.settings.clients)
+            if not profile.clients or client.name.startswith(profile.clients)
         ]
         results = [ClientResult(client.name, client.stores) for client in clients]
         for client, result in zip(clients, results, strict=True):

@@ -35,6 +35,9 @@ class Profile:
     poll: bool = False
     #: Run only when named with ``--profile``: not part of the default run or of --smoke's.
     on_request: bool = False
+    #: Only clients whose name starts with one of these (all when empty): the
+    #: scaling profile leaves out the peers that fork per message.
+    clients: tuple[str, ...] = ()
 
     @property
     def seed_name(self) -> str:
@@ -42,11 +45,25 @@ class Profile:
 
 
 def _profiles(
-    *, small: int, mixed: int, large: tuple[int, int], huge: int, poll: int, poll_large: int
+    *,
+    small: int,
+    small_large: int,
+    mixed: int,
+    large: tuple[int, int],
+    huge: int,
+    poll: int,
+    poll_large: int,
 ) -> dict[str, Profile]:
     large_count, large_size = large
     profiles = [
         Profile("small", MailboxSpec("text", small, 4 * _KIB), f"{small} text messages of ~4 KB"),
+        Profile(
+            "small-20k",
+            MailboxSpec("text", small_large, 4 * _KIB),
+            f"{small_large} text messages of ~4 KB: the per-message cost against small's "
+            f"{small} shows whether anything grows faster than the mailbox",
+            clients=("fetchd", "mpop", "wire-limit"),
+        ),
         Profile(
             "mixed",
             MailboxSpec("mixed", mixed),
@@ -93,6 +110,20 @@ def _profiles(
 
 
 FULL = _profiles(
-    small=2000, mixed=300, large=(5, 20 * _MIB), huge=200 * _MIB, poll=5000, poll_large=20000
+    small=2000,
+    small_large=20000,
+    mixed=300,
+    large=(5, 20 * _MIB),
+    huge=200 * _MIB,
+    poll=5000,
+    poll_large=20000,
 )
-SMOKE = _profiles(small=20, mixed=5, large=(1, _MIB), huge=2 * _MIB, poll=50, poll_large=200)
+SMOKE = _profiles(
+    small=20,
+    small_large=200,
+    mixed=5,
+    large=(1, _MIB),
+    huge=2 * _MIB,
+    poll=50,
+    poll_large=200,
+)

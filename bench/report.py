@@ -199,7 +199,50 @@ def render(
     lines += ["", "## Profiles", ""]
     for profile in profiles:
         lines += _profile_section(profile, runs)
+    lines += _scaling_section(profiles)
     return "\n".join(lines)
+
+
+def _scaling_section(profiles: list[ProfileResult]) -> list[str]:
+    """Per-message cost of the small mailbox at two sizes: equal costs mean linear growth."""
+    by_name = {profile.name: profile for profile in profiles}
+    small, larger = by_name.get("small"), by_name.get("small-20k")
+    if small is None or larger is None:
+        return []
+    lines = [
+        "## Scaling",
+        "",
+        f"Wall and CPU time per message, fetching {small.messages} and then "
+        f"{larger.messages} small messages; the last column is the larger mailbox's "
+        "wall time per message over the smaller one's (1.00 = linear).",
+        "",
+        f"| client | wall µs/msg at {small.messages} | wall µs/msg at {larger.messages} "
+        f"| CPU µs/msg at {small.messages} | CPU µs/msg at {larger.messages} | growth |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    small_clients = {result.client: result for result in small.clients}
+    for result in larger.clients:
+        before = small_clients.get(result.client)
+        if before is None or not _measured(before) or not _measured(result):
+            continue
+        wall_before = _per_message(before, small.messages, "wall")
+        wall_after = _per_message(result, larger.messages, "wall")
+        lines.append(
+            f"| {result.client} | {wall_before:.0f} | {wall_after:.0f} "
+            f"| {_per_message(before, small.messages, 'cpu'):.0f} "
+            f"| {_per_message(result, larger.messages, 'cpu'):.0f} "
+            f"| {wall_after / wall_before:.2f} |"
+        )
+    return [*lines, ""]
+
+
+def _measured(result: ClientResult) -> bool:
+    return bool(result.runs) and result.error is None
+
+
+def _per_message(result: ClientResult, messages: int, what: str) -> float:
+    """Median microseconds per message of one client's runs (``what``: wall or cpu)."""
+    return statistics.median(getattr(run, what) for run in result.runs) / messages * 1e6
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PROFILES = ("small", "mixed", "large", "huge", "poll", "small-tls")
+PROFILES = ("small", "small-20k", "mixed", "large", "huge", "poll", "small-tls")
 CLIENTS = ("fetchd", "mpop", "fetchmail (bsmtp)", "fetchmail (mda)", "getmail6")
 FETCH_WIRE = ("wire-limit (discard)", "wire-limit (files)")
 POLL_WIRE = ("wire-limit (UIDL only)",)
@@ -28,6 +28,8 @@ RACY = "getmail6"
 
 
 def _expected_rows(profile: str) -> tuple[str, ...]:
+    if profile == "small-20k":
+        return ("fetchd", "mpop", *FETCH_WIRE)
     return CLIENTS + (POLL_WIRE if profile == "poll" else FETCH_WIRE)
 
 
@@ -35,7 +37,7 @@ def _section(report: str, profile: str) -> list[str]:
     """The lines of one profile's section of the Markdown report."""
     _, found, rest = report.partition(f"\n### {profile}: ")
     assert found, f"no section for profile {profile}"
-    return rest.split("\n### ", 1)[0].splitlines()
+    return rest.split("\n### ", 1)[0].split("\n## ", 1)[0].splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +105,27 @@ def test_reports_startup_and_the_machine(smoke: tuple[str, dict[str, Any]]) -> N
     assert startup["python3 -m fetchd --version"]["wall"] > 0
     for key in ("nproc", "cpu", "kernel", "dovecot", "data dir", "date"):
         assert payload["machine"][key]
+
+
+@pytest.mark.timeout(240)
+def test_scaling_line_per_message_for_fetchd_and_mpop(smoke: tuple[str, dict[str, Any]]) -> None:
+    report, payload = smoke
+    sizes = {p["name"]: p["messages"] for p in payload["profiles"]}
+    assert sizes["small-20k"] == 10 * sizes["small"]
+    _, found, section = report.partition("\n## Scaling\n")
+    assert found, "no scaling section"
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| client")
+    }
+    assert set(rows) >= {"fetchd", "mpop"}
+    for row in rows.values():
+        wall_small, wall_large, cpu_small, cpu_large, growth = (
+            float(cell) for cell in row.strip("|").split("|")[1:]
+        )
+        assert wall_small > 0
+        assert wall_large > 0
+        assert cpu_small >= 0
+        assert cpu_large >= 0
+        assert growth == pytest.approx(wall_large / wall_small, abs=0.01)
