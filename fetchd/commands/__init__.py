@@ -10,6 +10,7 @@ import argparse
 import sys
 import unicodedata
 from collections.abc import Sequence
+from importlib import resources
 
 from fetchd.config import AccountConfig, Config, default_config_path, load_config
 from fetchd.errors import UsageError
@@ -50,6 +51,11 @@ def read_state(config: Config) -> State | None:
     """
     path = state_path(config.daemon.data_dir)
     return State.open_readonly(path) if path.is_file() else None
+
+
+def shipped(name: str) -> str:
+    """The text of a file shipped with fetchd in ``fetchd/data``: the example config, the units."""
+    return resources.files("fetchd").joinpath("data", name).read_text(encoding="utf-8")
 
 
 def say(text: str) -> None:
