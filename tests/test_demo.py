@@ -325,3 +325,34 @@ def test_console_entry_runs_the_demo(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Stored 12 new messages" in done.stdout
     assert len(list((tmp_path / DEMO_ACCOUNT / "Maildir" / "new").iterdir())) == 12
+
+
+def test_the_commands_to_try_name_the_fetchd_that_ran_the_demo(tmp_path: Path) -> None:
+    script = tmp_path / "bin" / "fetchd"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom fetchd.cli import main\nsys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [str(script), "demo", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert done.returncode == 0, done.stderr
+    config = tmp_path / "demo" / "config.toml"
+    assert f"  {script} -c {config} status" in done.stdout.splitlines()
+    status = subprocess.run(
+        [str(script), "-c", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert status.returncode == 0, status.stderr
+    assert re.search(rf"^{DEMO_ACCOUNT} +\S+ \S+ +ok +12 ", status.stdout, flags=re.MULTILINE)

@@ -7,6 +7,7 @@ commands (load the config, set up logging, open the state) live here.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -56,6 +57,12 @@ def read_state(config: Config) -> State | None:
 def shipped(name: str) -> str:
     """The text of a file shipped with fetchd in ``fetchd/data``: the example config, the units."""
     return resources.files("fetchd").joinpath("data", name).read_text(encoding="utf-8")
+
+
+def invoked_as() -> str:
+    """How to type this fetchd again: as it was started (``.venv/bin/fetchd``), else ``fetchd``."""
+    typed = sys.argv[0] if sys.argv else ""
+    return shlex.quote(typed) if typed.rsplit("/", 1)[-1] == "fetchd" else "fetchd"
 
 
 def say(text: str) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import tomli_w
 
-from fetchd.commands import open_state, say
+from fetchd.commands import invoked_as, open_state, say
 from fetchd.commands.demo_mail import Sample, samples
 from fetchd.commands.listing import Filters, human_lines, select
 from fetchd.config import load_config
@@ -161,6 +161,7 @@ def write_config(data_dir: Path, port: int, password: str) -> Path:
 def report(demo: DemoRun) -> list[str]:
     """What the person at the terminal reads after the demo."""
     config = shlex.quote(str(demo.config))
+    fetchd = invoked_as()
     lines = [
         f"fetchd demo: polled a sample mailbox of {demo.offered} messages "
         f"on a POP3 server at 127.0.0.1:{demo.port}",
@@ -175,9 +176,9 @@ def report(demo: DemoRun) -> list[str]:
         *human_lines(select(demo.rows, Filters()), demo.data_dir),
         "",
         "The demo wrote that config for its (now stopped) server; try:",
-        f"  fetchd -c {config} list --with-attachments",
-        f"  fetchd -c {config} status",
-        f"  fetchd -c {config} check",
+        f"  {fetchd} -c {config} list --with-attachments",
+        f"  {fetchd} -c {config} status",
+        f"  {fetchd} -c {config} check",
         "",
         "To fetch your own mail, write a config with 'fetchd init'.",
     ]
