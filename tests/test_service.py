@@ -157,6 +157,24 @@ def test_the_config_given_with_c_is_the_one_the_service_reads() -> None:
     assert settings(text)["ExecStart"] == [f"{IN_PROCESS} -c /srv/mail/fetchd.toml run"]
 
 
+def test_specifiers_and_variables_in_a_config_path_are_escaped() -> None:
+    code, text = fetchd("-c", "/srv/100% $HOME/config.toml", "service", "install", "--print")
+    assert code == 0
+    (exec_start,) = settings(text)["ExecStart"]
+    assert exec_start == f'{IN_PROCESS} -c "/srv/100%% $$HOME/config.toml" run'
+
+
+def test_install_says_when_the_config_is_still_missing(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "config.toml"
+    code, out = fetchd("-c", str(config), "service", "install", "--unit-dir", str(tmp_path))
+    assert code == 0
+    assert f"note: {config} does not exist yet: write it with `fetchd init {config}`" in out
+    assert fetchd("init", str(config))[0] == 0
+    code, out = fetchd("-c", str(config), "service", "install", "--unit-dir", str(tmp_path))
+    assert code == 0
+    assert "note:" not in out
+
+
 # -- ExecStart is the fetchd in use ---------------------------------------------------
 
 

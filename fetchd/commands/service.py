@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             "--group is for the system service; a user service runs with your own groups"
         )
     program = running_program()
-    text = render(user_unit=args.user_unit, group=args.group, config=args.config, program=program)
+    config: Path | None = args.config.expanduser().absolute() if args.config else None
+    text = render(user_unit=args.user_unit, group=args.group, config=config, program=program)
     if args.print:
         sys.stdout.write(text)
         return 0
@@ -60,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
         say(f"wrote {path}")
     else:
         say(f"{path} is up to date")
-    say(f"it runs: {program_line(program)}")
+    say(f"it runs: {' '.join(program)}")
+    config = config or (user_config() if args.user_unit else SYSTEM_CONFIG)
+    if not config.exists():
+        say(f"note: {config} does not exist yet: write it with `fetchd init {config}`")
     say("next:")
     for command in next_steps(user_unit=args.user_unit, group=args.group):
         say(f"  {command}")
@@ -80,27 +84,23 @@ def running_program() -> list[str]:
     return [sys.executable, "-m", "fetchd"]
 
 
-def program_line(program: Sequence[str]) -> str:
-    return " ".join(program)
-
-
 def render(
     *, user_unit: bool, group: str | None, config: Path | None, program: Sequence[str]
 ) -> str:
-    """The unit's text, from the shipped template."""
+    """The unit's text, from the shipped template; ``config`` is absolute, or the default."""
     if group is not None:
         _check_group(group)
     if user_unit:
-        config_word = _word(str(config.expanduser().absolute())) if config else USER_CONFIG
         template = shipped("fetchd-user.service.in")
-        replacements = {"@CONFIG@": config_word}
+        config_word = _word(str(config), exec_line=True) if config else USER_CONFIG
+        replacements = {"@CONFIG@": str(config or USER_CONFIG)}
     else:
-        config_path = config.expanduser().absolute() if config else SYSTEM_CONFIG
-        config_word = _word(str(config_path))
         template = shipped("fetchd.service.in")
-        hidden = hidden_paths([*program_paths(program), config_path.parent])
+        config = config or SYSTEM_CONFIG
+        config_word = _word(str(config), exec_line=True)
+        hidden = hidden_paths([*program_paths(program), config.parent])
         replacements = {
-            "@CONFIG@": config_word,
+            "@CONFIG@": str(config),
             "@IDENTITY@": "\n".join(_identity(group)),
             "@PROTECT_HOME@": "\n".join(_protection(hidden)),
         }
@@ -110,6 +110,15 @@ def render(
     for placeholder, value in replacements.items():
         template = template.replace(placeholder, value)
     return template
+
+
+def user_config() -> Path:
+    """The user unit's config, ``%E/fetchd/config.toml``, as a path."""
+    return _config_home() / "fetchd" / "config.toml"
+
+
+def _config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
 
 
 def _check_group(group: str) -> None:
@@ -188,8 +197,11 @@ def _below(path: Path, roots: Sequence[Path]) -> bool:
 
 
 def _word(text: str, *, exec_line: bool = False) -> str:
-    """``text`` as one word of a unit setting: specifiers escaped, quoted where needed."""
-    if any(ord(char) < 0x20 or char == "\x7f" for char in text) or ":" in text:
+    """``text`` as one word of a unit setting: specifiers escaped, quoted where needed.
+
+    Outside ExecStart= a colon separates paths (BindReadOnlyPaths=SOURCE:TARGET).
+    """
+    if any(ord(char) < 0x20 or char == "\x7f" for char in text) or (":" in text and not exec_line):
         raise UsageError(
             f"{text!r}: a path with a colon or a control character cannot go in a unit"
         )
@@ -206,8 +218,7 @@ def unit_directory(given: Path | None, *, user_unit: bool) -> Path:
         return given.expanduser().absolute()
     if not user_unit:
         return SYSTEM_UNIT_DIR
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config_home) / "systemd" / "user"
+    return _config_home() / "systemd" / "user"
 
 
 def install(path: Path, text: str, *, force: bool) -> bool:
