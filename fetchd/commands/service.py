@@ -145,9 +145,10 @@ def _identity(group: str | None) -> list[str]:
     return [
         f'# The static user "{SERVICE_USER}" with the group {group}: /var/lib/fetchd is',
         f"# {SERVICE_USER}:{group}, mode 0750, and new files are group-readable (UMask=0027),",
-        f"# so members of {group} may browse the mail and its attachments. Group= rather",
-        "# than SupplementaryGroups=: PrivateUsers= maps only the service's own user and",
-        "# group, and StateDirectory= takes its group from Group=.",
+        f"# so members of {group} may browse the mail and its attachments; the state",
+        "# database stays the service's own (fetchd creates it 0600). Group= rather than",
+        "# SupplementaryGroups=: PrivateUsers= maps only the service's own user and group,",
+        "# and StateDirectory= takes its group from Group=.",
         f"User={SERVICE_USER}",
         f"Group={group}",
         "StateDirectoryMode=0750",
