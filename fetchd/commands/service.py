@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import fetchd
-from fetchd.commands import say, shipped
+from fetchd.commands import invoked_as, say, shipped
 from fetchd.errors import StorageError, UsageError
 
 UNIT_NAME = "fetchd.service"
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"it runs: {' '.join(program)}")
     config = config or (user_config() if args.user_unit else SYSTEM_CONFIG)
     if not config.exists():
-        say(f"note: {config} does not exist yet: write it with `fetchd init {config}`")
+        say(f"note: {config} does not exist yet: write it with `{invoked_as()} init {config}`")
     say("next:")
     for command in next_steps(user_unit=args.user_unit, group=args.group):
         say(f"  {command}")
