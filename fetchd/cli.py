@@ -40,6 +40,7 @@ _HANDLERS = {
     "init": "init:run",
     "account": "account:run",
     "state": "state:run",
+    "service": "service:run",
 }
 
 
@@ -98,6 +99,11 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     check.add_argument("--connect", action="store_true", help="also log in to every account")
     init = commands.add_parser("init", help="write a commented starter config")
     init.add_argument("path", nargs="?", type=Path, metavar="PATH")
+    init.add_argument(
+        "--example",
+        action="store_true",
+        help="print the example config that describes every key, and write nothing",
+    )
     account = commands.add_parser("account", help="add or remove an account")
     actions = account.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add an account (written to accounts.d/NAME.toml)")
@@ -115,6 +121,38 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     remove = actions.add_parser("remove", help="remove an account added with 'account add'")
     remove.add_argument("name", metavar="NAME")
     _add_state_command(commands)
+    _add_unit_command(commands)
+
+
+def _add_unit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    service = commands.add_parser("service", help="install fetchd as a systemd service")
+    actions = service.add_subparsers(dest="action", required=True)
+    install = actions.add_parser(
+        "install",
+        help="write a systemd unit that runs this fetchd with the config "
+        "(-c, default /etc/fetchd/config.toml; for --user %%E/fetchd/config.toml)",
+    )
+    install.add_argument(
+        "--user",
+        dest="user_unit",
+        action="store_true",
+        help="a user unit, in $XDG_CONFIG_HOME/systemd/user (default ~/.config/systemd/user)",
+    )
+    install.add_argument(
+        "--group",
+        metavar="GROUP",
+        help="run as the static user fetchd with group GROUP, whose members may read the mail",
+    )
+    install.add_argument("--print", action="store_true", help="write the unit to stdout only")
+    install.add_argument(
+        "--unit-dir",
+        type=Path,
+        metavar="DIR",
+        help="write the unit into DIR (default /etc/systemd/system, or the user unit folder)",
+    )
+    install.add_argument(
+        "--force", action="store_true", help="replace a unit that differs from this one"
+    )
 
 
 def _add_state_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

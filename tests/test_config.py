@@ -9,6 +9,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,6 @@ from fetchd.config import (
 )
 from fetchd.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "Zq9-hunter2-distinctive"  # never allowed to appear in a message
 
 MINIMAL = """
@@ -603,8 +603,13 @@ def test_default_path_for_a_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 # --- the shipped example --------------------------------------------------------------
 
 
+def shipped_example() -> str:
+    """The example as an installed fetchd holds it (package data)."""
+    return resources.files("fetchd").joinpath("data", "config.example.toml").read_text("utf-8")
+
+
 def test_example_config_loads(tmp_path: Path) -> None:
-    example = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    example = shipped_example()
     config = load_text(tmp_path, example, mode=0o644)
     work = config.accounts["work"]
     assert (work.host, work.security, work.port) == ("pop.example.com", "tls", 995)
@@ -612,7 +617,7 @@ def test_example_config_loads(tmp_path: Path) -> None:
 
 
 def test_example_documents_every_key() -> None:
-    example = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    example = shipped_example()
     keys = set(re.findall(r"^#?\s*([a-z_]+)\s*= ", example, flags=re.MULTILINE))
     for model in (DaemonConfig, AccountConfig, AttachmentsConfig):
         assert set(model.model_fields) - {"name", "attachments"} <= keys, model.__name__
@@ -620,7 +625,7 @@ def test_example_documents_every_key() -> None:
 
 
 def test_example_gmail_account_loads_when_uncommented(tmp_path: Path) -> None:
-    example = (REPO / "config.example.toml").read_text(encoding="utf-8")
+    example = shipped_example()
     head, gmail = example.split("# [accounts.gmail]")
     uncommented = re.sub(r"^# ?", "", "# [accounts.gmail]" + gmail, flags=re.MULTILINE)
     gmail_account = load_text(tmp_path, head + uncommented).accounts["gmail"]

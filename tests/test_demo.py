@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -15,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fetchd.cli import main
-from fetchd.commands.demo import DEMO_ACCOUNT, tree_lines
+from fetchd.commands.demo import CONFIG_MARK, DEMO_ACCOUNT, tree_lines
 from fetchd.commands.demo_mail import Sample, samples
 from fetchd.mime.attachments import MESSAGE_FILE
 from fetchd.store.state import Indexed, State
@@ -40,17 +43,25 @@ class DemoResult:
         finally:
             state.close()
 
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
     def folder(self, uid: str) -> Path:
         row = self.rows()[uid]
         assert row.folder is not None, f"{uid} has no attachment folder"
         return self.root / row.folder
 
 
-def run_demo(root: Path) -> DemoResult:
+def fetchd(*args: str) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(["demo", str(root)])
-    return DemoResult(root, code, out.getvalue())
+        code = main(list(args))
+    return code, out.getvalue()
+
+
+def run_demo(root: Path) -> DemoResult:
+    return DemoResult(root, *fetchd("demo", str(root)))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +80,11 @@ def lf(sample: Sample) -> bytes:
 
 def all_files(root: Path) -> list[Path]:
     return [Path(top) / name for top, _dirs, names in os.walk(root) for name in names]
+
+
+def lasting_files(root: Path) -> list[Path]:
+    """Every file but SQLite's write-ahead log files, which come and go."""
+    return sorted(path for path in all_files(root) if not path.name.endswith(("-wal", "-shm")))
 
 
 def test_the_samples_are_a_dozen_distinct_deterministic_messages() -> None:
@@ -192,6 +208,63 @@ def test_output_shows_the_tree_and_the_listing(demo: DemoResult) -> None:
         assert f"    {demo.root / str(row.path)}" in lines
 
 
+# -- the config the demo leaves behind ----------------------------------------------
+
+
+def test_the_demo_leaves_a_private_config_for_its_folder(demo: DemoResult) -> None:
+    text = demo.config.read_text()
+    assert text.startswith(CONFIG_MARK)
+    assert stat.S_IMODE(demo.config.stat().st_mode) == 0o600  # it holds the demo's password
+    assert f"  fetchd -c {demo.config} list --with-attachments" in demo.output.splitlines()
+    assert f"  fetchd -c {demo.config} status" in demo.output.splitlines()
+
+
+def test_list_reads_the_demo_folder_through_its_config(demo: DemoResult) -> None:
+    code, listed = fetchd("-c", str(demo.config), "list")
+    assert code == 0
+    lines = listed.splitlines()
+    start = demo.output.splitlines().index(f"What fetchd -c {demo.config} list prints:") + 2
+    assert demo.output.splitlines()[start : start + len(lines)] == lines
+    code, listed = fetchd("-c", str(demo.config), "list", "--json")
+    assert code == 0
+    assert len(listed.splitlines()) == 12
+
+
+def test_status_shows_the_demo_poll(demo: DemoResult) -> None:
+    code, out = fetchd("-c", str(demo.config), "status", "--json")
+    assert code == 0
+    (entry,) = json.loads(out)
+    assert entry["account"] == DEMO_ACCOUNT
+    assert (entry["outcome"], entry["stored"], entry["fetched_total"]) == ("ok", 12, 12)
+    assert entry["last_poll"] is not None
+    assert entry["enabled"] is False
+    code, table = fetchd("-c", str(demo.config), "status")
+    assert code == 0
+    assert re.search(rf"^{DEMO_ACCOUNT} +\S+ \S+ +ok +12 ", table, flags=re.MULTILINE), table
+
+
+def test_check_accepts_the_demo_config_and_fetch_leaves_the_account_alone(
+    demo: DemoResult,
+) -> None:
+    code, out = fetchd("-c", str(demo.config), "check")
+    assert code == 0, out
+    assert f"{DEMO_ACCOUNT}: ok: disabled" in out
+    before = lasting_files(demo.root)
+    assert fetchd("-c", str(demo.config), "fetch")[0] == 0
+    assert lasting_files(demo.root) == before
+
+
+def test_a_config_the_demo_did_not_write_is_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mine = tmp_path / "config.toml"
+    mine.write_text("[daemon]\n")
+    assert main(["demo", str(tmp_path)]) == 2
+    assert "fetchd demo did not write it" in capsys.readouterr().err
+    assert mine.read_text() == "[daemon]\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["config.toml"]
+
+
 def test_second_run_stores_nothing_new(tmp_path: Path) -> None:
     first = run_demo(tmp_path)
     before = sorted(demo_file.name for demo_file in all_files(tmp_path))
@@ -252,3 +325,34 @@ def test_console_entry_runs_the_demo(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Stored 12 new messages" in done.stdout
     assert len(list((tmp_path / DEMO_ACCOUNT / "Maildir" / "new").iterdir())) == 12
+
+
+def test_the_commands_to_try_name_the_fetchd_that_ran_the_demo(tmp_path: Path) -> None:
+    script = tmp_path / "bin" / "fetchd"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom fetchd.cli import main\nsys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [str(script), "demo", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert done.returncode == 0, done.stderr
+    config = tmp_path / "demo" / "config.toml"
+    assert f"  {script} -c {config} status" in done.stdout.splitlines()
+    status = subprocess.run(
+        [str(script), "-c", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    assert status.returncode == 0, status.stderr
+    assert re.search(rf"^{DEMO_ACCOUNT} +\S+ \S+ +ok +12 ", status.stdout, flags=re.MULTILINE)

@@ -344,3 +344,24 @@ def test_fetched_today_counts_only_stored_mail_since_midnight_by_index(tmp_path:
     ).fetchall()
     assert "messages_fetched_at" in str(plan)  # the daemon's per-poll cost ignores history
     db.close()
+
+
+def test_a_new_database_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    # The service's UMask=0027 shares the mail with a group; the state stays its own.
+    previous = os.umask(0o027)
+    try:
+        db = State(tmp_path / "state.sqlite3")
+    finally:
+        os.umask(previous)
+    try:
+        files = sorted(tmp_path.iterdir())
+        assert [path.name for path in files] == [
+            "state.sqlite3",
+            "state.sqlite3-shm",
+            "state.sqlite3-wal",
+        ]
+        assert {path.name: path.stat().st_mode & 0o777 for path in files} == dict.fromkeys(
+            (path.name for path in files), 0o600
+        )
+    finally:
+        db.close()

@@ -7,9 +7,11 @@ commands (load the config, set up logging, open the state) live here.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import unicodedata
 from collections.abc import Sequence
+from importlib import resources
 
 from fetchd.config import AccountConfig, Config, default_config_path, load_config
 from fetchd.errors import UsageError
@@ -50,6 +52,17 @@ def read_state(config: Config) -> State | None:
     """
     path = state_path(config.daemon.data_dir)
     return State.open_readonly(path) if path.is_file() else None
+
+
+def shipped(name: str) -> str:
+    """The text of a file shipped with fetchd in ``fetchd/data``: the example config, the units."""
+    return resources.files("fetchd").joinpath("data", name).read_text(encoding="utf-8")
+
+
+def invoked_as() -> str:
+    """How to type this fetchd again: as it was started (``.venv/bin/fetchd``), else ``fetchd``."""
+    typed = sys.argv[0] if sys.argv else ""
+    return shlex.quote(typed) if typed.rsplit("/", 1)[-1] == "fetchd" else "fetchd"
 
 
 def say(text: str) -> None:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 def _verdict(account: AccountConfig, interval: float, *, connect: bool) -> list[str]:
     """What is known about ``account``; raises the ``FetchdError`` that makes it fail."""
     if not account.enabled:
-        return ["disabled (never polled)"]
+        return ["disabled (not polled)"]
     where = f"{account.host}:{account.port} ({account.security}), user {account.username}"
     if connect:
         return [where, *_connect(account, interval)]

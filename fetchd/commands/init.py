@@ -1,12 +1,17 @@
-"""``fetchd init [PATH]``: write a commented starter config, never over an existing one."""
+"""``fetchd init [PATH]``: write a commented starter config, never over an existing one.
+
+``fetchd init --example`` prints the example config shipped with fetchd,
+which describes every key, and writes nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from fetchd.commands import say
+from fetchd.commands import say, shipped
 from fetchd.config import default_config_path
 from fetchd.errors import StorageError, UsageError
 
@@ -15,8 +20,8 @@ _STARTER = """\
 #
 # Add an account with `fetchd account add NAME --host HOST --user USER`: it
 # writes accounts.d/NAME.toml next to this file and leaves this file alone.
-# Or write [accounts.NAME] tables below. Every key is described in
-# config.example.toml, shipped with fetchd.
+# Or write [accounts.NAME] tables below. Every key is described in the
+# example config that `fetchd init --example` prints.
 #
 # Durations: seconds (300) or "90s", "5m", "1h30m", "1d".
 # Unknown keys are errors, so a typo never falls back to a default silently.
@@ -53,8 +58,11 @@ transcript = true
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.example:
+        sys.stdout.write(shipped("config.example.toml"))
+        return 0
     path: Path = (args.path or args.config or default_config_path()).expanduser().absolute()
-    # The system service keeps its mail in its StateDirectory= (see systemd/fetchd.service).
+    # The system service keeps its mail in its StateDirectory= (see `fetchd service install`).
     data_dir = "/var/lib/fetchd" if os.geteuid() == 0 else "~/Mail/fetchd"
     _write_once(path, _STARTER.format(data_dir=data_dir).encode())
     say(f"wrote {path}")

@@ -213,6 +213,16 @@ class FetchedCount:
     since: int
 
 
+def _create_private(path: Path) -> None:
+    """Create an absent database file with mode 0600, whatever the umask.
+
+    The state is the service's own, also when its umask shares the mail with a
+    group (UMask=0027); SQLite gives the -wal and -shm files the database's mode.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 class State:
     """The state database; one connection per thread of work.
 
@@ -240,6 +250,7 @@ class State:
             ) from exc
         db = None
         try:
+            _create_private(path)
             db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
             _use_wal(db)
             db.execute("PRAGMA synchronous=FULL")

@@ -64,6 +64,22 @@ def test_init_defaults_to_the_configured_path(
     assert mode(target) == 0o600
 
 
+def test_init_example_prints_the_shipped_example_and_writes_nothing(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "`fetchd init --example` prints" in config.read_text()
+    capsys.readouterr()
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["init", "--example", str(tmp_path / "unused.toml")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# fetchd configuration.")
+    assert "[accounts.work.attachments]" in printed
+    assert sorted(tmp_path.rglob("*")) == before
+    example = tmp_path / "example.toml"
+    example.write_text(printed)
+    assert set(load_config(example).accounts) == {"work"}
+
+
 # -- account add / remove ------------------------------------------------------
 
 
