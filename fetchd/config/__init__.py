@@ -11,7 +11,8 @@ message: pydantic echoes input values, so the messages built here drop them.
 Passwords from files, the environment, commands or systemd credentials are read
 only by ``AccountConfig.resolve_secret()``, at each login.
 
-Relative paths in the config (``data_dir``, ``ca_file``, ``password_file``) are
+Relative paths in the config (``data_dir``, ``ca_file``, ``password_file``,
+``attachments_dir``) are
 taken relative to the directory holding the main config file, so a config
 behaves the same whatever directory fetchd is started from.
 
@@ -30,6 +31,7 @@ from fetchd.config._models import (
     AttachmentsConfig,
     Config,
     DaemonConfig,
+    attachments_root,
     default_config_path,
     load_config,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "AttachmentsConfig",
     "Config",
     "DaemonConfig",
+    "attachments_root",
     "default_config_path",
     "load_config",
     "parse_duration",
