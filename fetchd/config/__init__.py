@@ -12,9 +12,11 @@ Passwords from files, the environment, commands or systemd credentials are read
 only by ``AccountConfig.resolve_secret()``, at each login.
 
 Relative paths in the config (``data_dir``, ``ca_file``, ``password_file``,
-``attachments_dir``) are
-taken relative to the directory holding the main config file, so a config
-behaves the same whatever directory fetchd is started from.
+``attachments_dir``) are taken relative to the directory holding the main
+config file, so a config behaves the same whatever directory fetchd is
+started from. A ``share_group`` must name a group that exists; the daemon's
+is copied into every account that does not set its own (``false`` keeps an
+account private).
 
 Parts: ``_models`` the models; ``_values`` their field types and the duration
 and size parsers; ``_load`` reading the files, merging drop-ins and wording the

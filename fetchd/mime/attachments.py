@@ -3,9 +3,11 @@
 ``extract`` streams the stored ``.eml`` through the MIME walker once, writes
 each attachment the policy lets through as it is decoded, and returns what it
 did. The message's folder is created on the first file written, with a hard
-link to the ``.eml`` beside the files, and removed again if in the end no file
-was kept. Attachments can always be extracted again from the ``.eml``, so they
-are not fsynced.
+link to the ``.eml`` beside the files (a marked copy on another filesystem),
+and removed again if in the end no file was kept. Files and folders get the
+account's ``fetchd.access.Access`` (private, or shared with a group).
+Attachments can always be extracted again from the ``.eml``, so they are not
+fsynced.
 
 ``extract`` is idempotent and safe to interrupt (see ``fetchd.mime.folders``):
 the folder is built under a hidden partial name and renamed when complete, and
