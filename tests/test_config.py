@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import math
 import os
 import re
@@ -772,3 +773,72 @@ def test_attachments_inline_default_and_bad_values(tmp_path: Path) -> None:
     assert load_text(tmp_path, MINIMAL).accounts["work"].attachments.inline == "named"
     errors = errors_of(tmp_path, MINIMAL + '\n[accounts.work.attachments]\ninline = "some"\n')
     assert "accounts.work.attachments.inline" in errors
+
+
+# -- share_group and attachments_dir ----------------------------------------------------------
+
+OWN_GROUP = grp.getgrgid(os.getegid()).gr_name
+
+
+def test_accounts_inherit_the_daemons_share_group_unless_they_turn_it_off(
+    tmp_path: Path,
+) -> None:
+    config = load_text(
+        tmp_path,
+        f"""
+        [daemon]
+        share_group = "{OWN_GROUP}"
+        {MINIMAL}
+        [accounts.private]
+        host = "pop.example.com"
+        username = "bob"
+        password_env = "FETCHD_TEST_PW"
+        share_group = false
+        """,
+    )
+    assert config.accounts["work"].share_group == OWN_GROUP
+    assert config.accounts["private"].share_group is False
+    assert load_text(tmp_path, MINIMAL).accounts["work"].share_group is None
+
+
+def test_an_account_names_its_own_share_group(tmp_path: Path) -> None:
+    config = load_text(tmp_path, MINIMAL + f'share_group = "{OWN_GROUP}"\n')
+    assert config.daemon.share_group is None
+    assert config.accounts["work"].share_group == OWN_GROUP
+
+
+def test_a_share_group_that_does_not_exist_is_named_once(tmp_path: Path) -> None:
+    text = '[daemon]\nshare_group = "fetchd-no-such-group"\n' + MINIMAL
+    found = errors_of(tmp_path, text)
+    assert "daemon.share_group" in found
+    assert "no group named 'fetchd-no-such-group'" in found
+    assert "accounts.work" not in found
+    found = errors_of(tmp_path, MINIMAL + "share_group = true\n")
+    assert "accounts.work.share_group" in found
+
+
+def test_attachments_dir_expands_home_and_anchors_relative_paths(tmp_path: Path) -> None:
+    config = load_text(tmp_path, MINIMAL + 'attachments_dir = "~/shared/work"\n')
+    assert config.accounts["work"].attachments_dir == Path.home() / "shared" / "work"
+    config = load_text(tmp_path, MINIMAL + 'attachments_dir = "att"\n')
+    assert config.attachments_root(config.accounts["work"]) == tmp_path / "att"
+    default = load_text(tmp_path, MINIMAL)
+    data_dir = default.daemon.data_dir
+    assert default.attachments_root(default.accounts["work"]) == data_dir / "work" / "attachments"
+
+
+def test_two_accounts_cannot_share_an_attachments_folder(tmp_path: Path) -> None:
+    found = errors_of(
+        tmp_path,
+        f"""
+        [daemon]
+        data_dir = "{tmp_path / "data"}"
+        {MINIMAL}
+        attachments_dir = "{tmp_path / "data" / "home" / "attachments"}"
+        [accounts.home]
+        host = "pop.example.com"
+        username = "bob"
+        password_env = "FETCHD_TEST_PW"
+        """,
+    )
+    assert "accounts home and work would put attachments in the same folder" in found

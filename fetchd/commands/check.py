@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from fetchd import access
 from fetchd.commands import load, say
 from fetchd.commands.state import verdict as state_verdict
 from fetchd.config import AccountConfig
@@ -50,8 +51,23 @@ def _verdict(account: AccountConfig, interval: float, *, connect: bool) -> list[
         return ["disabled (not polled)"]
     where = f"{account.host}:{account.port} ({account.security}), user {account.username}"
     if connect:
-        return [where, *_connect(account, interval)]
-    return [f"{where}, {_secret_check(account)}"]
+        return [where, *_connect(account, interval), *_sharing(account)]
+    return [f"{where}, {_secret_check(account)}", *_sharing(account)]
+
+
+def _sharing(account: AccountConfig) -> list[str]:
+    """Who may read the account's mail, and whether this user can give it to that group."""
+    group = account.share_group
+    if not group:
+        return []
+    line = f"mail and attachments shared with the group {group} (files 0640, folders 2750)"
+    gid = access.group_id(group)
+    if os.geteuid() != 0 and gid not in {os.getegid(), *os.getgroups()}:
+        line += (
+            f"; warning: this user is not a member of {group}, so a poll run as this user "
+            "fails (the service's user must be one)"
+        )
+    return [line]
 
 
 def _source(account: AccountConfig) -> str:

@@ -11,9 +11,12 @@ message: pydantic echoes input values, so the messages built here drop them.
 Passwords from files, the environment, commands or systemd credentials are read
 only by ``AccountConfig.resolve_secret()``, at each login.
 
-Relative paths in the config (``data_dir``, ``ca_file``, ``password_file``) are
-taken relative to the directory holding the main config file, so a config
-behaves the same whatever directory fetchd is started from.
+Relative paths in the config (``data_dir``, ``ca_file``, ``password_file``,
+``attachments_dir``) are taken relative to the directory holding the main
+config file, so a config behaves the same whatever directory fetchd is
+started from. A ``share_group`` must name a group that exists; the daemon's
+is copied into every account that does not set its own (``false`` keeps an
+account private).
 
 Parts: ``_models`` the models; ``_values`` their field types and the duration
 and size parsers; ``_load`` reading the files, merging drop-ins and wording the
@@ -30,6 +33,7 @@ from fetchd.config._models import (
     AttachmentsConfig,
     Config,
     DaemonConfig,
+    attachments_root,
     default_config_path,
     load_config,
 )
@@ -40,6 +44,7 @@ __all__ = [
     "AttachmentsConfig",
     "Config",
     "DaemonConfig",
+    "attachments_root",
     "default_config_path",
     "load_config",
     "parse_duration",

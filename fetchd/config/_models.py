@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from fetchd import access
 from fetchd.config import passwords
 from fetchd.config._load import Sources, describe_errors, gather, scrub, toml_key
 from fetchd.config._values import (
@@ -28,6 +29,7 @@ from fetchd.config._values import (
     Duration,
     EnvName,
     ExistingFile,
+    GroupName,
     HostName,
     PositiveDuration,
     ResolvedPath,
@@ -55,6 +57,8 @@ class DaemonConfig(_Frozen):
     transcript: bool = True
     max_parallel: Annotated[int, Field(ge=1, le=64)] = 4
     jitter: Annotated[Duration, Field(ge=0)] = 0.0
+    #: The group that may read every account's mail and attachments; None: private.
+    share_group: GroupName | None = None
 
 
 class AttachmentsConfig(_Frozen):
@@ -154,6 +158,11 @@ class AccountConfig(_Frozen):
     timeout: PositiveDuration = 60.0
     pipelining: Literal["auto", "off"] = "auto"
     enabled: bool = True
+    #: The group that may read this account's mail and attachments. ``Config``
+    #: fills in the daemon's when unset; false keeps the account private.
+    share_group: GroupName | Literal[False] | None = None
+    #: Where attachment folders go; None: ``<data_dir>/<name>/attachments``.
+    attachments_dir: ResolvedPath | None = None
     attachments: AttachmentsConfig = Field(default_factory=AttachmentsConfig)
 
     @model_validator(mode="before")
@@ -192,6 +201,13 @@ class AccountConfig(_Frozen):
         raise ConfigError(f"account {self.name}: no password source is configured")
 
 
+def attachments_root(account: AccountConfig, data_dir: Path) -> Path:
+    """Where ``account``'s attachment folders go: its attachments_dir, else in its data folder."""
+    if account.attachments_dir is not None:
+        return account.attachments_dir
+    return data_dir / account.name / "attachments"
+
+
 class Config(_Frozen):
     """The whole validated configuration and the file it came from."""
 
@@ -199,12 +215,60 @@ class Config(_Frozen):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     accounts: dict[str, AccountConfig] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_share_group(cls, data: Any) -> Any:
+        """Give every account that does not set ``share_group`` the daemon's."""
+        group = _valid_group(data)
+        accounts = data.get("accounts") if isinstance(data, dict) else None
+        if group is None or not isinstance(accounts, dict):
+            return data
+        inherited = {
+            name: {"share_group": group, **table} if isinstance(table, dict) else table
+            for name, table in accounts.items()
+        }
+        return {**data, "accounts": inherited}
+
+    @model_validator(mode="after")
+    def _attachments_dirs_apart(self) -> Self:
+        """One attachments folder per account: each clears its partial folders under its lock."""
+        owners: dict[Path, str] = {}
+        for name, account in sorted(self.accounts.items()):
+            where = self.attachments_root(account).absolute()
+            if where in owners:
+                raise ValueError(
+                    f"accounts {owners[where]} and {name} would put attachments in the same "
+                    f"folder {where}; give each account its own attachments_dir"
+                )
+            owners[where] = name
+        return self
+
+    def attachments_root(self, account: AccountConfig) -> Path:
+        """Where ``account``'s attachment folders go."""
+        return attachments_root(account, self.daemon.data_dir)
+
     @model_validator(mode="after")
     def _keys_match_names(self) -> Self:
         for key, account in self.accounts.items():
             if key != account.name:
                 raise ValueError(f"account key {key!r} differs from its name {account.name!r}")
         return self
+
+
+def _valid_group(data: Any) -> str | None:
+    """The daemon's ``share_group`` in raw config data, when it names a group that exists.
+
+    An invalid one is reported once, at the daemon's key, not again at each account.
+    """
+    daemon = data.get("daemon") if isinstance(data, dict) else None
+    group = daemon.get("share_group") if isinstance(daemon, dict) else None
+    if not isinstance(group, str):
+        return None
+    try:
+        access.group_id(group)
+    except LookupError:
+        return None
+    return group
 
 
 # ---------------------------------------------------------------------------

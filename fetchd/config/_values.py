@@ -18,6 +18,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
 
+from fetchd import access
+
 _NUMBER = r"\d+(?:\.\d+)?"
 _DURATION = re.compile(
     rf"(?:(?P<d>{_NUMBER})\s*d)?\s*(?:(?P<h>{_NUMBER})\s*h)?\s*"
@@ -165,6 +167,17 @@ def _command(command: str) -> str:
     return command
 
 
+def _group(name: str) -> str:
+    """A group that exists here: sharing with a group that does not is a typo, found at start."""
+    if not name or ":" in name or any(c.isspace() for c in name):
+        raise ValueError('must be a group name, such as "office"')
+    try:
+        access.group_id(name)
+    except LookupError as exc:
+        raise ValueError(f"{exc} (create it, or correct the name)") from None
+    return name
+
+
 def _cron(expression: str) -> str:
     fields = expression.split()
     if len(fields) != 5:
@@ -190,3 +203,4 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 CredentialName = Annotated[str, AfterValidator(_credential_name)]
 CommandLine = Annotated[str, AfterValidator(_command)]
 CronExpression = Annotated[str, AfterValidator(_cron)]
+GroupName = Annotated[str, AfterValidator(_group)]

@@ -3,9 +3,11 @@
 ``extract`` streams the stored ``.eml`` through the MIME walker once, writes
 each attachment the policy lets through as it is decoded, and returns what it
 did. The message's folder is created on the first file written, with a hard
-link to the ``.eml`` beside the files, and removed again if in the end no file
-was kept. Attachments can always be extracted again from the ``.eml``, so they
-are not fsynced.
+link to the ``.eml`` beside the files (a marked copy on another filesystem),
+and removed again if in the end no file was kept. Files and folders get the
+account's ``fetchd.access.Access`` (private, or shared with a group).
+Attachments can always be extracted again from the ``.eml``, so they are not
+fsynced.
 
 ``extract`` is idempotent and safe to interrupt (see ``fetchd.mime.folders``):
 the folder is built under a hidden partial name and renamed when complete, and
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from fetchd.access import PRIVATE, Access
 from fetchd.errors import StorageError
 from fetchd.mime import folders, names
 from fetchd.mime.extraction import MESSAGE_FILE, Extraction, ExtractResult
@@ -90,7 +93,9 @@ def read_info(eml_path: Path) -> MessageInfo:
     return info_from_headers(headers, [])
 
 
-def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) -> ExtractResult:
+def extract(
+    eml_path: Path, attachments_root: Path, policy: AttachmentPolicy, access: Access = PRIVATE
+) -> ExtractResult:
     """Write the attachments of ``eml_path`` into a new folder under ``attachments_root``.
 
     If this stored message has its folder already (an earlier call whose
@@ -99,18 +104,19 @@ def extract(eml_path: Path, attachments_root: Path, policy: AttachmentPolicy) ->
     when it does not (see ``fetchd.mime.folders``) it is made again in place.
     Malformed content never raises (it becomes a warning); disk errors raise
     ``StorageError``, after removing the partial folder. The caller holds the
-    account lock: one extraction at a time per attachments root.
+    account lock: one extraction at a time per attachments root. What is
+    written gets ``access``'s group and modes.
     """
     try:
         fp = eml_path.open("rb")
     except OSError as exc:
         raise StorageError(f"cannot read {eml_path}: {exc.strerror}") from exc
     with fp:
-        return _extract(fp, eml_path, attachments_root, policy)
+        return _extract(fp, eml_path, attachments_root, policy, access)
 
 
 def _extract(
-    fp: BinaryIO, eml_path: Path, attachments_root: Path, policy: AttachmentPolicy
+    fp: BinaryIO, eml_path: Path, attachments_root: Path, policy: AttachmentPolicy, access: Access
 ) -> ExtractResult:
     # One walk, one parse of the top header block: it names the folder, tells
     # whether the folder exists already, and starts the extraction.
@@ -139,8 +145,8 @@ def _extract(
             checking=existing,
         )
         result = _run(fp, walked, eml_path, attachments_root, check)
-        if check.intact:
-            return result
+        if check.intact and folders.size_of(existing / MESSAGE_FILE) == stored.st_size:
+            return result  # (a copied message.eml may have been cut short too)
         fp.seek(0)  # made again: walked again from the start
         walked = _open_walk(fp, eml_path)
     job = Extraction(
@@ -152,6 +158,7 @@ def _extract(
         info=info,
         info_warnings=tuple(found),
         replacing=existing,
+        access=access,
     )
     return _run(fp, walked, eml_path, attachments_root, job)
 

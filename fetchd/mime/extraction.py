@@ -18,6 +18,7 @@ from email.message import Message
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from fetchd.access import PRIVATE, Access
 from fetchd.errors import StorageError
 from fetchd.mime import folders, names, tnef
 from fetchd.mime.folders import MESSAGE_FILE
@@ -127,8 +128,10 @@ class Extraction:
         info_warnings: tuple[str, ...] = (),
         checking: Path | None = None,
         replacing: Path | None = None,
+        access: Access = PRIVATE,
     ) -> None:
         self._eml = eml_path
+        self._access = access
         self._root = root
         self._policy = policy
         # Decoded once from the top header block by the caller; its warnings come
@@ -283,7 +286,7 @@ class Extraction:
     def _create(self, name: str) -> tuple[Path, BinaryIO]:
         """A new file for an attachment, named as ``names.create_exclusive`` does."""
         if self._checking is None:
-            return names.create_exclusive(self._ensure_folder(), name)
+            return names.create_exclusive(self._ensure_folder(), name, self._access)
         base = names.sanitize_filename(name)
         for attempt in range(1, names.MAX_COLLISIONS + 1):
             candidate = names.numbered(base, attempt)
@@ -312,15 +315,15 @@ class Extraction:
         """The partial folder, made with the message's link on the first file."""
         if not self._started:
             self._started = True  # from here on, ``abort`` removes the partial folder
-            self._root.mkdir(parents=True, exist_ok=True)
+            self._access.make_missing(self._root)
             folders.discard(self._partial)  # an earlier attempt's: we hold the account lock
-            self._partial.mkdir(mode=0o755)
-            _link_or_copy(self._eml, self._partial / MESSAGE_FILE)
+            self._access.make_dir(self._partial)
+            _link_or_copy(self._eml, self._partial, self._access)
         return self._partial
 
     def _temporary(self) -> BinaryIO:
         # Beside the folders, on the same disk: a winmail.dat may be as big as the message.
-        self._root.mkdir(parents=True, exist_ok=True)
+        self._access.make_missing(self._root)
         return tempfile.TemporaryFile(dir=self._root)
 
     def _unpack(self, part: Part, container: BinaryIO) -> None:
@@ -412,11 +415,20 @@ class Extraction:
                 folders.discard(self._partial)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """A hard link costs no space; a copy is the fallback (other filesystem, no links)."""
+def _link_or_copy(source: Path, folder: Path, access: Access) -> None:
+    """A hard link costs no space; a copy is the fallback (other filesystem, no links).
+
+    A copy is no longer the stored file, so the folder also gets a marker
+    naming the stored message: that is how ``folders.find_linked`` knows it.
+    """
+    target = folder / MESSAGE_FILE
     try:
         os.link(source, target)
+        return
     except OSError:
-        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-        with source.open("rb") as src, os.fdopen(os.open(target, flags, 0o644), "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        pass
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    with source.open("rb") as src, os.fdopen(os.open(target, flags, 0o600), "wb") as dst:
+        access.set_fd(dst.fileno(), target)
+        shutil.copyfileobj(src, dst)
+    folders.write_marker(folder, source, access)

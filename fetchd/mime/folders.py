@@ -9,10 +9,15 @@ by definition: ``remove_partial`` clears them, and an extraction replaces its
 own.
 
 The folder of a message is recognised by its ``message.eml``: a hard link to
-the stored ``.eml`` (same device and inode). Where linking failed and the file
-was copied, a ``message.eml`` with no other link and the same size and
-SHA-256 as the stored message counts as the same message: byte-identical
-content has identical attachments, so nothing is lost by sharing the folder.
+the stored ``.eml`` (same device and inode). Where linking is impossible (the
+attachments are on another filesystem than the Maildir, such as a network
+share) message.eml is a copy, and a hidden marker file beside it names the
+stored message by its Maildir name (which holds the ``,FD=`` key of the UID
+and never changes; a mail client only appends ":2,FLAGS"). A copy without a
+marker (made before markers were written) counts as the same message when it
+has no other link and the same size and SHA-256: byte-identical content has
+identical attachments, so nothing is lost by sharing the folder. The marker is
+written inside the partial folder, so a folder is never published without it.
 Only the names a new folder could get are looked at: the title, then
 "title (2)", "title (3)" ... up to the first that does not exist.
 
@@ -33,11 +38,14 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from fetchd.access import Access
 from fetchd.errors import StorageError
 from fetchd.mime import names
 
 #: The hard link (or copy) of the stored message inside its folder.
 MESSAGE_FILE = "message.eml"
+#: Beside a copy: the Maildir name of the message it copies.
+MARKER_FILE = ".fetchd-message"
 PARTIAL_PREFIX = ".partial-"
 
 
@@ -56,9 +64,23 @@ def find_linked(root: Path, title: str, eml: Path, stored: os.stat_result) -> Pa
             linked = os.stat(candidate / MESSAGE_FILE, follow_symlinks=False)
         except OSError:
             continue  # not a folder, not ours, or not readable
-        if _same_message(linked, stored, candidate / MESSAGE_FILE, eml):
+        if _same_message(linked, stored, candidate, eml):
             return candidate
     return None
+
+
+def write_marker(folder: Path, eml: Path, access: Access) -> None:
+    """Name the stored message ``eml`` in ``folder``, whose message.eml is a copy of it."""
+    path = folder / MARKER_FILE
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8") as fp:
+        access.set_fd(fp.fileno(), path)
+        fp.write(maildir_name(eml) + "\n")
+
+
+def maildir_name(eml: Path) -> str:
+    """The unique part of a Maildir file name: without the ":2,FLAGS" a mail client adds."""
+    return eml.name.partition(":")[0]
 
 
 def publish(partial: Path, title: str, *, replacing: Path | None = None) -> Path:
@@ -139,12 +161,25 @@ def _candidates(root: Path, title: str) -> Iterator[Path]:
         yield root / names.numbered_folder(title, attempt)
 
 
-def _same_message(linked: os.stat_result, stored: os.stat_result, copy: Path, eml: Path) -> bool:
+def _same_message(linked: os.stat_result, stored: os.stat_result, folder: Path, eml: Path) -> bool:
     if (linked.st_dev, linked.st_ino) == (stored.st_dev, stored.st_ino):
         return True
+    marked = _marker(folder)
+    if marked is not None:
+        return marked == maildir_name(eml)
+    # A copy made before copies were marked: the same bytes are the same message.
     if linked.st_nlink != 1 or linked.st_size != stored.st_size:
         return False
-    return _digest(copy) == _digest(eml)
+    return _digest(folder / MESSAGE_FILE) == _digest(eml)
+
+
+def _marker(folder: Path) -> str | None:
+    """The message name in ``folder``'s marker; None without a readable one."""
+    try:
+        with open(folder / MARKER_FILE, "rb") as fp:
+            return fp.read(1024).decode("utf-8", "surrogateescape").strip()
+    except OSError:
+        return None
 
 
 def _digest(path: Path) -> str | None:

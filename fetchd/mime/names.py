@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from fetchd.access import PRIVATE, Access
 from fetchd.errors import StorageError
 
 #: Linux (ext4, xfs, btrfs) and NTFS both stop at 255: bytes there, UTF-16 units here.
@@ -115,11 +116,12 @@ def _with_suffix(name: str, suffix: str) -> str:
     return stem + suffix + ext
 
 
-def create_exclusive(directory: Path, name: str) -> tuple[Path, BinaryIO]:
+def create_exclusive(directory: Path, name: str, access: Access = PRIVATE) -> tuple[Path, BinaryIO]:
     """Create a new file for writing: never overwrite, never follow a symlink.
 
     ``O_EXCL`` makes creation atomic (two writers cannot get the same file) and
-    refuses an existing symlink at the name, dangling or not.
+    refuses an existing symlink at the name, dangling or not. The file gets
+    ``access``'s group and mode, whatever the umask.
     """
     base = sanitize_filename(name)
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -127,11 +129,17 @@ def create_exclusive(directory: Path, name: str) -> tuple[Path, BinaryIO]:
         candidate = _numbered(base, attempt)
         path = directory / candidate
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, flags, 0o600)
         except FileExistsError:
             continue
         except OSError as exc:
             raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
+        try:
+            access.set_fd(fd, path)
+        except StorageError:
+            os.close(fd)
+            path.unlink()
+            raise
         return path, os.fdopen(fd, "wb")
     raise StorageError(f"cannot create {base!r} in {directory}: too many files of that name")
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fetchd.config import AccountConfig
+from fetchd.access import PRIVATE, SECRET_FILE, Access
+from fetchd.config import AccountConfig, attachments_root
 from fetchd.errors import AccountLockedError, StorageError
 from fetchd.store.maildir import Kind, Maildir, MessageFile, StoredFile, message_key
 from fetchd.store.state import Failure, Fetched, Indexed, Known, State
@@ -56,16 +58,21 @@ class AccountStore:
     def __post_init__(self) -> None:
         self.name = self.account.name
         self.root = self.data_dir / self.name
-        self.maildir = Maildir(self.root / "Maildir")
-        self.attachments_root = self.root / "attachments"
+        self.access = Access.for_group(self.account.share_group or None)
+        # The account's folder gets its mode when made, and otherwise only once
+        # the tree inside it follows the setting (``prepare``): it marks the change done.
+        PRIVATE.make_missing(self.data_dir)
+        self.access.make_missing(self.root)
+        self.maildir = Maildir(self.root / "Maildir", self.access)
+        self.attachments_root = attachments_root(self.account, self.data_dir)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold ``<account>/.lock`` so that the daemon and a manual fetch never interleave."""
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, SECRET_FILE)
         try:
+            os.fchmod(fd, SECRET_FILE)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
@@ -79,12 +86,29 @@ class AccountStore:
 
     def prepare(self) -> list[str]:
         """Clear what an interrupted poll left behind (under the lock); returns warnings."""
+        self._follow_sharing()
         self.maildir.clean_tmp()
         if self._has_partial_extractions():
             from fetchd.mime.attachments import remove_partial  # noqa: PLC0415
 
             remove_partial(self.attachments_root)
         return self._index(self.state.unindexed(self.name))
+
+    def _follow_sharing(self) -> None:
+        """Bring what was written before ``share_group`` changed to the current setting.
+
+        The account's folder is set last: a crash halfway leaves it unset, so
+        the next poll goes over the tree again.
+        """
+        if self.access.shared:
+            _let_through(self.data_dir, self.access)
+        if self.attachments_root.exists():  # an attachments_dir made beforehand
+            self.access.ensure_dir(self.attachments_root)
+        if self.access.matches(self.root):
+            return
+        self.access.apply_tree(self.maildir.root)
+        self.access.apply_tree(self.attachments_root)
+        self.access.set_dir(self.root)
 
     # -- what the state knows --------------------------------------------------
 
@@ -167,7 +191,9 @@ class AccountStore:
         rows, warnings = [], []
         for uid, path in stored:
             try:
-                done = attachments.extract(self.data_dir / path, self.attachments_root, policy)
+                done = attachments.extract(
+                    self.data_dir / path, self.attachments_root, policy, self.access
+                )
             except StorageError as exc:
                 warnings.append(f"attachments of {path} not extracted: {exc}")
                 continue
@@ -185,7 +211,10 @@ class AccountStore:
             return False
 
     def _relative(self, path: Path) -> str:
-        return os.path.relpath(path, self.data_dir)
+        """``path`` as the state records it: relative to the data folder, if inside it."""
+        if path.is_relative_to(self.data_dir):
+            return os.path.relpath(path, self.data_dir)
+        return str(path.absolute())
 
     def _row(self, uid: str, path: str, done: ExtractResult) -> Indexed:
         info = done.info
@@ -201,6 +230,25 @@ class AccountStore:
             folder=self._relative(done.folder) if done.folder else None,
             attachments=tuple(self._relative(file) for file in done.files),
         )
+
+
+def _let_through(data_dir: Path, access: Access) -> None:
+    """Let the sharing group pass through ``data_dir`` to the account's folder.
+
+    Only the search bit: the group cannot list it, and the state database
+    in it stays 0600. For the group that owns it that is g+x, for any other
+    o+x (accounts may share with different groups).
+    """
+    try:
+        st = os.stat(data_dir)
+        bit = stat.S_IXGRP if st.st_gid == access.gid else stat.S_IXOTH
+        if not st.st_mode & bit:
+            os.chmod(data_dir, stat.S_IMODE(st.st_mode) | bit)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot let the group {access.group!r} (share_group) through {data_dir}: "
+            f"{exc.strerror}"
+        ) from exc
 
 
 def _kind_of(file: StoredFile, listed_size: int) -> Kind:

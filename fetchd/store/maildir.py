@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fetchd.access import PRIVATE, Access
 from fetchd.errors import StorageError
 from fetchd.store import durable
 
@@ -76,6 +77,11 @@ class MessageFile:
             self._fd = os.open(self.tmp_path, flags, 0o600)
         except OSError as exc:
             raise StorageError(f"cannot create {self.tmp_path}: {exc.strerror}") from exc
+        try:
+            maildir.access.set_fd(self._fd, self.tmp_path)
+        except StorageError:
+            self.discard()
+            raise
 
     def write(self, data: bytes) -> None:
         if self._pending_cr:
@@ -114,18 +120,16 @@ class MessageFile:
 
 @dataclass
 class Maildir:
-    """One account's Maildir, created on first use."""
+    """One account's Maildir, created on first use, its files made as ``access`` says."""
 
     root: Path
+    access: Access = PRIVATE
 
     def __post_init__(self) -> None:
         self.tmp, self.new, self.cur = (self.root / sub for sub in ("tmp", "new", "cur"))
         self.host = _hostname()
-        try:
-            for directory in (self.tmp, self.new, self.cur):
-                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create the Maildir {self.root}: {exc.strerror}") from exc
+        for directory in (self.root, self.tmp, self.new, self.cur):
+            self.access.ensure_dir(directory)
 
     def create(self, key: str, kind: Kind = "stored") -> MessageFile:
         return MessageFile(self, key, kind)

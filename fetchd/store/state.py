@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from fetchd.access import PRIVATE, SECRET_FILE
 from fetchd.errors import FailureKind, StorageError
 
 #: The database's file name inside the data directory.
@@ -213,16 +214,6 @@ class FetchedCount:
     since: int
 
 
-def _create_private(path: Path) -> None:
-    """Create an absent database file with mode 0600, whatever the umask.
-
-    The state is the service's own, also when its umask shares the mail with a
-    group (UMask=0027); SQLite gives the -wal and -shm files the database's mode.
-    """
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-
-
 class State:
     """The state database; one connection per thread of work.
 
@@ -242,17 +233,15 @@ class State:
     def _connect_for_writing(self) -> sqlite3.Connection:
         path = self.path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot create the directory {path.parent} for the state database: "
-                f"{exc.strerror or exc}"
-            ) from exc
+            PRIVATE.make_missing(path.parent)
+        except StorageError as exc:
+            raise StorageError(f"{exc} (for the state database)") from exc
         db = None
         try:
-            _create_private(path)
+            _keep_private(path)
             db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
             _use_wal(db)
+            _keep_private(path, *_companions(path))
             db.execute("PRAGMA synchronous=FULL")
             self._db = db
             self._migrate()
@@ -605,6 +594,32 @@ def _delete_failures(db: sqlite3.Connection, account: str, uids: Iterable[str]) 
         "DELETE FROM message_failures WHERE account = ? AND uid = ?",
         [(account, _key(uid)) for uid in uids],
     )
+
+
+def _keep_private(path: Path, *companions: Path) -> None:
+    """The database files are the service's alone (0600), whoever may read the mail.
+
+    The database is made before SQLite opens it, so it never exists with the
+    umask's mode, and SQLite gives its -wal and -shm files the database's
+    mode. Files from before are set again. The companions are set by name,
+    never opened: closing any descriptor of a file drops the process's POSIX
+    locks on it, SQLite's included.
+    """
+    if not companions:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(path, flags, SECRET_FILE)  # before SQLite holds any lock on it
+        try:
+            os.fchmod(fd, SECRET_FILE)
+        finally:
+            os.close(fd)
+    for companion in companions:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(companion, SECRET_FILE)
+
+
+def _companions(path: Path) -> list[Path]:
+    """The -wal and -shm files SQLite keeps beside the database in WAL mode."""
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
 
 
 def _use_wal(db: sqlite3.Connection) -> None:

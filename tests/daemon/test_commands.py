@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import io
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -201,6 +203,25 @@ def test_check_gives_each_account_a_verdict(
     monkeypatch.delenv("SET_PW")
     assert main(["-c", str(config), "check"]) == 1
     assert "envset: FAILED:" in capsys.readouterr().out
+
+
+def test_check_says_who_may_read_the_mail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = grp.getgrgid(os.getegid()).gr_name
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[daemon]\nshare_group = "{group}"\n'
+        '[accounts.shared]\nhost = "h"\nusername = "u"\npassword_env = "SET_PW"\n'
+        '[accounts.alone]\nhost = "h"\nusername = "u"\npassword_env = "SET_PW"\n'
+        "share_group = false\n"
+    )
+    monkeypatch.setenv("SET_PW", "x")
+    assert main(["-c", str(config), "check"]) == 0
+    out = capsys.readouterr().out
+    assert f"  mail and attachments shared with the group {group} (files 0640" in out
+    assert out.count("shared with the group") == 1
+    assert "warning" not in out
 
 
 def test_an_invalid_config_fails_check_with_every_problem(

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fetchd.access import Access
 from fetchd.errors import StorageError
 from fetchd.mime import frames
 from fetchd.mime import walker as mime
@@ -1067,7 +1068,7 @@ def test_a_storage_error_while_writing_is_passed_on(
 ) -> None:
     from fetchd.mime import names
 
-    def refuse(directory: Path, name: str) -> tuple[Path, BinaryIO]:
+    def refuse(directory: Path, name: str, *_access: object) -> tuple[Path, BinaryIO]:
         raise StorageError(f"cannot create {name}")
 
     monkeypatch.setattr(names, "create_exclusive", refuse)
@@ -1093,8 +1094,8 @@ def test_a_write_error_removes_the_half_written_file(
         def close(self) -> None:
             self._fp.close()  # type: ignore[attr-defined]
 
-    def failing(directory: Path, name: str) -> tuple[Path, Full]:
-        path, fp = real(directory, name)
+    def failing(directory: Path, name: str, access: Access) -> tuple[Path, Full]:
+        path, fp = real(directory, name, access)
         opened.append(path)
         return path, Full(fp)
 

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fetchd.errors import StorageError
 from fetchd.mime import extraction, folders
@@ -157,6 +159,83 @@ def test_a_copy_of_another_message_with_the_same_title_is_not_taken(
     second = extract_at(other, tmp_path)
     assert first.folder != second.folder
     assert extract_at(other, tmp_path) == second
+
+
+def _no_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on another filesystem than the Maildir: every hard link fails with EXDEV."""
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(os, "link", refuse)
+
+
+def test_a_copy_is_marked_with_the_name_of_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_links(monkeypatch)
+    eml = store(tmp_path, mixed_message())
+    first = extract_at(eml, tmp_path)
+    assert first.folder is not None
+    assert (first.folder / folders.MARKER_FILE).read_text() == eml.name + "\n"
+    assert folders.MARKER_FILE not in {path.name for path in first.files}
+
+
+def test_a_moved_copy_is_found_by_its_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moved to cur/ with flags, and the copy no longer byte-identical (edited by someone)."""
+    _no_links(monkeypatch)
+    eml = store(tmp_path, mixed_message())
+    first = extract_at(eml, tmp_path)
+    assert first.folder is not None
+    read = eml.parent.parent / "cur" / (eml.name + ":2,RS")
+    read.parent.mkdir()
+    eml.rename(read)
+    copy = first.folder / MESSAGE_FILE
+    copy.write_bytes(copy.read_bytes().upper())  # same size, other bytes
+    assert extract_at(read, tmp_path) == first
+    assert folders_in(tmp_path / ROOT) == [first.folder.name]
+
+
+def test_a_copy_cut_short_is_made_again_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power failure may leave a copy that was never flushed shorter than the message."""
+    _no_links(monkeypatch)
+    eml = store(tmp_path, mixed_message())
+    first = extract_at(eml, tmp_path)
+    assert first.folder is not None
+    copy = first.folder / MESSAGE_FILE
+    copy.write_bytes(copy.read_bytes()[:100])
+    again = extract_at(eml, tmp_path)
+    assert again.folder == first.folder
+    assert copy.read_bytes() == eml.read_bytes()
+    assert folders_in(tmp_path / ROOT) == [first.folder.name]
+
+
+def test_a_marker_naming_another_message_is_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_links(monkeypatch)
+    one = store(tmp_path, mixed_message(), "one.eml")
+    first = extract_at(one, tmp_path)
+    assert first.folder is not None
+    two = store(tmp_path, mixed_message(), "two.eml")  # the same bytes, another message
+    second = extract_at(two, tmp_path)
+    assert second.folder is not None
+    assert second.folder != first.folder
+
+
+@given(
+    base=st.text(st.characters(blacklist_characters=":/\0"), min_size=1, max_size=40).filter(
+        lambda name: name not in (".", "..")
+    ),
+    flags=st.text(st.characters(min_codepoint=ord("A"), max_codepoint=ord("z")), max_size=10),
+)
+def test_the_maildir_name_ignores_what_a_mail_client_appends(base: str, flags: str) -> None:
+    assert folders.maildir_name(Path(base)) == base
+    assert folders.maildir_name(Path(f"{base}:2,{flags}")) == base
 
 
 def test_a_folder_holds_the_message_and_its_files_only(tmp_path: Path) -> None:

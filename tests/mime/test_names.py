@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import stat
 import tempfile
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fetchd.access import Access
 from fetchd.errors import StorageError
 from fetchd.mime import names
 from fetchd.mime.names import (
@@ -296,14 +298,30 @@ def test_create_exclusive_skips_a_dangling_symlink(tmp_path: Path) -> None:
     assert not target.exists()
 
 
-def test_created_files_are_world_readable_not_writable(tmp_path: Path) -> None:
-    old = os.umask(0o022)
+@pytest.mark.parametrize("umask", [0, 0o022, 0o077])
+def test_created_files_are_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
     try:
         path, fp = create_exclusive(tmp_path, "x.bin")
         fp.close()
     finally:
         os.umask(old)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("umask", [0, 0o077])
+def test_created_files_are_shared_with_the_group_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    group = grp.getgrgid(os.getegid()).gr_name
+    old = os.umask(umask)
+    try:
+        path, fp = create_exclusive(tmp_path, "x.bin", Access.for_group(group))
+        fp.close()
+    finally:
+        os.umask(old)
+    st = path.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, os.getegid())
 
 
 def test_endless_collisions_end_in_a_storage_error(

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
 from pathlib import Path
 
 import pytest
 
+from fetchd.mime.folders import MARKER_FILE, maildir_name
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot
 from tests.messages import make_message
@@ -162,39 +166,64 @@ def stored_files(tmp_path: Path) -> list[Path]:
     ]
 
 
-def assert_no_duplicates(tmp_path: Path) -> None:
+def default_root(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "work" / "attachments"
+
+
+def identity(folder: Path) -> object:
+    """What names the stored message of a folder: its marker, else message.eml's inode."""
+    marker = folder / MARKER_FILE
+    if marker.exists():
+        return marker.read_text(encoding="utf-8").strip()
+    st = (folder / "message.eml").stat()
+    return (st.st_dev, st.st_ino)
+
+
+def identities(tmp_path: Path) -> dict[object, Path]:
+    """Each stored message by the identities a folder may give it (inode, Maildir name)."""
+    found: dict[object, Path] = {}
+    for path in stored_files(tmp_path):
+        st = path.stat()
+        found[(st.st_dev, st.st_ino)] = path
+        found[maildir_name(path)] = path
+    return found
+
+
+def assert_no_duplicates(tmp_path: Path, root: Path | None = None) -> None:
     """What must hold even right after a kill: no message stored twice, no folder made twice."""
     ids = [message_from_bytes(p.read_bytes())["Message-ID"] for p in stored_files(tmp_path)]
     assert len(ids) == len(set(ids)), "a message was stored twice"
-    root = tmp_path / "data" / "work" / "attachments"
+    root = root or default_root(tmp_path)
     folders = [p for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
     assert not [p.name for p in folders if _NUMBERED.search(p.name)], "a folder was made twice"
-    links = [(p / "message.eml").stat().st_ino for p in folders]
+    links = [identity(p) for p in folders]
     assert len(links) == len(set(links)), "two folders for one message"
 
 
-def assert_folders_once(tmp_path: Path, mails: list[Mail]) -> None:
-    """Each message with files has one folder, linked to its .eml, holding exactly its files."""
-    root = tmp_path / "data" / "work" / "attachments"
+def assert_folders_once(tmp_path: Path, mails: list[Mail], root: Path | None = None) -> None:
+    """Each message with files has one folder, naming its .eml, holding exactly its files."""
+    root = root or default_root(tmp_path)
     entries = list(root.iterdir()) if root.exists() else []
     assert not [e.name for e in entries if e.name.startswith(".partial-")], "partial folder left"
-    by_inode = {}
-    for path in stored_files(tmp_path):
-        st = path.stat()
-        by_inode[(st.st_dev, st.st_ino)] = path.read_bytes()
+    stored = identities(tmp_path)
     folders: dict[bytes, Path] = {}
     for entry in entries:
         assert entry.is_dir(), f"{entry.name} is not a folder"
         assert not _NUMBERED.search(entry.name), f"folder made twice: {entry.name}"
-        st = (entry / "message.eml").stat()
-        content = by_inode.get((st.st_dev, st.st_ino))
-        assert content is not None, f"{entry.name}/message.eml is no hard link to a stored .eml"
+        eml = stored.get(identity(entry))
+        assert eml is not None, f"{entry.name} names no stored .eml"
+        content = eml.read_bytes()
+        assert (entry / "message.eml").read_bytes() == content, entry.name
         assert content not in folders, f"two folders for one message: {entry.name}"
         folders[content] = entry
     with_files = {m.stored: m for m in mails if m.files}
     assert set(folders) == set(with_files), "a message has no folder, or one without files has"
     for content, folder in folders.items():
-        held = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "message.eml"}
+        held = {
+            p.name: p.read_bytes()
+            for p in folder.iterdir()
+            if p.name not in ("message.eml", MARKER_FILE)
+        }
         assert held == with_files[content].files, f"{folder.name} holds the wrong files"
 
 
@@ -208,40 +237,51 @@ def assert_index_matches(tmp_path: Path) -> None:
         db.close()
     on_disk = {os.path.relpath(p, data) for p in stored_files(tmp_path)}
     assert {r.path for r in rows} == on_disk, "the state and the Maildir disagree"
+    stored = identities(tmp_path)
     for row in rows:
         assert row.path is not None
         if row.folder is None:
             continue
-        st, linked = (data / row.path).stat(), (data / row.folder / "message.eml").stat()
-        assert (st.st_dev, st.st_ino) == (linked.st_dev, linked.st_ino), row.folder
+        assert stored.get(identity(data / row.folder)) == data / row.path, row.folder
 
 
 def assert_exactly_once(
-    tmp_path: Path, dovecot: Dovecot, mails: list[Mail], *, deleted: bool = True
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mails: list[Mail],
+    *,
+    deleted: bool = True,
+    root: Path | None = None,
 ) -> None:
     contents = [p.read_bytes() for p in stored_files(tmp_path)]
-    assert_no_duplicates(tmp_path)
+    assert_no_duplicates(tmp_path, root)
     assert sorted(contents) == sorted(m.stored for m in mails), "a message missing or incomplete"
     assert list((tmp_path / "data" / "work" / "Maildir" / "tmp").iterdir()) == []
-    assert_folders_once(tmp_path, mails)
+    assert_folders_once(tmp_path, mails, root)
     assert_index_matches(tmp_path)
     left = sorted(p.read_bytes() for p in dovecot.messages("alice"))
     assert left == ([] if deleted else sorted(m.raw for m in mails))
 
 
 def finish_and_check(
-    config: Path, tmp_path: Path, dovecot: Dovecot, mails: list[Mail], *, delete: bool
+    config: Path,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mails: list[Mail],
+    *,
+    delete: bool,
+    root: Path | None = None,
 ) -> None:
     """A clean run completes the work; with deletion off, one more run stores nothing new."""
     final = fetch(config)
     assert final.returncode == 0, final.stderr.decode()[-2000:]
-    assert_exactly_once(tmp_path, dovecot, mails, deleted=delete)
+    assert_exactly_once(tmp_path, dovecot, mails, deleted=delete, root=root)
     if not delete:
         before = sorted(p.name for p in stored_files(tmp_path))
         again = fetch(config)
         assert again.returncode == 0, again.stderr.decode()[-2000:]
         assert sorted(p.name for p in stored_files(tmp_path)) == before, "stored again"
-        assert_exactly_once(tmp_path, dovecot, mails, deleted=False)
+        assert_exactly_once(tmp_path, dovecot, mails, deleted=False, root=root)
 
 
 # Each step boundary of the durability order (see fetchd.poll), in order. Six
@@ -309,6 +349,70 @@ def test_kill_at_timed_instants(
         assert_no_duplicates(tmp_path)
     assert kills > 0
     finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete)
+
+
+# -- attachments on another filesystem: message.eml is a copy, known by its marker
+
+#: Where extraction goes when the attachment folders are on another filesystem.
+OTHER_DISK_POINTS = [
+    ("fetchd.mime.attachments:extract", "before", 6),
+    ("fetchd.mime.extraction:_link_or_copy", "after", 2),  # copy and marker, no attachment
+    ("fetchd.mime.folders:write_marker", "before", 3),  # copy without its marker yet
+    ("fetchd.mime.folders:publish", "before", 3),
+    ("fetchd.mime.folders:publish", "after", 4),  # folder in place, not indexed
+    ("fetchd.mime.attachments:extract", "after", 11),
+    ("fetchd.store.state:State.index_many", "before", 3),
+]
+
+
+@pytest.fixture
+def other_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another filesystem than tmp_path: tmpfs /dev/shm."""
+    if os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+        pytest.fail("/dev/shm is on the same filesystem as tmp_path")
+    path = Path(tempfile.mkdtemp(prefix="fetchd-crash-", dir="/dev/shm"))
+    yield path / "attachments"
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
+@pytest.mark.parametrize(("target", "when", "nth"), OTHER_DISK_POINTS)
+def test_kill_with_attachments_on_another_filesystem(
+    tmp_path: Path,
+    dovecot_alice: Dovecot,
+    mailbox: list[Mail],
+    other_disk: Path,
+    target: str,
+    when: str,
+    nth: int,
+    delete: bool,
+) -> None:
+    extra = f'attachments_dir = "{other_disk}"\n'
+    config = write_config(tmp_path, dovecot_alice, extra, delete=delete)
+    crashed = inject(config, target, when, nth)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    assert_no_duplicates(tmp_path, other_disk)
+    finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete, root=other_disk)
+    assert (tmp_path / "data" / "work" / "attachments").exists() is False
+    assert all((folder / MARKER_FILE).exists() for folder in other_disk.iterdir())
+
+
+def test_kill_at_timed_instants_with_attachments_on_another_filesystem(
+    tmp_path: Path, dovecot_alice: Dovecot, mailbox: list[Mail], other_disk: Path
+) -> None:
+    config = write_config(tmp_path, dovecot_alice, f'attachments_dir = "{other_disk}"\n')
+    for delay in (0.3, 0.5, 0.7, 0.9):
+        process = subprocess.Popen(
+            [sys.executable, "-c", INJECTOR, str(config), "-", "never", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert_no_duplicates(tmp_path, other_disk)
+    finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=True, root=other_disk)
 
 
 # -- mail too big to fetch: only its headers are stored, and it stays on the server

@@ -22,6 +22,7 @@ import pytest
 import fetchd.rules
 from fetchd.config import AccountConfig
 from fetchd.errors import StorageError
+from fetchd.mime.folders import MARKER_FILE
 from fetchd.poll import PollResult, poll_account
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot
@@ -167,11 +168,13 @@ def assert_folders_sane(data_dir: Path, files: dict[bytes, tuple[str, bytes]]) -
     seen = set()
     for folder in folders(data_dir):
         assert not folder.name.startswith("."), f"{folder.name} left behind"
-        message = (folder / "message.eml").read_bytes()  # a copy: another filesystem
+        message = (folder / "message.eml").read_bytes()
         assert message not in seen, f"a second folder for one message: {folder.name}"
         seen.add(message)
         name, content = files[message]
-        assert {p.name for p in folder.iterdir()} == {"message.eml", name}
+        copied = (folder / "message.eml").stat().st_nlink == 1  # another filesystem: marked
+        marker = {MARKER_FILE} if copied else set()
+        assert {p.name for p in folder.iterdir()} == {"message.eml", name, *marker}
         assert (folder / name).read_bytes() == content
     return len(seen)
 
