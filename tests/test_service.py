@@ -293,3 +293,11 @@ def test_bad_groups_are_refused(
     assert fetchd("service", "install", "--unit-dir", str(tmp_path), *extra)[0] == 2
     assert error in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_group_install_names_the_share_group_key(tmp_path: Path) -> None:
+    code, out = fetchd("service", "install", "--group", GROUP, "--unit-dir", str(tmp_path))
+    assert code == 0
+    assert f'share_group = "{GROUP}"' in out
+    assert f'share_group = \\"{GROUP}\\"' not in (tmp_path / "fetchd.service").read_text()
+    assert f'share_group = "{GROUP}"' in (tmp_path / "fetchd.service").read_text()

@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     config = config or (user_config() if args.user_unit else SYSTEM_CONFIG)
     if not config.exists():
         say(f"note: {config} does not exist yet: write it with `{invoked_as()} init {config}`")
+    if args.group is not None:
+        say(
+            f'note: the mail becomes readable by {args.group} with share_group = "{args.group}" '
+            f"in the [daemon] table of {config}"
+        )
     say("next:")
     for command in next_steps(user_unit=args.user_unit, group=args.group):
         say(f"  {command}")
@@ -144,9 +149,10 @@ def _identity(group: str | None) -> list[str]:
         ]
     return [
         f'# The static user "{SERVICE_USER}" with the group {group}: /var/lib/fetchd is',
-        f"# {SERVICE_USER}:{group}, mode 0750, and new files are group-readable (UMask=0027),",
-        f"# so members of {group} may browse the mail and its attachments; the state",
-        "# database stays the service's own (fetchd creates it 0600). Group= rather than",
+        f'# {SERVICE_USER}:{group}, mode 0750; with share_group = "{group}" in the config,',
+        f"# fetchd makes the mail and its attachments readable by {group} (files 0640,",
+        "# folders 2750, whatever UMask= says); the state database stays the service's",
+        "# own (0600). Group= rather than",
         "# SupplementaryGroups=: PrivateUsers= maps only the service's own user and group,",
         "# and StateDirectory= takes its group from Group=.",
         f"User={SERVICE_USER}",
