@@ -198,7 +198,8 @@ def _plain_fields(text: str) -> Message | None:
     return msg
 
 
-_PLAIN_BLOCK = re.compile(r"[!-9;-~]+[ \t]*:[^\n]*\n(?:(?:[!-9;-~]+[ \t]*:|[ \t])[^\n]*\n)*")
+# A field name runs up to its colon: "Name :" is no field to the stdlib.
+_PLAIN_BLOCK = re.compile(r"[!-9;-~]+:[^\n]*\n(?:(?:[!-9;-~]+:|[ \t])[^\n]*\n)*")
 _PLAIN_FIELD = re.compile(r"([^:\n]*):[ \t]*([^\n]*\n(?:[ \t][^\n]*\n)*)")
 
 

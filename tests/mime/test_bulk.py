@@ -565,6 +565,7 @@ HEADER_PIECES += [b"\r\n", b"value", b"caf\xc3\xa9", b"\xff", b"=?utf-8?q?x?=", 
 @example([b"From : envelope\n", b"X: y\n"])
 @example([b"X: y\r\n", b"From  : misplaced\r\n", b"X: y\r\n"])
 @example([b"X: y\rZ: lone CR\n"])
+@example([b"Subject", b"From ", b":"])
 def test_plain_header_blocks_parse_as_the_stdlib_does(pieces: list[bytes]) -> None:
     """Blocks of plain fields skip the stdlib's parser, with the same result."""
     block = b"".join(pieces)
