@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fetchd",
         description="Fetch new POP3 mail, exactly once, into Maildir with browsable attachments.",
+        epilog=f"exit status: {EXIT_OK} success; {EXIT_ACCOUNT_FAILED} an account failed "
+        f"(the others were still polled); {EXIT_USAGE} wrong usage; {EXIT_SOFTWARE} a bug in "
+        f"fetchd; {EXIT_STORAGE} local storage failed; {EXIT_CONFIG} the config is invalid.",
     )
     _add_global_options(parser)
     parser.add_argument(
@@ -287,11 +290,17 @@ _EXITS: tuple[tuple[type[errors.FetchdError], int, str], ...] = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line parsed, with -v and -q turned into a log level."""
     args = _parser().parse_args(argv)
     if args.log_level is None:  # an explicit --log-level wins over -v and -q
         verbosity = max(-2, min(1, args.verbose - args.quiet))
         args.log_level = _VERBOSITY_LEVELS.get(verbosity)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     # The daemon catches its stop signals before the heavy imports and the config,
     # so that a SIGTERM during start-up ends it cleanly instead of killing it.
     # Imported here: only the daemon needs it, and ``--version`` pays for no socket.

@@ -164,9 +164,7 @@ def _events(err: str) -> list[dict[str, Any]]:
 def _sent(err: str) -> list[str]:
     """The POP3 commands fetchd sent, from the transcript events (JSON on stderr)."""
     return [
-        e["text"].split()[0]
-        for e in _events(err)
-        if e["event"] == "pop3" and e["direction"] == "C"
+        e["text"].split()[0] for e in _events(err) if e["event"] == "pop3" and e["direction"] == "C"
     ]
 
 
