@@ -98,14 +98,23 @@ def _add_global_options(parser: argparse.ArgumentParser, default: object = None)
         help="console for people, json for machines, auto: console on a terminal "
         "(default: the config's, else auto)",
     )
+    # The command's parser hands back only what it counted itself: counted apart,
+    # ``fetchd -q fetch -q`` adds up to -qq (see ``parse_args``).
+    after = "_after" if default is argparse.SUPPRESS else ""
     count = 0 if default is None else default
     group.add_argument(
-        "-v", "--verbose", action="count", default=count, help="more output: log at debug level"
+        "-v",
+        "--verbose",
+        action="count",
+        dest=f"verbose{after}",
+        default=count,
+        help="more output: log at debug level",
     )
     group.add_argument(
         "-q",
         "--quiet",
         action="count",
+        dest=f"quiet{after}",
         default=count,
         help="less output: log warnings and errors only, no progress bar or summary; "
         "-qq: errors only",
@@ -293,6 +302,8 @@ _EXITS: tuple[tuple[type[errors.FetchdError], int, str], ...] = (
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line parsed, with -v and -q turned into a log level."""
     args = _parser().parse_args(argv)
+    args.verbose += vars(args).pop("verbose_after", 0)
+    args.quiet += vars(args).pop("quiet_after", 0)
     if args.log_level is None:  # an explicit --log-level wins over -v and -q
         verbosity = max(-2, min(1, args.verbose - args.quiet))
         args.log_level = _VERBOSITY_LEVELS.get(verbosity)

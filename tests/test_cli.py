@@ -71,6 +71,20 @@ def test_verbose_and_quiet_pick_a_level_unless_one_is_named(
     assert parse_args([*argv, "list"]).log_level == level
 
 
+def test_verbose_and_quiet_count_in_both_places() -> None:
+    assert parse_args(["-q", "list", "-q"]).log_level == "error"
+    assert parse_args(["-q", "fetch", "-v"]).log_level is None
+    args = parse_args(["-v", "account", "add", "x", "--host", "h", "--user", "u", "-v"])
+    assert (args.verbose, args.quiet, args.log_level) == (2, 0, "debug")
+
+
+def test_dry_run_and_mark_seen_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        parse_args(["fetch", "--dry-run", "--mark-seen"])
+    assert exit.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
 def test_every_option_and_argument_has_help() -> None:
     missing = []
     for command in TREE.walk():
