@@ -187,6 +187,12 @@ def test_dry_run_changes_nothing_and_says_what_would_be_fetched(
     assert not {"RETR", "DELE", "TOP", "RSET"} & set(sent)
     assert {user: len(both.messages(user)) for user in on_server} == {"alice": 3, "bob": 2}
     assert not (tmp_path / "data").exists()  # no Maildir, no state database, no lock file
+    # The UIDs it named are those a real pass then fetches.
+    named = {line.split()[3] for line in out.splitlines() if line.startswith("    message ")}
+    assert main(["-c", str(config), "fetch"]) == EXIT_OK
+    with sqlite3.connect(tmp_path / "data" / "state.sqlite3") as db:
+        fetched = {uid.decode() for (uid,) in db.execute("SELECT uid FROM messages")}
+    assert named == fetched
 
 
 def test_dry_run_lists_what_would_be_deleted_and_writes_no_state(
