@@ -53,11 +53,13 @@ def page(tree: Command) -> str:
 
 def _command(command: Command, shared: set[str]) -> list[str]:
     own = [o for o in command.options if not shared.intersection(o.flags)]
-    synopsis = [f".B {_roff(command.name)}"]
-    synopsis += [f"[{_usage(option)}]" for option in own]
+    synopsis = [".ad l", f".B {_roff(command.name)}"]  # a ragged right margin, as usage is
+    # \\% keeps roff from hyphenating an option at the end of a line.
+    synopsis += [f"\\%{_usage(o)}" if o.required else f"\\%[{_usage(o)}]" for o in own]
     synopsis += [_positional_usage(positional) for positional in command.positionals]
     if command.commands:
         synopsis.append(".I ACTION")
+    synopsis.append(".ad")
     lines = [f'.SS "{_roff(command.name)}"', *synopsis, ".PP", _roff(_sentence(command.help))]
     if command.description:
         lines += [".PP", _roff(command.description)]
@@ -79,7 +81,7 @@ def _option(option: Option) -> list[str]:
 
 def _usage(option: Option) -> str:
     flag = f"\\fB{_roff(option.flags[-1])}\\fR"
-    return flag if option.metavar is None else f"{flag} \\fI{_roff(option.metavar)}\\fR"
+    return flag if option.metavar is None else f"{flag} \\fI\\%{_roff(option.metavar)}\\fR"
 
 
 def _positional_usage(positional: Positional) -> str:

@@ -23,6 +23,7 @@ class Option:
     choices: tuple[str, ...] = ()
     #: Its value names a file or directory.
     path: bool = False
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,14 @@ def _add(command: Command, action: argparse.Action) -> None:
     if action.option_strings:
         metavar = name if action.nargs != 0 else None
         command.options.append(
-            Option(tuple(action.option_strings), action.help or "", metavar, choices, is_path)
+            Option(
+                tuple(action.option_strings),
+                action.help or "",
+                metavar,
+                choices,
+                is_path,
+                action.required,
+            )
         )
     else:
         command.positionals.append(
