@@ -9,8 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fetchd.cli import EXIT_OK, _parser, main, parse_args
+from fetchd.commands import completion, manual
 from fetchd.commands.parser_tree import Command, read
 from fetchd.commands.shell import _SIMPLE
 
@@ -214,3 +217,46 @@ def test_man_page_renders_without_warnings_and_names_everything(
                 assert re.search(rf"\\fB{re.escape(flag)}\\fR", source), (command.name, flag)
     for word in _SIMPLE:
         assert re.search(rf"^  {word}\b", source, re.MULTILINE)
+
+
+#: Text as help strings and names may hold it: any character but NUL (no shell
+#: argument can hold one) and, for roff, no line break (a help string is one line).
+_ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+
+
+@given(texts=st.lists(_ANY_TEXT, min_size=1, max_size=5))
+def test_bash_and_zsh_quoting_keeps_any_text(texts: list[str]) -> None:
+    script = "printf '%s\\0' " + " ".join(completion._quoted(text) for text in texts)
+    shells = ["bash", *(["zsh"] if shutil.which("zsh") else [])]
+    for shell in shells:
+        out = subprocess.run([shell, "-c", script], check=True, capture_output=True).stdout
+        assert out.decode().split("\0")[:-1] == texts, shell
+
+
+@pytest.mark.skipif(
+    shutil.which("fish") is None, reason="fish is not installed (.ci/run installs it)"
+)
+@settings(max_examples=25)
+@given(texts=st.lists(_ANY_TEXT, min_size=1, max_size=5))
+def test_fish_quoting_keeps_any_text(texts: list[str]) -> None:
+    script = "printf '%s\\0' " + " ".join(completion._fish_quoted(text) for text in texts)
+    command = ["fish", "--no-config", "-c", script]
+    out = subprocess.run(command, check=True, capture_output=True).stdout
+    assert out.decode().split("\0")[:-1] == texts
+
+
+@settings(max_examples=30)
+@given(text=st.text(st.characters(min_codepoint=0x20, blacklist_categories=("Cs", "Cc"))))
+def test_roff_text_is_never_a_request_and_renders_without_warnings(text: str) -> None:
+    line = manual._roff(text)
+    assert not line.startswith((".", "'"))
+    assert line.isascii()
+    assert re.fullmatch(r"(?:[^\\]|\\[e\-&]|\\\[u[0-9A-F]{4,6}\])*", line)
+    page = f".TH X 1\n.SH NAME\nx\n.TP\n.B y\n{line}\n"
+    groff = subprocess.run(
+        ["groff", "-man", "-Tutf8", "-ww", "-z"],
+        check=False,
+        input=page.encode(),
+        capture_output=True,
+    )
+    assert (groff.returncode, groff.stderr) == (0, b"")

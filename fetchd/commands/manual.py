@@ -98,6 +98,8 @@ def _lower_first(text: str) -> str:
 
 
 def _roff(text: str) -> str:
-    """``text`` safe in a roff line: backslashes and hyphens escaped, no leading control."""
+    """``text`` safe in a roff line: backslashes and hyphens escaped, no leading control,
+    and every character past ASCII named (``\\[u00E9]``): roff reads ASCII only."""
     text = text.replace("\\", "\\e").replace("-", "\\-")
+    text = "".join(c if c.isascii() else f"\\[u{ord(c):04X}]" for c in text)
     return "\\&" + text if text.startswith((".", "'")) else text
