@@ -41,92 +41,198 @@ _HANDLERS = {
     "account": "account:run",
     "state": "state:run",
     "service": "service:run",
+    "completion": "completion:run",
+    "man": "manual:run",
 }
+
+#: Net verbosity (each -v adds one, each -q takes one) -> the log level it picks.
+_VERBOSITY_LEVELS = {1: "debug", -1: "warning", -2: "error"}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fetchd",
         description="Fetch new POP3 mail, exactly once, into Maildir with browsable attachments.",
+        epilog=f"exit status: {EXIT_OK} success; {EXIT_ACCOUNT_FAILED} an account failed "
+        f"(the others were still polled); {EXIT_USAGE} wrong usage; {EXIT_SOFTWARE} a bug in "
+        f"fetchd; {EXIT_STORAGE} local storage failed; {EXIT_CONFIG} the config is invalid.",
     )
+    _add_global_options(parser)
     parser.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        help="config file (default: $FETCHD_CONFIG, "
-        "/etc/fetchd/config.toml as root, else ~/.config/fetchd/config.toml)",
+        "--version", action="version", version=f"fetchd {__version__}", help="print the version"
     )
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    parser.add_argument("--log-format", choices=("auto", "json", "console"))
-    parser.add_argument("--version", action="version", version=f"fetchd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_mail_commands(commands)
     _add_service_commands(commands)
+    _add_help_commands(commands, parser)
+    for sub in _subparsers(parser):
+        _add_global_options(sub, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object = None) -> None:
+    """The options every command takes, before or after its name.
+
+    After it (``fetchd list -c a.toml``) they default to SUPPRESS, so that a
+    value given before the command is not overwritten by the subparser's default.
+    """
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=default,
+        help="config file (default: $FETCHD_CONFIG, "
+        "/etc/fetchd/config.toml as root, else ~/.config/fetchd/config.toml)",
+    )
+    group.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=default,
+        help="log events at this level and above (default: the config's, else info); "
+        "wins over -v and -q",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=default,
+        help="console for people, json for machines, auto: console on a terminal "
+        "(default: the config's, else auto)",
+    )
+    # The command's parser hands back only what it counted itself: counted apart,
+    # ``fetchd -q fetch -q`` adds up to -qq (see ``parse_args``).
+    after = "_after" if default is argparse.SUPPRESS else ""
+    count = 0 if default is None else default
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest=f"verbose{after}",
+        default=count,
+        help="more output: log at debug level",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        dest=f"quiet{after}",
+        default=count,
+        help="less output: log warnings and errors only, no progress bar or summary; "
+        "-qq: errors only",
+    )
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser``, nested ones (``account add``) included."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                found += [sub, *_subparsers(sub)]
+    return found
 
 
 def _add_mail_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fetch = commands.add_parser("fetch", help="one pass over all (or the named) accounts")
-    fetch.add_argument("accounts", nargs="*", metavar="ACCOUNT")
     fetch.add_argument(
+        "accounts", nargs="*", metavar="ACCOUNT", help="accounts to poll (default: every enabled)"
+    )
+    mode = fetch.add_mutually_exclusive_group()
+    mode.add_argument(
         "--mark-seen",
         action="store_true",
         help="record everything now on the server as fetched, without downloading",
     )
+    mode.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="log in and say what would be fetched, skipped and deleted; "
+        "change nothing on the server or on disk",
+    )
     listing = commands.add_parser("list", help="what was fetched: date, sender, subject, files")
-    listing.add_argument("account", nargs="?", metavar="ACCOUNT")
+    listing.add_argument(
+        "account", nargs="?", metavar="ACCOUNT", help="only this account's messages"
+    )
     listing.add_argument(
         "--since", metavar="DATE", help="only messages dated on or after DATE (YYYY-MM-DD)"
     )
     listing.add_argument(
         "--from", dest="sender", metavar="TEXT", help="only messages whose sender contains TEXT"
     )
-    listing.add_argument("--with-attachments", action="store_true")
+    listing.add_argument(
+        "--with-attachments", action="store_true", help="only messages with attachments"
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    shell = commands.add_parser("shell", help="an interactive POP3 session with one account")
-    shell.add_argument("account", metavar="ACCOUNT")
+    shell = commands.add_parser(
+        "shell",
+        help="an interactive POP3 session with one account",
+        description="Log in to ACCOUNT (fetchd sends USER and PASS, or the configured "
+        "authentication) and type POP3 commands at the prompt, or pipe them in.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    shell.add_argument("-h", "--help", action=_ShellHelp, help="show this help and exit")
+    shell.add_argument("account", metavar="ACCOUNT", help="the account to log in to")
     demo = commands.add_parser(
         "demo", help="fetch from an embedded sample server, no config needed"
     )
-    demo.add_argument("directory", nargs="?", type=Path, metavar="DIR")
+    demo.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        metavar="DIR",
+        help="where the sample mail goes (default: a new temporary directory)",
+    )
 
 
 def _add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands.add_parser("run", help="run the daemon: poll every account on its schedule")
     status = commands.add_parser("status", help="per-account state of polling")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="the same as one JSON document")
     check = commands.add_parser("check", help="validate the config")
     check.add_argument("--connect", action="store_true", help="also log in to every account")
     init = commands.add_parser("init", help="write a commented starter config")
-    init.add_argument("path", nargs="?", type=Path, metavar="PATH")
+    init.add_argument(
+        "path", nargs="?", type=Path, metavar="PATH", help="where to write it (default: as -c)"
+    )
     init.add_argument(
         "--example",
         action="store_true",
         help="print the example config that describes every key, and write nothing",
     )
     account = commands.add_parser("account", help="add or remove an account")
-    actions = account.add_subparsers(dest="action", required=True)
+    actions = account.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="add an account (written to accounts.d/NAME.toml)")
-    add.add_argument("name", metavar="NAME")
-    add.add_argument("--host", required=True)
-    add.add_argument("--user", required=True)
-    add.add_argument("--port", type=int)
-    add.add_argument("--security", choices=("tls", "starttls", "plain"))
+    add.add_argument("name", metavar="NAME", help="the account's name in fetchd")
+    add.add_argument("--host", required=True, help="the POP3 server")
+    add.add_argument("--user", required=True, help="the user name to log in with")
+    add.add_argument("--port", type=int, help="default: 995 for tls, 110 otherwise")
+    add.add_argument(
+        "--security", choices=("tls", "starttls", "plain"), help="how to connect (default: tls)"
+    )
     source = add.add_mutually_exclusive_group()
-    source.add_argument("--password-command")
-    source.add_argument("--password-file")
-    source.add_argument("--password-env")
-    source.add_argument("--password-credential")
-    add.add_argument("--delete-after-fetch", action="store_true")
+    source.add_argument("--password-command", metavar="CMD", help="a command printing the password")
+    source.add_argument("--password-file", metavar="FILE", help="a file holding the password")
+    source.add_argument(
+        "--password-env", metavar="VAR", help="an environment variable holding the password"
+    )
+    source.add_argument(
+        "--password-credential", metavar="NAME", help="a systemd credential holding the password"
+    )
+    add.add_argument(
+        "--delete-after-fetch",
+        action="store_true",
+        help="delete messages on the server once they are stored",
+    )
     remove = actions.add_parser("remove", help="remove an account added with 'account add'")
-    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("name", metavar="NAME", help="the account to remove")
     _add_state_command(commands)
     _add_unit_command(commands)
 
 
 def _add_unit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     service = commands.add_parser("service", help="install fetchd as a systemd service")
-    actions = service.add_subparsers(dest="action", required=True)
+    actions = service.add_subparsers(dest="action", required=True, metavar="ACTION")
     install = actions.add_parser(
         "install",
         help="write a systemd unit that runs this fetchd with the config "
@@ -157,17 +263,55 @@ def _add_unit_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def _add_state_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     state = commands.add_parser("state", help="check the state database, or rebuild it")
-    actions = state.add_subparsers(dest="action", required=True)
+    actions = state.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("check", help="SQLite's integrity check of the state database")
     rebuild = actions.add_parser(
         "rebuild",
         help="keep a damaged state database aside and rebuild it from the Maildir and the "
         "server's listing (never deletes anything on the server)",
     )
-    rebuild.add_argument("accounts", nargs="*", metavar="ACCOUNT")
+    rebuild.add_argument(
+        "accounts", nargs="*", metavar="ACCOUNT", help="accounts to rebuild (default: every one)"
+    )
     rebuild.add_argument(
         "--force", action="store_true", help="rebuild even if the database is sound"
     )
+
+
+def _add_help_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], parser: argparse.ArgumentParser
+) -> None:
+    """Commands that describe this parser; each gets it as ``args.parser``."""
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument(
+        "shell", choices=("bash", "zsh", "fish"), help="the shell to print it for"
+    )
+    completion.set_defaults(parser=parser)
+    man = commands.add_parser("man", help="print the manual page (try: fetchd man | man -l -)")
+    man.set_defaults(parser=parser)
+
+
+class _ShellHelp(argparse.Action):
+    """``fetchd shell --help`` ends with the commands the shell accepts, from the shell itself.
+
+    Imported only when asked: building the parser must stay cheap.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from fetchd.commands.shell import HELP  # noqa: PLC0415
+
+        parser.epilog = HELP
+        parser.print_help()
+        parser.exit()
 
 
 def _handler(command: str) -> Callable[[argparse.Namespace], int]:
@@ -193,8 +337,19 @@ _EXITS: tuple[tuple[type[errors.FetchdError], int, str], ...] = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line parsed, with -v and -q turned into a log level."""
     args = _parser().parse_args(argv)
+    args.verbose += vars(args).pop("verbose_after", 0)
+    args.quiet += vars(args).pop("quiet_after", 0)
+    if args.log_level is None:  # an explicit --log-level wins over -v and -q
+        verbosity = max(-2, min(1, args.verbose - args.quiet))
+        args.log_level = _VERBOSITY_LEVELS.get(verbosity)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     # The daemon catches its stop signals before the heavy imports and the config,
     # so that a SIGTERM during start-up ends it cleanly instead of killing it.
     # Imported here: only the daemon needs it, and ``--version`` pays for no socket.

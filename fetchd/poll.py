@@ -186,6 +186,59 @@ def _login(account: AccountConfig, transcript: Transcript | None, *, again: bool
     return login(account, transcript)
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a poll of one account would do now, seen without doing it (``fetch --dry-run``)."""
+
+    account: str
+    listed: int
+    #: Listed messages fetched (or marked seen) before: not fetched again.
+    known: int
+    fetch: list[ServerMessage]
+    #: New, but over ``max_message_size``: left on the server, or stored as headers only.
+    too_big: list[ServerMessage]
+    #: New, but failed before and not yet due for another attempt.
+    backing_off: list[ServerMessage]
+    #: Stored before and due for deletion, then (``delete_after_fetch``) those fetched now.
+    delete: list[ServerMessage]
+    warnings: list[str]
+
+
+def preview_account(
+    account: AccountConfig, state: State, *, transcript: Transcript | None = None
+) -> Preview:
+    """What ``poll_account`` would fetch, skip and delete now; changes nothing.
+
+    One session lists the mailbox and ends with QUIT: no RETR, TOP or DELE,
+    so the server keeps every message and marks none. The state is only read
+    and the Maildir not touched, so a message a crash left there unrecorded
+    shows as to be fetched (a poll records it instead), and a server that
+    shows its mailbox in slices may hold more than this session sees.
+    """
+    session = login(account, transcript)
+    try:
+        listing = read_listing(session)
+        session.quit()
+    except BaseException:
+        session.close()
+        raise
+    choice = choose(account, state, listing)
+    limit = account.max_message_size
+    too_big = [m for m in choice.fetch if limit is not None and m.size > limit]
+    big = {m.uid for m in too_big}
+    fetch = [m for m in choice.fetch if m.uid not in big]
+    return Preview(
+        account=account.name,
+        listed=len(listing.messages),
+        known=len(listing.messages) - choice.unknown,
+        fetch=fetch,
+        too_big=too_big,
+        backing_off=choice.backing_off,
+        delete=choice.delete + (fetch if account.delete_after_fetch else []),
+        warnings=[*listing.warnings, *rules.expire_warnings(account, session.capabilities)],
+    )
+
+
 def recover_account(
     account: AccountConfig, data_dir: Path, state: State, *, transcript: Transcript | None = None
 ) -> PollResult:
@@ -242,19 +295,49 @@ def _session_pass(run: _Pass) -> str | None:
     return rules.slice_reason(run.store.account.host, len(listing.messages), unknown)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What a session's listing calls for, read from the state before anything is done."""
+
+    #: New messages due for fetching (those failing and backing off left out).
+    fetch: list[ServerMessage]
+    #: Messages stored earlier that the account's rules delete now.
+    delete: list[ServerMessage]
+    #: New messages left alone while a failure backs off (``State.failing``).
+    backing_off: list[ServerMessage]
+    #: UIDs the state expects on the server that the listing no longer shows.
+    gone: list[str]
+    #: How many listed messages the state has not seen (due or not).
+    unknown: int
+
+
+def choose(account: AccountConfig, state: State, listing: Listing) -> Choice:
+    """Decide from the state alone what ``listing`` calls for; changes nothing."""
+    recorded, on_server = state.known_uids(account.name)
+    unknown = new_messages(listing, recorded)
+    fetch = rules.due(unknown, state.failing(account.name))
+    due = {m.uid for m in fetch}
+    return Choice(
+        fetch=fetch,
+        delete=_due_for_deletion(account, state, listing),
+        backing_off=[m for m in unknown if m.uid not in due],
+        gone=_gone(listing, on_server),
+        unknown=len(unknown),
+    )
+
+
 def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[ServerMessage], int]:
     """What this session fetches, what it may delete (of mail stored before), and
     how many listed messages the state has not seen (fetched now or not)."""
     store, result, account = run.store, run.result, run.store.account
     result.warnings.extend(listing.warnings)
     result.warnings.extend(rules.expire_warnings(account, run.session.capabilities))
-    recorded, on_server = store.known_uids()
-    _note_gone(store, listing, on_server)
-    unknown = new_messages(listing, recorded)
-    todo = rules.due(unknown, store.failing())
     # Decided on the state as it was before the recovery below, which marks
     # what it recovers itself: a message must not be marked twice.
-    marked = _due_for_deletion(store, listing)
+    choice = choose(account, store.state, listing)
+    if choice.gone:  # another client deleted them: the state stops expecting them
+        store.mark_gone(choice.gone)
+    todo, marked = choice.fetch, choice.delete
     result.new += len(todo)
     if run.options.mark_seen:
         store.mark_seen({m.uid: m.size for m in todo})
@@ -267,7 +350,7 @@ def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[Serve
     todo = _drop_oversized(run, [m for m in todo if m.uid not in recovered])
     if account.delete_after_fetch:
         marked += [m for m in listing.messages if recovered.get(m.uid) == "stored"]
-    return todo, marked, len(unknown)
+    return todo, marked, choice.unknown
 
 
 def _fetch_batch(
@@ -378,22 +461,21 @@ def _dele(session: Session, marked: Sequence[ServerMessage]) -> None:
         reply.check(f"DELE {message.number}")
 
 
-def _due_for_deletion(store: AccountStore, listing: Listing) -> list[ServerMessage]:
+def _due_for_deletion(
+    account: AccountConfig, state: State, listing: Listing
+) -> list[ServerMessage]:
     """Messages recorded earlier that the account's rules delete now."""
-    account = store.account
     if not rules.may_delete(account):
         return []  # the state's rows are not needed: nothing can be deleted
-    known = store.known()
+    known = state.known(account.name)
     return [m for m in listing.messages if rules.should_delete(account, known.get(m.uid))]
 
 
-def _note_gone(store: AccountStore, listing: Listing, on_server: set[str]) -> None:
-    """Messages another client deleted: the state stops expecting them."""
+def _gone(listing: Listing, on_server: set[str]) -> list[str]:
+    """Messages another client deleted; only UIDL can tell (message numbers are reused)."""
     if listing.method != "uidl":
-        return
-    gone = on_server.difference(message.uid for message in listing.messages)
-    if gone:
-        store.mark_gone(sorted(gone))
+        return []
+    return sorted(on_server.difference(message.uid for message in listing.messages))
 
 
 def _drop_oversized(run: _Pass, todo: list[ServerMessage]) -> list[ServerMessage]:
@@ -448,9 +530,13 @@ class _Meter:
 
 
 __all__ = [
+    "Choice",
     "PollResult",
+    "Preview",
     "Progress",
     "ProgressCallback",
+    "choose",
     "poll_account",
+    "preview_account",
     "recover_account",
 ]

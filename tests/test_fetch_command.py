@@ -155,3 +155,112 @@ def test_a_missing_password_file_fails_its_account_only(
     assert main(["-c", str(config), "fetch"]) == EXIT_ACCOUNT_FAILED
     assert "fetchd: alice: " in capsys.readouterr().err
     assert len(list((tmp_path / "data" / "bob" / "Maildir" / "new").iterdir())) == 2
+
+
+def _events(err: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def _sent(err: str) -> list[str]:
+    """The POP3 commands fetchd sent, from the transcript events (JSON on stderr)."""
+    return [
+        e["text"].split()[0] for e in _events(err) if e["event"] == "pop3" and e["direction"] == "C"
+    ]
+
+
+def test_dry_run_changes_nothing_and_says_what_would_be_fetched(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, both)
+    on_server = {user: both.messages(user) for user in ("alice", "bob")}
+    argv = ["-c", str(config), "--log-level", "info", "--log-format", "json", "fetch"]
+    assert main([*argv, "--dry-run"]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert "alice: 3 on the server, 0 fetched before (dry run: nothing changed)" in out
+    assert "bob: 2 on the server, 0 fetched before" in out
+    assert out.count("    message ") == 5
+    fetching = [line for line in out.splitlines() if "would fetch" in line]
+    assert [line.split(":")[1].split("(")[0].strip() for line in fetching] == ["3", "2"]
+    assert "delete" not in out
+    sent = _sent(err)
+    assert {"UIDL", "LIST", "QUIT"} <= set(sent)
+    assert not {"RETR", "DELE", "TOP", "RSET"} & set(sent)
+    assert {user: len(both.messages(user)) for user in on_server} == {"alice": 3, "bob": 2}
+    assert not (tmp_path / "data").exists()  # no Maildir, no state database, no lock file
+    # The UIDs it named are those a real pass then fetches.
+    named = {line.split()[3] for line in out.splitlines() if line.startswith("    message ")}
+    assert main(["-c", str(config), "fetch"]) == EXIT_OK
+    with sqlite3.connect(tmp_path / "data" / "state.sqlite3") as db:
+        fetched = {uid.decode() for (uid,) in db.execute("SELECT uid FROM messages")}
+    assert named == fetched
+
+
+def test_dry_run_lists_what_would_be_deleted_and_writes_no_state(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-c", str(write_config(tmp_path, both)), "fetch", "alice"]) == EXIT_OK
+    both.deliver_many("alice", [make_message(f"later {i}") for i in range(2)])
+    config = write_config(tmp_path, both, delete_after_fetch="true")
+    database = tmp_path / "data" / "state.sqlite3"
+    with sqlite3.connect(database) as db:
+        before = db.execute("SELECT * FROM messages ORDER BY uid").fetchall()
+        polls = db.execute("SELECT COUNT(*) FROM polls").fetchone()
+    stored = sorted((tmp_path / "data" / "alice" / "Maildir" / "new").iterdir())
+    capsys.readouterr()
+    assert main(["-c", str(config), "fetch", "--dry-run", "alice"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "alice: 5 on the server, 3 fetched before" in out
+    assert "  would fetch: 2 (" in out
+    assert "  would delete on the server: 5 (" in out  # the 3 stored, then the 2 fetched
+    assert len(both.messages("alice")) == 5
+    assert sorted((tmp_path / "data" / "alice" / "Maildir" / "new").iterdir()) == stored
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT * FROM messages ORDER BY uid").fetchall() == before
+        assert db.execute("SELECT COUNT(*) FROM polls").fetchone() == polls
+    # -q: the counts only, no message lines.
+    assert main(["-c", str(config), "fetch", "--dry-run", "-q", "alice"]) == EXIT_OK
+    brief = capsys.readouterr().out
+    assert "would delete on the server: 5 (" in brief
+    assert "    message " not in brief
+
+
+def test_dry_run_names_messages_too_big_to_fetch(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    both.deliver("alice", make_message("big", body="x" * 20_000))
+    config = write_config(tmp_path, both, max_message_size="10000")
+    assert main(["-c", str(config), "fetch", "--dry-run", "alice"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "  would fetch: 3 (" in out
+    assert "  too big, left on the server: 1 (" in out
+    [big] = [line for line in out.splitlines() if line.startswith("    message 4 ")]
+    assert int(big.split()[-2]) > 20_000
+
+
+def test_dry_run_of_an_account_that_cannot_log_in_fails_it_only(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, both, bob_password="not-bobs-password")
+    assert main(["-c", str(config), "fetch", "--dry-run"]) == EXIT_ACCOUNT_FAILED
+    out, err = capsys.readouterr()
+    assert "alice: 3 on the server" in out
+    assert "fetchd: bob: " in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_verbose_and_quiet_set_the_log_level(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, both)  # log_level = "warning"
+    argv = ["-c", str(config), "--log-format", "json"]
+    assert main([*argv, "fetch", "-v", "alice"]) == EXIT_OK
+    assert "poll" in {e["event"] for e in _events(capsys.readouterr().err)}
+    # -q after a --log-level given before the command: the explicit level wins.
+    assert main([*argv, "--log-level", "info", "fetch", "-q", "bob"]) == EXIT_OK
+    assert "poll" in {e["event"] for e in _events(capsys.readouterr().err)}
+    both.deliver("bob", make_message("one more"))
+    text = config.read_text().replace('log_level = "warning"', 'log_level = "info"')
+    config.write_text(text)
+    assert main([*argv, "-q", "fetch", "bob"]) == EXIT_OK
+    assert _events(capsys.readouterr().err) == []
+    assert len(list((tmp_path / "data" / "bob" / "Maildir" / "new").iterdir())) == 3

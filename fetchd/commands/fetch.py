@@ -1,15 +1,25 @@
-"""``fetchd fetch``: one pass over all (or the named) accounts, then exit."""
+"""``fetchd fetch``: one pass over all (or the named) accounts, then exit.
+
+``--dry-run`` logs in and lists instead, and says per account what a pass
+would fetch, skip and delete. It changes nothing: no RETR or DELE on the
+server, nothing in the Maildir, and the state database is only read (not
+even the poll is recorded: ``fetchd status`` keeps showing the last real one).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-from fetchd.commands import load, open_state, select_accounts
+from fetchd.commands import load, open_state, read_state, say, select_accounts, shown_uid
 from fetchd.config import AccountConfig, Config
 from fetchd.errors import FetchdError
-from fetchd.log import get_logger
-from fetchd.poll import Progress
+from fetchd.log import get_logger, pop3_transcript
+from fetchd.poll import Preview, Progress, preview_account
+from fetchd.pop3.inventory import ServerMessage
 from fetchd.runner import AccountRun, run_account
 from fetchd.store.state import State
 
@@ -17,11 +27,15 @@ from fetchd.store.state import State
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     accounts = select_accounts(config, args.accounts)
+    if args.dry_run:
+        return dry_run(accounts, config, brief=args.quiet > 0)
     state = open_state(config)
     runs: list[AccountRun] = []
     try:
         for account in accounts:
-            runs.append(fetch_one(account, config, state, mark_seen=args.mark_seen))
+            runs.append(
+                fetch_one(account, config, state, mark_seen=args.mark_seen, bar=not args.quiet)
+            )
     finally:
         state.close()
     failed = [run for run in runs if run.error is not None]
@@ -34,11 +48,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fetch_one(
-    account: AccountConfig, config: Config, state: State, *, mark_seen: bool = False
+    account: AccountConfig,
+    config: Config,
+    state: State,
+    *,
+    mark_seen: bool = False,
+    bar: bool = True,
 ) -> AccountRun:
     """Poll one account through the shared runner; a failure is logged, not raised."""
     log = get_logger(account=account.name)
-    bar = _ProgressBar() if sys.stderr.isatty() else None
+    progress = _ProgressBar() if bar and sys.stderr.isatty() else None
     try:
         run = run_account(
             account,
@@ -46,15 +65,63 @@ def fetch_one(
             state,
             log,
             transcript=config.daemon.transcript,
-            progress=bar,
+            progress=progress,
             mark_seen=mark_seen,
         )
     finally:
-        if bar:
-            bar.done()
+        if progress:
+            progress.done()
     if isinstance(run.error, FetchdError):
         log.error("poll failed", error=str(run.error), retry_later=run.error.retry_later)
     return run
+
+
+def dry_run(accounts: Sequence[AccountConfig], config: Config, *, brief: bool = False) -> int:
+    """Say what a pass would do for each account; ``brief``: the counts only."""
+    # Read only; before any fetch an empty database in memory stands in for it.
+    state = read_state(config) or State(Path(":memory:"))
+    failed = False
+    with contextlib.closing(state):
+        for account in accounts:
+            log = get_logger(account=account.name)
+            transcript = pop3_transcript(log) if config.daemon.transcript else None
+            try:
+                preview = preview_account(account, state, transcript=transcript)
+            except FetchdError as exc:
+                print(f"fetchd: {account.name}: {exc}", file=sys.stderr)
+                failed = True
+                continue
+            for warning in preview.warnings:
+                log.warning("poll warning", detail=warning)
+            for line in preview_lines(preview, account, brief=brief):
+                say(line)
+    return 1 if failed else 0
+
+
+def preview_lines(preview: Preview, account: AccountConfig, *, brief: bool = False) -> list[str]:
+    """A dry run's report: a heading per kind of message, then the messages."""
+    too_big = "headers only" if account.fetch_oversized == "headers" else "left on the server"
+    groups = (
+        ("would fetch", preview.fetch),
+        (f"too big, {too_big}", preview.too_big),
+        ("failed before, not retried yet", preview.backing_off),
+        ("would delete on the server", preview.delete),
+    )
+    lines = [
+        f"{preview.account}: {preview.listed} on the server, {preview.known} fetched before "
+        "(dry run: nothing changed)"
+    ]
+    for heading, messages in groups:
+        if messages or heading == "would fetch":
+            octets = sum(m.size for m in messages)
+            lines.append(f"  {heading}: {len(messages)} ({octets} octets)")
+            if not brief:
+                lines.extend(_message_line(m) for m in messages)
+    return lines
+
+
+def _message_line(message: ServerMessage) -> str:
+    return f"    message {message.number}  uid {shown_uid(message.uid)}  {message.size} octets"
 
 
 class _ProgressBar:

@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         known = ", ".join(config.accounts) or "none"
         raise UsageError(f"no account named {args.account} in {config.path} (known: {known})")
     chosen = select(rows, filters)
+    if not chosen and args.quiet:
+        return 0  # no "no messages" line
     lines = (
         json_lines(chosen, config.daemon.data_dir)
         if args.json
