@@ -169,12 +169,19 @@ def _sent(err: str) -> list[str]:
 
 
 def test_dry_run_changes_nothing_and_says_what_would_be_fetched(
-    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    both: Dovecot,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = write_config(tmp_path, both)
     on_server = {user: both.messages(user) for user in ("alice", "bob")}
     argv = ["-c", str(config), "--log-level", "info", "--log-format", "json", "fetch"]
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     assert main([*argv, "--dry-run"]) == EXIT_OK
+    assert list(elsewhere.iterdir()) == []  # not even a stray database file
     out, err = capsys.readouterr()
     assert "alice: 3 on the server, 0 fetched before (dry run: nothing changed)" in out
     assert "bob: 2 on the server, 0 fetched before" in out

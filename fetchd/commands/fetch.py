@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from fetchd.commands import load, open_state, read_state, say, select_accounts, shown_uid
 from fetchd.config import AccountConfig, Config
@@ -79,7 +78,7 @@ def fetch_one(
 def dry_run(accounts: Sequence[AccountConfig], config: Config, *, brief: bool = False) -> int:
     """Say what a pass would do for each account; ``brief``: the counts only."""
     # Read only; before any fetch an empty database in memory stands in for it.
-    state = read_state(config) or State(Path(":memory:"))
+    state = read_state(config) or State.in_memory()
     failed = False
     with contextlib.closing(state):
         for account in accounts:

@@ -432,6 +432,20 @@ class State:
     # -- poll bookkeeping (the daemon writes, ``fetchd status`` reads) ----------
 
     @classmethod
+    def in_memory(cls) -> State:
+        """An empty database that lives in memory only: it reads as "nothing fetched yet".
+
+        ``fetch --dry-run`` before any fetch reads this instead of creating the
+        real database; nothing is written anywhere on disk.
+        """
+        state = cls.__new__(cls)
+        state.path = Path(":memory:")
+        state.read_only = False
+        state._db = sqlite3.connect(":memory:", isolation_level=None)
+        state._migrate()
+        return state
+
+    @classmethod
     def open_readonly(cls, path: Path) -> State:
         """Open an existing database for reading only; never creates or migrates it.
 
