@@ -1,14 +1,14 @@
 """Poll cost against a mailbox that keeps years of mail: fetchd beside mpop.
 
-    python3 bench/bigbox.py                          # 10k, 100k and 1M known; 0 and 100 new
-    python3 bench/bigbox.py --known 20000 --runs 1   # the small version CI smoke-tests
+    python3 bench/bigbox.py                          # 10k, 100k and 1M messages; 0 and 100 new
+    python3 bench/bigbox.py --total 20000 --runs 1   # the small version CI smoke-tests
 
-Both clients already know every message of the mailbox (fetchd from
-``fetchd fetch --mark-seen``, mpop from a UIDL file written the way mpop
-writes it), then poll it once with nothing new and once with 100 new
-messages. Each timed run starts from the same saved state, so runs are
-alike; fetchd and mpop alternate. The server is ``bigbox_server``: a fast
-fake that keeps the listing in memory, so the numbers are the clients' own.
+Both clients already know the mailbox (fetchd from ``fetchd fetch
+--mark-seen``, mpop from a UIDL file written the way mpop writes it) but
+for 0 or 100 new messages, then poll it. Each timed run starts from the
+same saved state, so runs are alike; fetchd and mpop alternate. The server
+is ``bigbox_server``: a fast fake that keeps the listing in memory, so the
+numbers are the clients' own.
 Wall time is the whole process; peak RSS from GNU time where installed.
 """
 
@@ -81,10 +81,18 @@ class Clients:
     def fetchd_argv(self, *extra: str) -> list[str]:
         return [sys.executable, "-m", "fetchd", "-c", str(self.fetchd_config), "fetch", *extra]
 
-    def prime(self, known: int) -> Measurement:
-        """Both clients learn the whole mailbox; their states are saved for every run."""
-        shutil.rmtree(self.workdir / "data", ignore_errors=True)
-        primed = self._run(self.fetchd_argv("--mark-seen"), "prime")
+    def learn(self, known: int) -> Measurement:
+        """Both clients come to know the first ``known`` messages; the states are saved.
+
+        fetchd learns from ``fetchd fetch --mark-seen`` against the server as it
+        is (from its saved state, if any: only what is new is marked); mpop's
+        UIDL file is written as mpop writes it.
+        """
+        if self.saved.exists():
+            self._restore()
+        else:
+            shutil.rmtree(self.workdir / "data", ignore_errors=True)
+        learned = self._run(self.fetchd_argv("--mark-seen"), "learn")
         uids = sorted(f"uid-{n}" for n in range(1, known + 1))
         head = f"# generated for the benchmark, as mpop writes it\n {known} 127.0.0.1 bench\n"
         (self.workdir / "uidls").write_text(head + "\n".join(uids) + "\n")
@@ -92,7 +100,7 @@ class Clients:
         self.saved.mkdir()
         shutil.copytree(self.workdir / "data", self.saved / "data")
         shutil.copy2(self.workdir / "uidls", self.saved / "uidls")
-        return primed
+        return learned
 
     def _restore(self) -> None:
         shutil.rmtree(self.workdir / "data")
@@ -125,23 +133,31 @@ class Clients:
         return fetchd, mpop
 
 
-def measure(known: int, news: list[int], runs: int, workdir: Path) -> list[Row]:
-    box = BigMailbox(known)
+def measure(total: int, news: list[int], runs: int, workdir: Path) -> list[Row]:
+    """Rows for a mailbox of ``total`` messages, ``new`` of them not known yet.
+
+    The total stays the same across rows (mpop handles at most 1,000,000
+    messages), so the known count is ``total - new``. Rows go from the most
+    new to none, each learning the few more messages it knows.
+    """
+    box = BigMailbox(0)
     server, port = serve(box)
     try:
         clients = Clients(workdir, port)
-        primed = clients.prime(known)
-        print(f"  {known:,} known: fetchd --mark-seen took {primed.wall:.2f} s", file=sys.stderr)
         rows = []
-        for new in sorted(news):
-            box.grow(known + new)
+        for new in sorted(news, reverse=True):
+            known = total - new
+            box.resize(known)
+            learned = clients.learn(known)
+            print(f"  {known:,} known: learning took {learned.wall:.2f} s", file=sys.stderr)
+            box.resize(total)
             row = Row(known, new, [], [])
             for _ in range(runs):
                 fetchd, mpop = clients.timed(new)
                 row.fetchd.append(fetchd)
                 row.mpop.append(mpop)
             rows.append(row)
-        return rows
+        return sorted(rows, key=lambda row: row.new)
     finally:
         server.shutdown()
         server.server_close()
@@ -174,18 +190,18 @@ def report(rows: list[Row], runs: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--known", type=int, action="append", help="messages known (repeatable)")
+    parser.add_argument("--total", type=int, action="append", help="mailbox size (repeatable)")
     parser.add_argument("--new", type=int, action="append", help="new messages (repeatable)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, help="where the clients keep their state")
     args = parser.parse_args(argv)
     if shutil.which("mpop") is None:
         raise SystemExit("mpop is not installed (Debian package mpop)")
-    known = args.known or [10_000, 100_000, 1_000_000]
+    totals = args.total or [10_000, 100_000, 1_000_000]
     news = args.new or [0, 100]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="fetchd-bigbox-", dir=args.workdir) as tmp:
-        for count in known:
+        for count in totals:
             workdir = Path(tmp) / str(count)
             workdir.mkdir()
             rows += measure(count, news, args.runs, workdir)

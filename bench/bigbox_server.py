@@ -35,30 +35,40 @@ def message(number: int) -> bytes:
 
 
 class BigMailbox:
-    """The listing of ``count`` messages, kept as the bytes LIST and UIDL send."""
+    """A mailbox of ``count`` messages, whose LIST and UIDL answers are made once per size."""
 
     def __init__(self, count: int) -> None:
         self._lock = threading.Lock()
+        self._list: list[bytes] = []
+        self._uidl: list[bytes] = []
+        self._sizes: list[int] = []
+        self._cached: tuple[int, int, bytes, bytes] | None = None
         self.count = 0
-        self.octets = 0
-        self._list = bytearray()
-        self._uidl = bytearray()
-        self.grow(count)
+        self.resize(count)
 
-    def grow(self, count: int) -> None:
-        """Make the mailbox ``count`` messages long (only ever longer)."""
+    def resize(self, count: int) -> None:
+        """Offer the first ``count`` messages from the next session on."""
         with self._lock:
-            first = self.count + 1
-            self._list += b"".join(
-                b"%d %d\r\n" % (n, len(message(n))) for n in range(first, count + 1)
-            )
-            self._uidl += b"".join(b"%d uid-%d\r\n" % (n, n) for n in range(first, count + 1))
-            self.octets += sum(len(message(n)) for n in range(first, count + 1))
-            self.count = max(self.count, count)
+            for n in range(len(self._sizes) + 1, count + 1):
+                size = len(message(n))
+                self._sizes.append(size)
+                self._list.append(b"%d %d\r\n" % (n, size))
+                self._uidl.append(b"%d uid-%d\r\n" % (n, n))
+            self.count = count
+            self._cached = None
 
     def listing(self) -> tuple[int, int, bytes, bytes]:
+        """The message count, their octets, and the bodies of the LIST and UIDL answers."""
         with self._lock:
-            return self.count, self.octets, bytes(self._list), bytes(self._uidl)
+            if self._cached is None:
+                count = self.count
+                self._cached = (
+                    count,
+                    sum(self._sizes[:count]),
+                    b"".join(self._list[:count]),
+                    b"".join(self._uidl[:count]),
+                )
+            return self._cached
 
 
 class _Session(socketserver.StreamRequestHandler):
