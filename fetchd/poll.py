@@ -292,7 +292,9 @@ def _session_pass(run: _Pass) -> str | None:
         return None
     if result.failed_attempts > failed_before:  # the failed may be retried at once
         return "a message failed; it is tried again in another session"
-    return rules.slice_reason(run.store.account.host, len(listing.messages), unknown)
+    return rules.slice_reason(
+        run.store.account.host, len(listing.messages), unknown, deleted=len(marked)
+    )
 
 
 @dataclass(frozen=True)
