@@ -96,8 +96,8 @@ def _add_global_options(parser: argparse.ArgumentParser, default: object = None)
         "--log-format",
         choices=("auto", "json", "console"),
         default=default,
-        help="console for people, json for machines, auto: console on a terminal "
-        "(default: the config's, else auto)",
+        help="console for people, json for machines, auto: console on a terminal or "
+        "the journal (default: the config's, else auto)",
     )
     # The command's parser hands back only what it counted itself: counted apart,
     # ``fetchd -q fetch -q`` adds up to -qq (see ``parse_args``).
