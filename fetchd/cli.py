@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fetchd import __version__, errors
+from fetchd import __version__, errors, journal
 
 EXIT_OK = 0
 EXIT_ACCOUNT_FAILED = 1
@@ -96,8 +96,8 @@ def _add_global_options(parser: argparse.ArgumentParser, default: object = None)
         "--log-format",
         choices=("auto", "json", "console"),
         default=default,
-        help="console for people, json for machines, auto: console on a terminal "
-        "(default: the config's, else auto)",
+        help="console for people, json for machines, auto: console on a terminal or "
+        "the journal (default: the config's, else auto)",
     )
     # The command's parser hands back only what it counted itself: counted apart,
     # ``fetchd -q fetch -q`` adds up to -qq (see ``parse_args``).
@@ -366,15 +366,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return EXIT_OK
     except KeyboardInterrupt:
-        print("fetchd: interrupted", file=sys.stderr)
+        journal.write("fetchd: interrupted")
         return 130
     except errors.FetchdError as exc:
         code, intro = next((code, intro) for kind, code, intro in _EXITS if isinstance(exc, kind))
-        print(f"fetchd: {intro}{exc}", file=sys.stderr)
+        journal.write(f"fetchd: {intro}{exc}")
         return code
     except Exception:
         import traceback  # noqa: PLC0415  # only for a bug: not on every start
 
-        traceback.print_exc()
-        print("fetchd: internal error (a bug in fetchd): please report it", file=sys.stderr)
+        # Through journal.write, so that under journald every line is an error.
+        journal.write(traceback.format_exc().rstrip("\n"))
+        journal.write("fetchd: internal error (a bug in fetchd): please report it")
         return EXIT_SOFTWARE

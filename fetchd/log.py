@@ -2,10 +2,16 @@
 
 fetchd writes one event per line to stderr and leaves storage to whoever runs
 it: journald under systemd, the user's terminal otherwise. On a terminal events
-are rendered for people; anywhere else as JSON lines for machines. Every event
-carries an ISO 8601 UTC ``timestamp``, its ``level`` and its ``event`` name;
-values bound with ``structlog.contextvars.bind_contextvars`` (such as the
-account being polled) are merged into each event.
+are rendered for people (aligned, coloured unless ``NO_COLOR`` or ``TERM=dumb``
+says otherwise); anywhere else as JSON lines for machines. Every event carries
+an ISO 8601 UTC ``timestamp``, its ``level`` and its ``event`` name; values
+bound with ``structlog.contextvars.bind_contextvars`` (such as the account
+being polled) are merged into each event.
+
+When stderr is journald's stream (see ``fetchd.journal``) each line starts
+with its syslog priority (``<3>`` for errors), and events are one plain line
+without the timestamp, which journald records itself; JSON only when asked
+for by name, and then prefixed too.
 
 Loggers are not cached, so ``configure_logging`` may be called again (the CLI
 reconfigures once the config file names a level) and
@@ -19,6 +25,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
+
+from fetchd import journal
 
 #: Packages structlog imports when installed, for features fetchd does not use:
 #: rich and better-exceptions render tracebacks (fetchd asks for plain ones,
@@ -65,6 +73,13 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+def _colours(stream: TextIO) -> bool:
+    """Colour for a terminal that shows it, unless the user opted out (no-color.org)."""
+    return (
+        _is_tty(stream) and not os.environ.get("NO_COLOR") and os.environ.get("TERM", "") != "dumb"
+    )
+
+
 def _leading_keys(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     """Put timestamp, level and event first so JSON lines read left to right."""
     ordered = {key: event.pop(key) for key in _FIRST_KEYS if key in event}
@@ -79,10 +94,9 @@ def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
         # Plain tracebacks, not its default: with rich (or better-exceptions) installed
         # that default prints every frame's local variables, and the login frames hold
         # the password or token.
-        colors = _is_tty(stream) and "NO_COLOR" not in os.environ
         return [
             structlog.dev.ConsoleRenderer(
-                colors=colors, exception_formatter=structlog.dev.plain_traceback
+                colors=_colours(stream), exception_formatter=structlog.dev.plain_traceback
             )
         ]
     return [
@@ -93,25 +107,52 @@ def _renderer_chain(fmt: str, stream: TextIO) -> list[Processor]:
     ]
 
 
+_TIMESTAMPER = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+class _JournalPrefix:
+    """Wraps the final renderer: each line it renders starts with the event's syslog priority.
+
+    A wrapper, not a processor of its own: the level is read before the renderer
+    consumes the event, and applied after it made the text.
+    """
+
+    def __init__(self, render: Processor) -> None:
+        self._render = render
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> str:
+        level = str(event.get("level", "info"))
+        text = self._render(logger, method, event)
+        if not isinstance(text, str):  # every renderer fetchd uses returns text
+            raise TypeError(f"renderer returned {type(text).__name__}, not str")
+        return journal.prefixed(text, level)
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Send events at ``level`` or above to ``stream`` (stderr by default) as ``fmt``.
 
-    ``fmt`` is "json", "console", or "auto" (console when ``stream`` is a terminal,
-    JSON otherwise). Raises ``ValueError`` for an unknown level or format.
+    ``fmt`` is "json", "console", or "auto" (console when ``stream`` is a terminal
+    or journald, JSON otherwise). Raises ``ValueError`` for an unknown level or format.
     """
     if level.lower() not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
     if fmt not in FORMATS:
         raise ValueError(f"unknown log format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = stream if stream is not None else sys.stderr
+    to_journal = journal.connected(out)
     if fmt == "auto":
-        fmt = "console" if _is_tty(out) else "json"
+        fmt = "console" if _is_tty(out) or to_journal else "json"
+    *processors, render = _renderer_chain(fmt, out)
+    if to_journal:
+        render = _JournalPrefix(render)
+    stamp = [] if to_journal and fmt == "console" else [_TIMESTAMPER]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            *_renderer_chain(fmt, out),
+            *stamp,
+            *processors,
+            render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level.lower()]),
         logger_factory=structlog.WriteLoggerFactory(file=out),

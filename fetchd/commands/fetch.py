@@ -13,6 +13,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
+from fetchd import journal
 from fetchd.commands import load, open_state, read_state, say, select_accounts, shown_uid
 from fetchd.config import AccountConfig, Config
 from fetchd.errors import FetchdError
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         state.close()
     failed = [run for run in runs if run.error is not None]
     for run in failed:
-        print(f"fetchd: {run.record.account}: {run.error}", file=sys.stderr)
+        journal.write(f"fetchd: {run.record.account}: {run.error}")
     for run in failed:
         if run.outcome == "bug" and run.error is not None:
             raise run.error  # after polling the others: fetchd.cli reports a bug (exit 70)
@@ -87,7 +88,7 @@ def dry_run(accounts: Sequence[AccountConfig], config: Config, *, brief: bool = 
             try:
                 preview = preview_account(account, state, transcript=transcript)
             except FetchdError as exc:
-                print(f"fetchd: {account.name}: {exc}", file=sys.stderr)
+                journal.write(f"fetchd: {account.name}: {exc}")
                 failed = True
                 continue
             for warning in preview.warnings:

@@ -4,6 +4,10 @@ It reads what the daemon records after every poll, so it works while the
 daemon runs and after it stopped. The database is opened read-only: status
 may run as root beside a service that owns the files.
 
+It exits 1 when the last poll of any enabled account failed, so that a
+monitor can run ``fetchd status || alert``; an account never polled yet, or
+disabled, does not fail it.
+
 Messages that fail to fetch (a broken message the server cannot send, a
 file that cannot be written) are listed per account with their count, last
 error and next attempt: one bad message must not hide behind a green poll.
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         say(json.dumps(entries, indent=2))
     else:
         _print_table(entries)
-    return 0
+    return 1 if any(entry["poll_failed"] and entry["enabled"] for entry in entries) else 0
 
 
 def collect(config: Config) -> list[dict[str, Any]]:
@@ -72,6 +76,7 @@ def _entry(
         "enabled": enabled,
         "last_poll": _iso(row.finished if row else None),
         "outcome": row.outcome if row else None,
+        "poll_failed": row is not None and row.outcome not in (None, "ok"),
         "error": row.error if row else None,
         "new": row.new if row else 0,
         "stored": row.stored if row else 0,
@@ -121,12 +126,23 @@ def _print_table(entries: list[dict[str, Any]]) -> None:
     for row in table:
         say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     for entry in entries:
-        if entry["error"] and entry["outcome"] != "ok":
-            say(f"{entry['account']}: {printable(entry['error'])}")
+        if entry["poll_failed"]:
+            say(_poll_failure_line(entry))
         for failure in entry["failing"]:
             say(_failure_line(entry["account"], failure))
     if entries and all(entry["next_poll"] is None for entry in entries):
         say("no poll is scheduled: the daemon (fetchd run) is not running")
+
+
+def _poll_failure_line(entry: dict[str, Any]) -> str:
+    """When the last poll failed, how (the outcome), how often in a row, and why."""
+    streak = entry["failures"]
+    name = entry["account"] if entry["enabled"] else f"{entry['account']} (disabled)"
+    return (
+        f"{name}: last poll failed {_cell(entry, 'last_poll')}"
+        f" ({entry['outcome']}, {streak} time{'' if streak == 1 else 's'} in a row):"
+        f" {printable(entry['error'] or 'no error recorded')}"
+    )
 
 
 def _failure_line(account: str, failure: dict[str, Any]) -> str:
