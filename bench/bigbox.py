@@ -171,19 +171,21 @@ def report(rows: list[Row], runs: int) -> str:
     lines = [
         f"## Big mailbox: poll cost by messages known (median of {runs}; peak RSS: {rss_method()})",
         "",
-        "| known | new | fetchd | mpop | x mpop | fetchd µs per known | fetchd CPU "
+        "| known | new | fetchd | mpop | x mpop | fetchd µs per known | fetchd CPU | mpop CPU "
         "| fetchd peak RSS | mpop peak RSS |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         fetchd = _median([m.wall for m in row.fetchd])
         mpop = _median([m.wall for m in row.mpop])
         cpu = _median([m.cpu for m in row.fetchd])
+        cpu_m = _median([m.cpu for m in row.mpop])
         rss_f = max(m.max_rss_kib for m in row.fetchd) / 1024
         rss_m = max(m.max_rss_kib for m in row.mpop) / 1024
         lines.append(
             f"| {row.known:,} | {row.new} | {fetchd:.3f} s | {mpop:.3f} s | {fetchd / mpop:.2f} "
-            f"| {fetchd / row.known * 1e6:.2f} | {cpu:.3f} s | {rss_f:.0f} MiB | {rss_m:.0f} MiB |"
+            f"| {fetchd / row.known * 1e6:.2f} | {cpu:.3f} s | {cpu_m:.3f} s "
+            f"| {rss_f:.0f} MiB | {rss_m:.0f} MiB |"
         )
     return "\n".join(lines)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetchd import rules
+from fetchd.collector import collector_paused
 from fetchd.config import AccountConfig
 from fetchd.errors import (
     NetworkError,
@@ -269,9 +270,10 @@ def recover_account(
 def _session_pass(run: _Pass) -> str | None:
     """One session's work; returns why another session may bring more, or None."""
     session, result = run.session, run.result
-    listing = read_listing(session)
-    stored_before, failed_before = result.stored, result.failed_attempts
-    todo, marked, unknown = _plan(run, listing)
+    with collector_paused():  # many objects, no cycles: see fetchd.collector
+        listing = read_listing(session)
+        stored_before, failed_before = result.stored, result.failed_attempts
+        todo, marked, unknown = _plan(run, listing)
     meter = _Meter(run.store.account.name, todo, run.options.progress)
     for batch in rules.batches(todo):
         if run.options.stopping:
