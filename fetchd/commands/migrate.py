@@ -25,7 +25,7 @@ from typing import Any
 
 from fetchd.commands import say
 from fetchd.config import Config, default_config_path, drop_ins, load_config
-from fetchd.config.migrate import Found, Migration, Note, distinct, fetchmail, getmail, mpop, shown
+from fetchd.config.migrate import Found, Migration, Note, fetchmail, getmail, mpop, shown
 from fetchd.errors import UsageError
 from fetchd.store.account import AccountStore
 from fetchd.store.state import State, state_path
@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
     if not config_path.is_file():
         raise UsageError(f"{config_path} does not exist; `fetchd init` writes a starter config")
     migration = read(args.tool, args.path, args.state)
-    distinct(migration.accounts)
     _rename(migration.accounts, args.rename or [])
     config = load_config(config_path)
     ready, taken = _free(migration.accounts, config, config_path)

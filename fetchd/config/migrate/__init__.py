@@ -72,7 +72,8 @@ class Found:
     @property
     def server(self) -> tuple[str, int, str]:
         """Host, port and user: two accounts with the same are one mailbox."""
-        return (str(self.table["host"]).lower(), int(self.table["port"]), self.table["username"])
+        port = self.table.get("port") or (995 if self.table.get("security") == "tls" else 110)
+        return (str(self.table["host"]).lower(), int(port), self.table["username"])
 
 
 @dataclass
@@ -112,8 +113,9 @@ def distinct(accounts: list[Found]) -> None:
     Names made from a host repeat when one server has several users: those
     get the user's name in front, and a number if that is not enough.
     """
+    names = [found.name for found in accounts]
     for found in accounts:
-        if sum(other.name == found.name for other in accounts) > 1:
+        if names.count(found.name) > 1:
             found.name = account_name(found.table["username"].split("@")[0], found.name)
     taken: set[str] = set()
     for found in accounts:

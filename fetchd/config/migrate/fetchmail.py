@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fetchd.config.migrate import Found, Migration, Note, account_name, connection, shown
+from fetchd.config.migrate import Found, Migration, Note, account_name, connection, distinct, shown
 from fetchd.config.migrate._fetchmail_lexer import PROTOCOLS, Token, tokens
 
 _DELIVERY = "fetchd stores every message in its own Maildir"
@@ -339,6 +339,7 @@ def read(path: Path, state: Path | None = None) -> Migration:
                 migration.accounts.append(found)
     _read_ids(migration, state or _id_file(path, settings))
     migration.notes = list(dict.fromkeys(migration.notes))  # defaults repeat in every account
+    distinct(migration.accounts)
     return migration
 
 

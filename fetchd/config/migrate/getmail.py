@@ -21,7 +21,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from fetchd.config.migrate import Found, Migration, Note, account_name, connection, shown
+from fetchd.config.migrate import Found, Migration, Note, account_name, connection, distinct, shown
 
 #: POP3 retriever types -> the connection they make ("tls", or None: in clear).
 _POP3: dict[str, str | None] = {
@@ -89,6 +89,7 @@ def read(paths: list[Path], state: Path | None = None) -> Migration:
         if found is not None:
             _read_oldmail(found, state or path.parent, migration.notes)
             migration.accounts.append(found)
+    distinct(migration.accounts)
     return migration
 
 
