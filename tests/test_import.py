@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from fetchd.cli import EXIT_OK, main
+from fetchd.cli import EXIT_CONFIG, EXIT_OK, main
+from fetchd.store.state import Fetched, State, state_path
 from fetchd.testing.dovecot import Dovecot
 from tests.messages import make_message
 
@@ -203,3 +204,88 @@ def test_getmail_move(
     )
     assert "3 messages getmail had fetched are recorded as fetched" in printed
     assert "[destination] type = Maildir not translated" in printed
+
+
+# ---------------------------------------------------------------------------
+# The command itself, without a server: nothing is contacted while importing.
+
+MPOPRC = "account work\nhost pop.example.com\nuser jane\npassword p@ss w0rd\ntls on\nkeep on\n"
+
+
+def _import(config: Path, *args: str) -> int:
+    return main(["-c", str(config), "import", *args])
+
+
+def test_dry_run_prints_the_toml_and_writes_nothing(
+    home: Path, fetchd_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = _private(home / ".mpoprc", MPOPRC)
+    uidls = home / ".mpop_uidls"
+    uidls.mkdir()
+    (uidls / "jane_at_pop.example.com").write_text(" 2 pop.example.com jane\nA\nB\n")
+    assert _import(fetchd_config, "mpop", str(rc), "--dry-run") == EXIT_OK
+    printed = capsys.readouterr().out
+    assert not (fetchd_config.parent / "accounts.d").exists()
+    assert not (tmp_path / "data").exists()
+    toml = "\n".join(line for line in printed.splitlines() if not line.startswith("# "))
+    assert tomllib.loads(toml) == {
+        "host": "pop.example.com",
+        "security": "starttls",
+        "username": "jane",
+        "password_file": "accounts.d/work.password",
+        "delete_after_fetch": False,
+    }
+    assert "p@ss w0rd" not in printed
+    assert "2 messages mpop had fetched would be recorded as fetched" in printed
+
+
+def test_an_existing_account_is_never_overwritten(
+    home: Path, fetchd_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = _private(home / ".mpoprc", MPOPRC)
+    with fetchd_config.open("a") as stream:
+        stream.write(
+            '\n[accounts.work]\nhost = "other.example.com"\nusername = "x"\n'
+            'password_command = "true"\n'
+        )
+    before = fetchd_config.read_text()
+    assert _import(fetchd_config, "mpop", str(rc)) == 1
+    printed = capsys.readouterr().out
+    assert (
+        "account work (~/.mpoprc:1) not imported: an account of that name already exists" in printed
+    )
+    assert "--rename work=work-2" in printed
+    assert fetchd_config.read_text() == before
+    assert not (fetchd_config.parent / "accounts.d" / "work.toml").exists()
+    assert _import(fetchd_config, "mpop", str(rc), "--rename", "work=work-2") == EXIT_OK
+    assert (fetchd_config.parent / "accounts.d" / "work-2.toml").is_file()
+    assert _import(fetchd_config, "mpop", str(rc), "--rename", "work=work-2") == 1
+    assert "already exists with the same server and user: skipped" in capsys.readouterr().out
+
+
+def test_rows_the_state_already_holds_stay_as_they_are(
+    home: Path, fetchd_config: Path, tmp_path: Path
+) -> None:
+    rc = _private(home / ".mpoprc", MPOPRC)
+    uidls = home / ".mpop_uidls"
+    uidls.mkdir()
+    (uidls / "jane_at_pop.example.com").write_text(" 2 pop.example.com jane\nA\nB\n")
+    state = State(state_path(tmp_path / "data"))
+    state.record("work", [Fetched("A", "stored", 10, "work/Maildir/new/a.eml")])
+    state.close()
+    assert _import(fetchd_config, "mpop", str(rc)) == EXIT_OK
+    state = State(state_path(tmp_path / "data"))
+    try:
+        known = state.known("work")
+    finally:
+        state.close()
+    assert {uid: k.status for uid, k in known.items()} == {"A": "stored", "B": "seen"}
+
+
+def test_a_config_that_does_not_load_leaves_nothing_behind(
+    home: Path, fetchd_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A host with a space: fetchd's validation rejects it, and the import is undone.
+    rc = _private(home / ".mpoprc", "account bad\nhost bad host\nuser u\npassword p\n")
+    assert _import(fetchd_config, "mpop", str(rc)) == EXIT_CONFIG
+    assert list((fetchd_config.parent / "accounts.d").iterdir()) == []
