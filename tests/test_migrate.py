@@ -409,3 +409,13 @@ def test_getmail_imap_and_broken_uidl(tmp_path: Path) -> None:
 def test_shell_command_keeps_plain_commands_and_wraps_the_rest() -> None:
     assert shell_command("pass show mail/work") == "pass show mail/work"
     assert shell_command("gpg -d ~/p.gpg | head -1") == "sh -c 'gpg -d ~/p.gpg | head -1'"
+
+
+def test_fetchmail_ca_file_is_relative_to_the_rc_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not checked here\n")
+    rc = _write(
+        tmp_path / "rc", 'poll p.example user u there password x ssl sslcertfile "ca.pem"\n'
+    )
+    (found,) = fetchmail.read(rc, tmp_path / "ids").accounts
+    assert found.table["ca_file"] == str(tmp_path / "ca.pem")
+    assert not _notes(fetchmail.read(rc, tmp_path / "ids"))

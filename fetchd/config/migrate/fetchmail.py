@@ -334,7 +334,7 @@ def read(path: Path, state: Path | None = None) -> Migration:
             defaults = entry
             continue
         for options in _users(entry, defaults):
-            found = _account(entry, options, settings, where, migration.notes)
+            found = _account(entry, options, settings, path, migration.notes)
             if found is not None:
                 migration.accounts.append(found)
     _read_ids(migration, state or _id_file(path, settings))
@@ -356,8 +356,9 @@ def _not_translated(where: str, option: Option, prefix: str = "") -> Note:
 
 
 def _account(
-    entry: Entry, options: list[Option], settings: dict[str, Option], where: str, notes: list[Note]
+    entry: Entry, options: list[Option], settings: dict[str, Option], rc: Path, notes: list[Note]
 ) -> Found | None:
+    where = shown(rc)
     last = {o.keyword: o for o in options}
     here = f"{where}:{entry.line}"
     protocol = last["protocol"].value.lower() if "protocol" in last else None
@@ -381,7 +382,7 @@ def _account(
         )
     host = last["via"].value if "via" in last else entry.name
     table: dict[str, Any] = {"host": host, "username": user}
-    translated = _translate(table, last, settings, here, notes)
+    translated = _translate(table, last, settings, rc.parent, notes=notes, here=here)
     if protocol == "apop":
         table["auth"] = "apop"
     elif protocol == "auto":
@@ -432,10 +433,15 @@ def _translate(
     table: dict[str, Any],
     last: dict[str, Option],
     settings: dict[str, Option],
-    here: str,
+    base: Path,
+    *,
     notes: list[Note],
+    here: str,
 ) -> set[str]:
-    """Fill ``table`` from the options fetchd has an equivalent for; returns their keywords."""
+    """Fill ``table`` from the options fetchd has an equivalent for; returns their keywords.
+
+    File names are relative to ``base``, the rc file's directory, as fetchmail takes them.
+    """
     done = {"via", "password", "ssl", "sslproto", "sslcertfile", "keep", "limit", "timeout"}
     ssl = "ssl" in last and not last["ssl"].negated
     clear = not ssl and "sslproto" in last and last["sslproto"].value == ""
@@ -451,7 +457,7 @@ def _translate(
     if port is not None:
         table["port"], done = port, done | {"port", "service"}
     if "sslcertfile" in last:
-        ca_file = Path(last["sslcertfile"].value).expanduser()
+        ca_file = base / Path(last["sslcertfile"].value).expanduser()
         if ca_file.is_file():
             table["ca_file"] = str(ca_file.absolute())
         else:
