@@ -39,6 +39,7 @@ _HANDLERS = {
     "check": "check:run",
     "init": "init:run",
     "account": "account:run",
+    "import": "migrate:run",
     "state": "state:run",
     "service": "service:run",
     "completion": "completion:run",
@@ -227,7 +228,49 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     remove = actions.add_parser("remove", help="remove an account added with 'account add'")
     remove.add_argument("name", metavar="NAME", help="the account to remove")
     _add_state_command(commands)
+    _add_import_command(commands)
     _add_unit_command(commands)
+
+
+#: Each tool ``fetchd import`` reads, and what its PATH argument names.
+_IMPORT_TOOLS = {
+    "fetchmail": ("PATH", "the rc file (default: $FETCHMAILHOME/fetchmailrc, else ~/.fetchmailrc)"),
+    "getmail": (
+        "DIR",
+        "the getmail directory with getmailrc* and oldmail-* files, or one rc file "
+        "(default: ~/.config/getmail, else ~/.getmail)",
+    ),
+    "mpop": ("PATH", "the rc file (default: ~/.mpoprc, else ~/.config/mpop/config)"),
+}
+
+
+def _add_import_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    importer = commands.add_parser(
+        "import",
+        help="add the accounts of fetchmail, getmail or mpop, and what they already fetched",
+    )
+    tools = importer.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    for tool, (metavar, where) in _IMPORT_TOOLS.items():
+        sub = tools.add_parser(
+            tool,
+            help=f"import {tool}'s accounts into accounts.d/, and mark what it fetched as seen",
+        )
+        sub.add_argument("path", nargs="?", type=Path, metavar=metavar, help=where)
+        sub.add_argument(
+            "--dry-run", action="store_true", help="print the files it would write; write nothing"
+        )
+        sub.add_argument(
+            "--state",
+            type=Path,
+            metavar="PATH",
+            help=f"where {tool} keeps the UIDs it fetched (default: where {tool} looks)",
+        )
+        sub.add_argument(
+            "--rename",
+            action="append",
+            metavar="OLD=NEW",
+            help="import the account proposed as OLD under the name NEW (repeatable)",
+        )
 
 
 def _add_unit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

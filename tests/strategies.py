@@ -61,3 +61,21 @@ def nasty_names() -> st.SearchStrategy[str]:
 def header_text() -> st.SearchStrategy[str]:
     """Text a sender could put in a subject or display name."""
     return st.text(st.characters(codec="utf-8"), max_size=80)
+
+
+def rc_secrets() -> st.SearchStrategy[str]:
+    """Passwords and user names as people put them into an old tool's rc file.
+
+    Printable ASCII only, so that what a tool prints back about its parse
+    compares as text: quotes, backslashes, ``#``, ``=``, ``;`` and spaces included.
+    """
+    return st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=30)
+
+
+def fetchmail_string_bodies() -> st.SearchStrategy[str]:
+    """What may stand between a fetchmailrc's double quotes: C escapes of every kind."""
+    piece = st.one_of(
+        st.sampled_from(["\\x", "\\X", "\\0", "\\1", "\\\\", "\\n", "\\q", "\\'", "#", " ", "="]),
+        st.text(st.sampled_from("abfF0123789x'; "), max_size=4),
+    )
+    return st.lists(piece, max_size=10).map("".join)

@@ -26,6 +26,7 @@ from fetchd.errors import ConfigError, StorageError, UsageError
 __all__ = [
     "DROP_IN_DIR",
     "drop_in_path",
+    "drop_in_text",
     "main_file_defines",
     "password_path",
     "remove_drop_in",
@@ -100,13 +101,27 @@ def _write_new(path: Path, data: bytes, mode: int, dir_mode: int) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def write_drop_in(config_path: Path, name: str, table: Mapping[str, Any]) -> Path:
-    """Create ``accounts.d/NAME.toml`` holding ``table`` (keys at top level)."""
+def write_drop_in(
+    config_path: Path, name: str, table: Mapping[str, Any], origin: str = "`fetchd account add`"
+) -> Path:
+    """Create ``accounts.d/NAME.toml`` holding ``table`` (keys at top level).
+
+    ``origin`` says in the file's first line what wrote it.
+    """
     path = drop_in_path(config_path, name)
-    header = f"# Account {name}, written by `fetchd account add`; edit freely.\n"
-    body = header + tomli_w.dumps(dict(table))
-    _write_new(path, body.encode(), _file_mode(config_path), _dir_mode(config_path))
+    _write_new(
+        path,
+        drop_in_text(name, table, origin).encode(),
+        _file_mode(config_path),
+        _dir_mode(config_path),
+    )
     return path
+
+
+def drop_in_text(name: str, table: Mapping[str, Any], origin: str) -> str:
+    """The text of an account's drop-in file, as ``write_drop_in`` writes it."""
+    header = f"# Account {name}, written by {origin}; edit freely.\n"
+    return header + tomli_w.dumps(dict(table))
 
 
 def write_password_file(config_path: Path, name: str, secret: str) -> Path:
