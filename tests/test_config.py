@@ -6,6 +6,7 @@ import grp
 import math
 import os
 import re
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -596,9 +597,68 @@ def test_default_path_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_default_path_for_a_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("FETCHD_CONFIG", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert default_config_path() == tmp_path / ".config" / "fetchd" / "config.toml"
+
+
+# As a user (the tests run as root): the environment is the subprocess's own.
+_AS_A_USER = (
+    "import os, sys; os.geteuid = lambda: 1000; "
+    "from fetchd.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def fetchd_as_a_user(home: Path, xdg: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"FETCHD_CONFIG", "XDG_CONFIG_HOME"}}
+    env.update(HOME=str(home), PYTHONPATH=str(Path(__file__).parents[1]), FETCHD_TEST_PW="pw")
+    if xdg is not None:
+        env["XDG_CONFIG_HOME"] = xdg
+    return subprocess.run(
+        [sys.executable, "-c", _AS_A_USER, *args],
+        env=env, cwd=home, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_init_account_add_and_the_user_unit_agree_on_xdg_config_home(tmp_path: Path) -> None:
+    xdg = tmp_path / "xdg"
+    expected = xdg / "fetchd" / "config.toml"
+    done = fetchd_as_a_user(tmp_path, str(xdg), "init")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"wrote {expected}"
+    add = ("account", "add", "work", "--host", "pop.example.com", "--user", "alice")
+    done = fetchd_as_a_user(tmp_path, str(xdg), *add, "--password-env", "FETCHD_TEST_PW")
+    assert done.returncode == 0, done.stderr
+    assert (xdg / "fetchd" / "accounts.d" / "work.toml").is_file()
+    done = fetchd_as_a_user(tmp_path, str(xdg), "service", "install", "--user")
+    assert done.returncode == 0, done.stderr
+    unit = (xdg / "systemd" / "user" / "fetchd.service").read_text()
+    assert f" -c {expected} run\n" in unit
+    assert "%E" not in unit  # a user manager need not share this shell's XDG_CONFIG_HOME
+    done = fetchd_as_a_user(tmp_path, str(xdg), "check")
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / ".config").exists()
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/config"], ids=["unset", "empty", "relative"])
+def test_without_an_absolute_xdg_config_home_users_get_dot_config(
+    tmp_path: Path, xdg: str | None
+) -> None:
+    done = fetchd_as_a_user(tmp_path, xdg, "init")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".config" / "fetchd" / "config.toml").is_file()
+    assert not (tmp_path / "relative").exists()
+    done = fetchd_as_a_user(tmp_path, xdg, "service", "install", "--user", "--print")
+    assert done.returncode == 0, done.stderr
+    assert " -c %E/fetchd/config.toml run\n" in done.stdout  # systemd applies the same rule
+
+
+def test_a_missing_default_config_says_where_fetchd_looked(tmp_path: Path) -> None:
+    done = fetchd_as_a_user(tmp_path, str(tmp_path / "xdg"), "check")
+    assert done.returncode == 78
+    assert f"{tmp_path}/xdg/fetchd/config.toml: no such file" in done.stderr
+    assert "$XDG_CONFIG_HOME/fetchd/config.toml" in done.stderr
 
 
 # --- the shipped example --------------------------------------------------------------

@@ -34,10 +34,10 @@ from fetchd.config._models import (
     Config,
     DaemonConfig,
     attachments_root,
-    default_config_path,
     load_config,
 )
 from fetchd.config._values import parse_duration, parse_size
+from fetchd.paths import default_config_path
 
 __all__ = [
     "AccountConfig",

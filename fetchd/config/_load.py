@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fetchd.errors import ConfigError
+from fetchd.paths import DEFAULT_CONFIG_WORDS
 
 #: The folder beside the main config file that holds one file per account.
 DROP_IN_DIR = "accounts.d"
@@ -104,8 +105,7 @@ def gather(path: Path) -> Sources:
     except ConfigError as exc:
         if isinstance(exc.__cause__, FileNotFoundError):
             raise ConfigError(
-                f"{path}: no such file. fetchd reads $FETCHD_CONFIG if set, else "
-                "/etc/fetchd/config.toml (root) or ~/.config/fetchd/config.toml; "
+                f"{path}: no such file. Without -c, fetchd reads {DEFAULT_CONFIG_WORDS}; "
                 "`fetchd init` writes a starter config"
             ) from exc
         raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -273,20 +272,6 @@ def _valid_group(data: Any) -> str | None:
 
 # ---------------------------------------------------------------------------
 # Loading
-
-
-def default_config_path() -> Path:
-    """Where fetchd looks for its config when none is given.
-
-    ``$FETCHD_CONFIG`` if set, else ``/etc/fetchd/config.toml`` for root (the
-    system service) and ``~/.config/fetchd/config.toml`` for everyone else.
-    """
-    override = os.environ.get("FETCHD_CONFIG")
-    if override:
-        return Path(override).expanduser()
-    if os.geteuid() == 0:
-        return Path("/etc/fetchd/config.toml")
-    return Path("~/.config/fetchd/config.toml").expanduser()
 
 
 def load_config(path: Path) -> Config:
