@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
+import tomli_w
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -362,6 +363,134 @@ def test_bad_account_names_are_refused(tmp_path: Path, name: str) -> None:
 def test_good_account_names_are_accepted(tmp_path: Path, name: str) -> None:
     config = load_text(tmp_path, MINIMAL.replace("work", f'"{name}"', 1))
     assert config.accounts[name].name == name
+
+
+# --- messages in TOML words and strict types ------------------------------------------
+
+#: Words of pydantic's own messages, which a TOML user should never meet.
+PYDANTIC_WORDS = re.compile(
+    r"Input should|Input is|Value error|valid tuple|dictionary|Field required"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('delete_after_fetch = "yes"', "delete_after_fetch: expected a boolean (true or false)"),
+        ("delete_after_fetch = 1", "delete_after_fetch: expected a boolean (true or false)"),
+        ('enabled = "off"', "enabled: expected a boolean (true or false)"),
+        ('allow_plaintext = "true"', "allow_plaintext: expected a boolean (true or false)"),
+        ('port = "995"', "port: expected an integer"),
+        ("port = 995.0", "port: expected an integer"),
+        ("port = true", "port: expected an integer"),
+        ('delete_after_days = "3"', "delete_after_days: expected an integer"),
+        ('attachments.extract = "yes"', "attachments.extract: expected a boolean (true or false)"),
+        ("timeout = -5", "timeout: must be positive"),
+        ("timeout = 0", "timeout: must be positive"),
+        ("max_message_size = -1", "max_message_size: must be positive"),
+        ("delete_after_days = -1", "delete_after_days: must not be negative"),
+        ('attachments.exclude = "*.exe"',
+         'attachments.exclude: expected an array of strings, e.g. ["*.exe"]'),
+        ("attachments.include = [1]", "attachments.include[0]: expected a string"),
+        ("attachments = 5", "attachments: expected a table"),
+        ('security = "ssl"', 'security: expected "tls", "starttls" or "plain"'),
+        ("share_group = 5", "share_group: expected a string or false"),
+        ("share_group = true", "share_group: expected a string or false"),
+        ("username = 5", "username: expected a string"),
+        ('username = ""', "username: must not be empty"),
+        ("ca_file = 5", "ca_file: expected a string (a path)"),
+        ('intervall = "5m"', "intervall: unknown key `intervall`; did you mean `interval`?"),
+        ("hots = 'x'", "hots: unknown key `hots`; did you mean `host`?"),
+        ("colour = 'x'", "colour: unknown key `colour`"),
+    ],
+)  # fmt: skip
+def test_account_errors_say_what_toml_expects(tmp_path: Path, line: str, message: str) -> None:
+    text = MINIMAL.replace('username = "alice"\n', "") + line + "\n"
+    expected = f"{tmp_path / 'config.toml'}:5: accounts.work.{message}"
+    assert expected in errors_of(tmp_path, text).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('transcript = "false"', "daemon.transcript: expected a boolean (true or false)"),
+        ('max_parallel = "4"', "daemon.max_parallel: expected an integer"),
+        ("max_parallel = 65", "daemon.max_parallel: must be at most 64"),
+        ("jitter = -1", "daemon.jitter: must not be negative"),
+        ("interval = -300", "daemon.interval: must be positive"),
+        ('log_level = "loud"', 'daemon.log_level: expected "debug", "info", "warning" or "error"'),
+        ("data_dir = []", "daemon.data_dir: expected a string (a path)"),
+    ],
+)
+def test_daemon_errors_say_what_toml_expects(tmp_path: Path, line: str, message: str) -> None:
+    expected = f"{tmp_path / 'config.toml'}:2: {message}"
+    assert errors_of(tmp_path, f"[daemon]\n{line}\n").splitlines() == [expected]
+
+
+def test_unknown_tables_and_wrong_tables_are_named(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    message = errors_of(tmp_path, "daemon = 5\n[deamon]\n[accounts.work.attachmnts]\n")
+    assert message.splitlines()[:2] == [
+        f"{config}:1: daemon: expected a table",
+        f"{config}:2: deamon: unknown key `deamon`; did you mean `daemon`?",
+    ]
+    assert f"{config}:3: accounts.work.attachmnts: unknown key `attachmnts`; " in message
+    assert f"{config}: accounts.work.host: required key is missing" in message
+
+
+def test_durations_and_sizes_keep_their_string_forms(tmp_path: Path) -> None:
+    text = MINIMAL + 'timeout = "5m"\nmax_message_size = "10 MB"\nattachments.max_size = 1024\n'
+    work = load_text(tmp_path, text).accounts["work"]
+    assert (work.timeout, work.max_message_size, work.attachments.max_size) == (
+        300.0,
+        10 << 20,
+        1024,
+    )
+
+
+def test_lines_point_into_the_file_that_set_the_key(tmp_path: Path) -> None:
+    main = write(tmp_path, MINIMAL + '\n[accounts."my.mail"]\nhost = "h"\nusername = "u"\n'
+                 'password_env = "P"\nattachments = { extract = "no" }\n')  # fmt: skip
+    drop_in = write(tmp_path, "# home\n\n" + DROP_IN + 'enabled = "no"\n',
+                    name="accounts.d/home.toml")  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(main)
+    assert str(info.value).splitlines() == [
+        f'{main}:11: accounts."my.mail".attachments.extract: expected a boolean (true or false)',
+        f"{drop_in}:7: enabled: expected a boolean (true or false)",
+    ]
+
+
+_ACCOUNT_KEYS = sorted(set(AccountConfig.model_fields) - {"name"})
+_TOML_VALUES = st.recursive(
+    st.one_of(st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.dictionaries(st.sampled_from(_ACCOUNT_KEYS), _TOML_VALUES, max_size=4))
+def test_any_wrong_value_is_reported_in_toml_words_at_its_line(
+    tmp_path_factory: pytest.TempPathFactory, values: dict[str, object]
+) -> None:
+    directory = tmp_path_factory.mktemp("config")
+    table = {"host": "h", "username": "u", "password_env": "P", **values}
+    path = write(directory, tomli_w.dumps({"accounts": {"work": table}}))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+    else:
+        return
+    for line in lines:
+        assert not PYDANTIC_WORDS.search(line), line
+        match = re.match(rf"{re.escape(str(path))}(?::(\d+))?: accounts\.work(?:\.(\w+))?", line)
+        assert match, line
+        if match[2] in values and match[1] is None:  # a key that was written has a line
+            pytest.fail(line)
 
 
 # --- drop-ins -------------------------------------------------------------------------
