@@ -23,7 +23,7 @@ def _exists(data: Any, path: KeyPath) -> bool:
     return True
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(toml_documents())
 def test_every_key_is_found_on_the_line_that_sets_it(
     document: tuple[str, dict[KeyPath, int]],
