@@ -104,6 +104,21 @@ def test_account_add_writes_a_drop_in_and_leaves_the_main_file_alone(
     assert add(config, "work", "--user", "other", "--password-env", "X") == 2
 
 
+def test_adding_an_account_twice_names_the_file_that_defines_it(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert add(config, "work", "--user", "alice", "--password-env", "WORK_PW") == 0
+    capsys.readouterr()
+    assert add(config, "work", "--user", "other", "--password-env", "X") == 2
+    drop_in = config.parent / "accounts.d" / "work.toml"
+    assert f"account work already exists in {drop_in}" in capsys.readouterr().err
+    before = config.read_text()
+    config.write_text(before + '\n[accounts.home]\nhost = "h"\nusername = "u"\n')
+    line = before.count("\n") + 2
+    assert add(config, "home", "--user", "u", "--password-env", "X") == 2
+    assert f"account home already exists in {config}:{line}\n" in capsys.readouterr().err
+
+
 def test_account_add_follows_a_main_file_opened_for_the_service(config: Path) -> None:
     config.chmod(0o644)
     assert add(config, "svc", "--user", "u", "--password-credential", "svc") == 0
