@@ -473,6 +473,7 @@ _TOML_VALUES = st.recursive(
 
 @settings(max_examples=150, deadline=None)
 @given(values=st.dictionaries(st.sampled_from(_ACCOUNT_KEYS), _TOML_VALUES, max_size=4))
+@example(values={"attachments": {"\x85": False}})  # a line break of str.splitlines, escaped
 def test_any_wrong_value_is_reported_in_toml_words_at_its_line(
     tmp_path_factory: pytest.TempPathFactory, values: dict[str, object]
 ) -> None:

@@ -172,7 +172,17 @@ def toml_key(key: str) -> str:
     """Write ``key`` as TOML would in a dotted path, quoting it when it is not bare."""
     if _BARE_KEY.fullmatch(key):
         return key
-    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + "".join(map(_escaped, key)) + '"'
+
+
+def _escaped(char: str) -> str:
+    """One character of a quoted key; anything unprintable (a line break that
+    would split the message, say) as a TOML escape."""
+    if char in '\\"':
+        return "\\" + char
+    if char.isprintable():
+        return char
+    return f"\\u{ord(char):04X}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08X}"
 
 
 def dotted(keys: Iterable[int | str]) -> str:

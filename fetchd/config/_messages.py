@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from fetchd.config._lines import KeyPath
+from fetchd.config._load import toml_key
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -98,7 +99,7 @@ def unknown_key(key: str, allowed: Sequence[str]) -> str:
     """``unknown key `intervall`; did you mean `interval`?``"""
     close = difflib.get_close_matches(key, allowed, n=2)
     guess = " or ".join(f"`{match}`" for match in close)
-    return f"unknown key `{key}`" + (f"; did you mean {guess}?" if guess else "")
+    return f"unknown key `{toml_key(key)}`" + (f"; did you mean {guess}?" if guess else "")
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
