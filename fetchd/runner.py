@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fetchd import hooks
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
+from fetchd.hooks import HookSlots
 from fetchd.log import pop3_transcript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
 from fetchd.store.state import Outcome, PollRecord, State
@@ -51,8 +53,14 @@ def run_account(
     progress: ProgressCallback | None = None,
     mark_seen: bool = False,
     stop: threading.Event | None = None,
+    hook_slots: HookSlots | None = None,
 ) -> AccountRun:
-    """Poll ``account``, log the result, record the poll; never raises a poll's failure."""
+    """Poll ``account``, log the result, record the poll, run its hooks.
+
+    Never raises a poll's failure. The queued hooks run after the poll,
+    failed or not (what it stored before failing is safe and gets its hooks);
+    ``on_error`` runs last, for a failed poll.
+    """
     started = time.time()
     result: PollResult | None = None
     error: Exception | None = None
@@ -74,7 +82,28 @@ def run_account(
     else:
         log_result(log, result)
     record = poll_record(account.name, started, result, error)
-    return AccountRun(result, error, record, state.record_poll(record))
+    run = AccountRun(result, error, record, state.record_poll(record))
+    _run_hooks(account, data_dir, state, log, run, slots=hook_slots or HookSlots(), stop=stop)
+    return run
+
+
+def _run_hooks(
+    account: AccountConfig,
+    data_dir: Path,
+    state: State,
+    log: FilteringBoundLogger,
+    run: AccountRun,
+    *,
+    slots: HookSlots,
+    stop: threading.Event | None,
+) -> None:
+    """The queued hooks, then ``on_error``; a hook problem is logged, never the poll's outcome."""
+    try:
+        hooks.run_pending(account, data_dir, state, log, slots=slots, stop=stop)
+    except FetchdError as exc:  # the state database: the hooks stay queued
+        log.warning("hooks not run", error=str(exc))
+    if run.error is not None:
+        hooks.run_on_error(account, run.error, run.failures, log, slots)
 
 
 def outcome_of(error: BaseException | None) -> Outcome:

@@ -30,6 +30,7 @@ from fetchd.config._values import (
     EnvName,
     ExistingFile,
     GroupName,
+    HookCommand,
     HostName,
     PositiveDuration,
     ResolvedPath,
@@ -56,6 +57,8 @@ class DaemonConfig(_Frozen):
     log_format: Literal["auto", "json", "console"] = "auto"
     transcript: bool = True
     max_parallel: Annotated[int, Field(ge=1, le=64)] = 4
+    #: Hook processes (``on_message`` ...) running at once, all accounts together.
+    max_hooks: Annotated[int, Field(ge=1, le=64)] = 4
     jitter: Annotated[Duration, Field(ge=0)] = 0.0
     #: The group that may read every account's mail and attachments; None: private.
     share_group: GroupName | None = None
@@ -164,6 +167,12 @@ class AccountConfig(_Frozen):
     #: Where attachment folders go; None: ``<data_dir>/<name>/attachments``.
     attachments_dir: ResolvedPath | None = None
     attachments: AttachmentsConfig = Field(default_factory=AttachmentsConfig)
+    #: Programs run (without a shell) for each stored message, each extracted
+    #: attachment, and each failed poll; see ``fetchd.hooks``.
+    on_message: HookCommand | None = None
+    on_attachment: HookCommand | None = None
+    on_error: HookCommand | None = None
+    hook_timeout: PositiveDuration = 60.0
 
     @model_validator(mode="before")
     @classmethod
