@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from fetchd.hooks import HookSlots
+from fetchd.hooks import MAX_STARTS, HookSlots, run_pending
 from fetchd.log import get_logger
+from fetchd.poll import poll_account, recover_account
 from fetchd.runner import AccountRun, run_account
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot
@@ -406,3 +408,72 @@ def test_a_kill_while_hooks_run_reruns_only_those_not_recorded_done(
     again = [uid for uid, n in counts.items() if n > 1]
     assert 1 <= len(again) <= 2  # the killed run, and perhaps the one before it
     assert all(n <= 2 for n in counts.values())
+
+
+# -- what is queued, and when it is not run --------------------------------------
+
+
+def test_a_rebuilt_state_queues_no_hooks_for_the_mail_it_finds(
+    dovecot_alice: Dovecot, data_dir: Path, state: State, recorder: Any
+) -> None:
+    dovecot_alice.deliver_many("alice", [make_message(f"m{i}") for i in range(3)])
+    argv, out = recorder("runs")
+    poll(dovecot_alice, data_dir, state, on_message=argv)
+    assert len(runs(out)) == 3
+    fresh = State(data_dir / "fresh.sqlite3")
+    try:
+        account = make_account(dovecot_alice.pop3_port, on_message=argv)
+        result = recover_account(account, data_dir, fresh)
+        assert result.stored == 3
+        assert fresh.pending_hooks("work") == []
+    finally:
+        fresh.close()
+
+
+def queue_one(dovecot: Dovecot, data_dir: Path, state: State, argv: list[str]) -> None:
+    """Store one message with its on_message queued, but not run (the poll is stopped)."""
+    dovecot.deliver("alice", make_message("queued"))
+    stop = threading.Event()
+    stop.set()  # the runner's hooks see a stopping daemon
+    account = make_account(dovecot.pop3_port, on_message=argv)
+    with capture_logs():
+        poll_account(account, data_dir, state)
+        run_pending(account, data_dir, state, get_logger(), slots=HookSlots(), stop=stop)
+    [job] = state.pending_hooks("work")
+    assert job.starts == 0  # a hook that never started did not count as a start
+
+
+def test_a_stopping_daemon_leaves_hooks_queued_for_the_next_poll(
+    dovecot_alice: Dovecot, data_dir: Path, state: State, recorder: Any
+) -> None:
+    argv, out = recorder("runs")
+    queue_one(dovecot_alice, data_dir, state, argv)
+    assert runs(out) == []
+    poll(dovecot_alice, data_dir, state, on_message=argv)
+    assert [env[b"FETCHD_SUBJECT"] for env in runs(out)] == [b"queued"]
+    assert state.pending_hooks("work") == []
+
+
+def test_a_hook_started_max_starts_times_is_given_up(
+    dovecot_alice: Dovecot, data_dir: Path, state: State, recorder: Any
+) -> None:
+    argv, out = recorder("runs")
+    queue_one(dovecot_alice, data_dir, state, argv)
+    [job] = state.pending_hooks("work")
+    for _ in range(MAX_STARTS):  # as if each start had ended in a crash
+        state.start_hooks("work", [job.pending])
+    _, events = poll(dovecot_alice, data_dir, state, on_message=argv)
+    assert runs(out) == []
+    [event] = hook_events(events)
+    assert (event["event"], event["log_level"]) == ("hook given up", "warning")
+    assert state.pending_hooks("work") == []
+
+
+def test_a_hook_removed_from_the_config_is_dropped_unrun(
+    dovecot_alice: Dovecot, data_dir: Path, state: State, recorder: Any
+) -> None:
+    argv, out = recorder("runs")
+    queue_one(dovecot_alice, data_dir, state, argv)
+    _, events = poll(dovecot_alice, data_dir, state)
+    assert (runs(out), hook_events(events)) == ([], [])
+    assert state.pending_hooks("work") == []
