@@ -143,6 +143,7 @@ def inherited_environment(
 
 def message_facts(account: AccountConfig, data_dir: Path, job: HookJob) -> dict[str, str]:
     """The ``FETCHD_*`` variables of one message's hook (empty when unknown, never unset)."""
+    data_dir = data_dir.absolute()  # a hook may run elsewhere: every path is absolute
     folder = "" if job.folder is None else str(data_dir / job.folder)
     facts = {
         "FETCHD_HOOK": job.pending.hook,
