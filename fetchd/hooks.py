@@ -18,7 +18,8 @@ and would never end for a broken script. The window: a crash while a hook
 runs, or before its end is recorded, runs it again on the next poll (at least
 once there); ``MAX_STARTS`` bounds that, so a hook that kills fetchd cannot
 loop. ``on_error`` has no message to queue with: it runs once when the poll
-fails, and is not recorded.
+fails, and is not recorded; nor is the daemon's ``on_poll``, run after every
+poll of every account.
 
 Hooks run after the poll's sessions ended (``run_pending``, from the runner),
 so a slow hook never holds a POP3 session open or delays a DELE, and no hook
@@ -395,6 +396,24 @@ def run_on_error(
     return run
 
 
+def run_on_poll(
+    account: AccountConfig,
+    argv: Sequence[str] | None,
+    facts: Mapping[str, str],
+    log: FilteringBoundLogger,
+    slots: HookSlots,
+) -> HookRun | None:
+    """Run the daemon's ``on_poll`` after a poll of ``account``, with ``facts`` about it."""
+    if argv is None or facts.get("FETCHD_OUTCOME") == "locked":
+        return None  # the fetchd process holding the account runs it
+    env = inherited_environment(account)
+    env.update({"FETCHD_HOOK": "on_poll", "FETCHD_ACCOUNT": account.name, **facts})
+    with slots:
+        run = run_hook(argv, env, account.hook_timeout)
+    _log_run(log, "on_poll", run)
+    return run
+
+
 def _log_run(log: FilteringBoundLogger, hook: str, run: HookRun, **facts: str) -> None:
     """One event per hook run: info when it succeeded, a warning with the reason when not."""
     output = {key: text for key, text in (("stdout", run.stdout), ("stderr", run.stderr)) if text}
@@ -422,5 +441,6 @@ __all__ = [
     "inherited_environment",
     "run_hook",
     "run_on_error",
+    "run_on_poll",
     "run_pending",
 ]

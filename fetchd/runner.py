@@ -54,12 +54,13 @@ def run_account(
     mark_seen: bool = False,
     stop: threading.Event | None = None,
     hook_slots: HookSlots | None = None,
+    on_poll: tuple[str, ...] | None = None,
 ) -> AccountRun:
     """Poll ``account``, log the result, record the poll, run its hooks.
 
     Never raises a poll's failure. The queued hooks run after the poll,
     failed or not (what it stored before failing is safe and gets its hooks);
-    ``on_error`` runs last, for a failed poll.
+    then ``on_error``, for a failed poll, and last the daemon's ``on_poll``.
     """
     started = time.time()
     result: PollResult | None = None
@@ -83,7 +84,9 @@ def run_account(
         log_result(log, result)
     record = poll_record(account.name, started, result, error)
     run = AccountRun(result, error, record, state.record_poll(record))
-    _run_hooks(account, data_dir, state, log, run, slots=hook_slots or HookSlots(), stop=stop)
+    slots = hook_slots or HookSlots()
+    _run_hooks(account, data_dir, state, log, run, slots=slots, stop=stop)
+    hooks.run_on_poll(account, on_poll, _poll_facts(run), log, slots)
     return run
 
 
@@ -104,6 +107,18 @@ def _run_hooks(
         log.warning("hooks not run", error=str(exc))
     if run.error is not None:
         hooks.run_on_error(account, run.error, run.failures, log, slots)
+
+
+def _poll_facts(run: AccountRun) -> dict[str, str]:
+    """What ``on_poll`` is told about a poll (its error is ``on_error``'s)."""
+    record = run.record
+    return {
+        "FETCHD_OUTCOME": record.outcome,
+        "FETCHD_NEW": str(record.new),
+        "FETCHD_STORED": str(record.stored),
+        "FETCHD_DELETED": str(record.deleted),
+        "FETCHD_FAILURES": str(run.failures),
+    }
 
 
 def outcome_of(error: BaseException | None) -> Outcome:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from fetchd.cli import main
 from fetchd.hooks import MAX_STARTS, HookSlots, run_pending
 from fetchd.log import get_logger
 from fetchd.poll import poll_account, recover_account
@@ -319,7 +320,9 @@ def test_at_most_max_hooks_run_at_once(
 # -- a crash between the commit and the hook ------------------------------------
 
 
-def write_config(tmp_path: Path, dovecot: Dovecot, hook: list[str], max_hooks: int = 4) -> Path:
+def write_config(
+    tmp_path: Path, dovecot: Dovecot, hook: list[str], max_hooks: int = 4, on_poll: str = ""
+) -> Path:
     config = tmp_path / "config.toml"
     config.write_text(
         textwrap.dedent(
@@ -329,6 +332,7 @@ def write_config(tmp_path: Path, dovecot: Dovecot, hook: list[str], max_hooks: i
             transcript = false
             log_level = "warning"
             max_hooks = {max_hooks}
+            {on_poll}
             [accounts.work]
             host = "127.0.0.1"
             port = {dovecot.pop3_port}
@@ -477,3 +481,20 @@ def test_a_hook_removed_from_the_config_is_dropped_unrun(
     _, events = poll(dovecot_alice, data_dir, state)
     assert (runs(out), hook_events(events)) == ([], [])
     assert state.pending_hooks("work") == []
+
+
+def test_on_poll_runs_after_each_poll_with_its_counts(
+    dovecot_alice: Dovecot, tmp_path: Path, recorder: Any
+) -> None:
+    dovecot_alice.deliver_many("alice", [make_message(f"m{i}") for i in range(3)])
+    on_message, messages = recorder("messages")
+    argv, out = recorder("polls")
+    config = write_config(tmp_path, dovecot_alice, on_message, on_poll=f"on_poll = {argv!r}")
+    assert main(["-c", str(config), "fetch"]) == 0
+    assert main(["-c", str(config), "fetch"]) == 0
+    polls = [
+        (env[b"FETCHD_HOOK"], env[b"FETCHD_STORED"], env[b"FETCHD_OUTCOME"]) for env in runs(out)
+    ]
+    assert sorted(polls) == [(b"on_poll", b"0", b"ok"), (b"on_poll", b"3", b"ok")]
+    assert all(env[b"FETCHD_ACCOUNT"] == b"work" for env in runs(out))
+    assert len(runs(messages)) == 3

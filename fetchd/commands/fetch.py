@@ -69,6 +69,7 @@ def fetch_one(
             progress=progress,
             mark_seen=mark_seen,
             hook_slots=HookSlots(config.daemon.max_hooks),
+            on_poll=config.daemon.on_poll,
         )
     finally:
         if progress:

@@ -59,6 +59,8 @@ class DaemonConfig(_Frozen):
     max_parallel: Annotated[int, Field(ge=1, le=64)] = 4
     #: Hook processes (``on_message`` ...) running at once, all accounts together.
     max_hooks: Annotated[int, Field(ge=1, le=64)] = 4
+    #: A program run after each account's poll (``fetchd.hooks.run_on_poll``).
+    on_poll: HookCommand | None = None
     jitter: Annotated[Duration, Field(ge=0)] = 0.0
     #: The group that may read every account's mail and attachments; None: private.
     share_group: GroupName | None = None

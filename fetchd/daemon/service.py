@@ -319,6 +319,7 @@ class Daemon:
             transcript=config.daemon.transcript,
             stop=self._stopping,
             hook_slots=self._hook_slots,
+            on_poll=config.daemon.on_poll,
         )
         with self._publishing:
             next_poll = self._schedule_next(spec, run.outcome, run.failures, run.result)
