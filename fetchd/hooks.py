@@ -25,7 +25,7 @@ Hooks run after the poll's sessions ended (``run_pending``, from the runner),
 so a slow hook never holds a POP3 session open or delays a DELE, and no hook
 failure loses mail or fetches it again. They run under the account's lock, so
 ``fetchd fetch`` and the daemon never run the same hook twice, and at most
-``max_hooks`` processes run at once in the whole process (``HookSlots``).
+``max_hooks`` processes run at once in the whole process (``DaemonHooks``).
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fetchd.config import AccountConfig
+from fetchd.config import AccountConfig, Config
 from fetchd.errors import AccountLockedError, FetchdError
 from fetchd.store.account import AccountStore
 from fetchd.store.state import HookJob, State
@@ -68,18 +68,36 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class HookSlots:
-    """The bound on hook processes running at once, shared by every account of a process."""
+class DaemonHooks:
+    """What the hooks of every account in one process share.
 
-    def __init__(self, size: int = DEFAULT_MAX_HOOKS) -> None:
-        self.size = size
-        self._semaphore = threading.BoundedSemaphore(size)
+    The bound on hook processes running at once (``max_hooks``; ``slot``),
+    the daemon's ``on_poll``, and the names of every account's
+    ``password_env``: no hook inherits another account's password either.
+    """
 
-    def __enter__(self) -> None:
-        self._semaphore.acquire()
+    def __init__(
+        self,
+        max_hooks: int = DEFAULT_MAX_HOOKS,
+        on_poll: Sequence[str] | None = None,
+        hidden: frozenset[str] = frozenset(),
+    ) -> None:
+        self.max_hooks = max_hooks
+        self.on_poll = on_poll
+        self.hidden = hidden
+        self._semaphore = threading.BoundedSemaphore(max_hooks)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self._semaphore.release()
+    @classmethod
+    def from_config(cls, config: Config) -> DaemonHooks:
+        accounts = config.accounts.values()
+        hidden = frozenset(a.password_env for a in accounts if a.password_env is not None)
+        return cls(config.daemon.max_hooks, config.daemon.on_poll, hidden)
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Held while one hook process runs."""
+        with self._semaphore:
+            yield
 
 
 @dataclass(frozen=True)
@@ -123,20 +141,25 @@ def inert(value: object, limit: int = VALUE_LIMIT) -> str:
 
 
 def inherited_environment(
-    account: AccountConfig, environ: Mapping[str, str] | None = None
+    account: AccountConfig,
+    hidden: frozenset[str] = frozenset(),
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """fetchd's own environment minus anything secret, as hooks inherit it.
 
-    Dropped: the account's ``password_env`` variable, every variable whose
-    name suggests a secret (``SECRET_WORDS``: other accounts' passwords too,
-    and ``$CREDENTIALS_DIRECTORY``), and inherited ``FETCHD_*`` variables
-    other than ``FETCHD_CONFIG``, which must not pass for facts of this run.
+    Dropped: the account's ``password_env`` variable and those ``hidden``
+    (every account's), every variable whose name suggests a secret
+    (``SECRET_WORDS``, ``$CREDENTIALS_DIRECTORY`` too), and inherited
+    ``FETCHD_*`` variables other than ``FETCHD_CONFIG``, which must not pass
+    for facts of this run. Hooks run as fetchd's user, who can read fetchd's
+    environment anyway: this keeps secrets out of what a hook logs or sends.
     """
     source = os.environ if environ is None else environ
     return {
         name: value
         for name, value in source.items()
         if name != account.password_env
+        and name not in hidden
         and not any(word in name.upper() for word in SECRET_WORDS)
         and (not name.startswith("FETCHD_") or name == "FETCHD_CONFIG")
     }
@@ -282,7 +305,7 @@ class _Context:
     data_dir: Path
     state: State
     log: FilteringBoundLogger
-    slots: HookSlots
+    shared: DaemonHooks
     stop: threading.Event | None
 
 
@@ -292,17 +315,17 @@ def run_pending(
     state: State,
     log: FilteringBoundLogger,
     *,
-    slots: HookSlots,
+    shared: DaemonHooks,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run ``account``'s queued hooks, up to ``slots`` at once; returns how many ran.
+    """Run ``account``'s queued hooks, ``max_hooks`` at once; returns how many ran.
 
     Under the account's lock; if another fetchd process holds it, that one
     runs them. Once ``stop`` is set no further hook starts: they stay queued.
     """
     if not state.pending_hooks(account.name):  # the usual case, without taking the lock
         return 0
-    context = _Context(account, data_dir, state, log, slots, stop)
+    context = _Context(account, data_dir, state, log, shared, stop)
     try:
         with AccountStore(account, data_dir, state).lock():
             return _run_queued(context, state.pending_hooks(account.name))
@@ -322,7 +345,7 @@ def _run_queued(context: _Context, jobs: list[HookJob]) -> int:
     state, name = context.state, context.account.name
     state.start_hooks(name, [job.pending for job in jobs])
     ran = 0
-    with ThreadPoolExecutor(context.slots.size, thread_name_prefix="hook") as pool:
+    with ThreadPoolExecutor(context.shared.max_hooks, thread_name_prefix="hook") as pool:
         waiting = {pool.submit(_run_job, context, job): job for job in jobs}
         while waiting:
             ended, _ = wait(waiting, return_when=FIRST_COMPLETED)
@@ -370,12 +393,24 @@ def _argv(account: AccountConfig, job: HookJob) -> tuple[str, ...] | None:
 def _run_job(context: _Context, job: HookJob) -> HookRun | None:
     argv = _argv(context.account, job)
     assert argv is not None  # _runnable kept only configured hooks
-    with context.slots:
-        if context.stop is not None and context.stop.is_set():
+    facts = message_facts(context.account, context.data_dir, job)
+    return _run_in_slot(context.account, context.shared, argv, facts, context.stop)
+
+
+def _run_in_slot(
+    account: AccountConfig,
+    shared: DaemonHooks,
+    argv: Sequence[str],
+    facts: Mapping[str, str],
+    stop: threading.Event | None = None,
+) -> HookRun | None:
+    """Wait for a free slot, then run ``argv``; None if fetchd began stopping meanwhile."""
+    with shared.slot():
+        if stop is not None and stop.is_set():
             return None
-        env = inherited_environment(context.account)
-        env.update(message_facts(context.account, context.data_dir, job))
-        return run_hook(argv, env, context.account.hook_timeout)
+        env = inherited_environment(account, shared.hidden)
+        env.update(facts)
+        return run_hook(argv, env, account.hook_timeout)
 
 
 def run_on_error(
@@ -383,35 +418,28 @@ def run_on_error(
     error: BaseException,
     failures: int,
     log: FilteringBoundLogger,
-    slots: HookSlots,
-) -> HookRun | None:
+    shared: DaemonHooks,
+) -> None:
     """Run ``on_error`` for a failed poll, unless another fetchd process held the account."""
     if account.on_error is None or isinstance(error, AccountLockedError):
-        return None
-    env = inherited_environment(account)
-    env.update(error_facts(account, error, failures))
-    with slots:
-        run = run_hook(account.on_error, env, account.hook_timeout)
-    _log_run(log, "on_error", run)
-    return run
+        return
+    facts = error_facts(account, error, failures)
+    if run := _run_in_slot(account, shared, account.on_error, facts):
+        _log_run(log, "on_error", run)
 
 
 def run_on_poll(
     account: AccountConfig,
-    argv: Sequence[str] | None,
     facts: Mapping[str, str],
     log: FilteringBoundLogger,
-    slots: HookSlots,
-) -> HookRun | None:
+    shared: DaemonHooks,
+) -> None:
     """Run the daemon's ``on_poll`` after a poll of ``account``, with ``facts`` about it."""
-    if argv is None or facts.get("FETCHD_OUTCOME") == "locked":
-        return None  # the fetchd process holding the account runs it
-    env = inherited_environment(account)
-    env.update({"FETCHD_HOOK": "on_poll", "FETCHD_ACCOUNT": account.name, **facts})
-    with slots:
-        run = run_hook(argv, env, account.hook_timeout)
-    _log_run(log, "on_poll", run)
-    return run
+    if shared.on_poll is None or facts.get("FETCHD_OUTCOME") == "locked":
+        return  # the fetchd process holding the account runs it
+    facts = {"FETCHD_HOOK": "on_poll", "FETCHD_ACCOUNT": account.name, **facts}
+    if run := _run_in_slot(account, shared, shared.on_poll, facts):
+        _log_run(log, "on_poll", run)
 
 
 def _log_run(log: FilteringBoundLogger, hook: str, run: HookRun, **facts: str) -> None:
@@ -435,8 +463,8 @@ def _log_run(log: FilteringBoundLogger, hook: str, run: HookRun, **facts: str) -
 __all__ = [
     "DEFAULT_MAX_HOOKS",
     "MAX_STARTS",
+    "DaemonHooks",
     "HookRun",
-    "HookSlots",
     "inert",
     "inherited_environment",
     "run_hook",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from fetchd import hooks
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
-from fetchd.hooks import HookSlots
+from fetchd.hooks import DaemonHooks
 from fetchd.log import pop3_transcript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
 from fetchd.store.state import Outcome, PollRecord, State
@@ -53,8 +53,7 @@ def run_account(
     progress: ProgressCallback | None = None,
     mark_seen: bool = False,
     stop: threading.Event | None = None,
-    hook_slots: HookSlots | None = None,
-    on_poll: tuple[str, ...] | None = None,
+    daemon_hooks: DaemonHooks | None = None,
 ) -> AccountRun:
     """Poll ``account``, log the result, record the poll, run its hooks.
 
@@ -84,9 +83,9 @@ def run_account(
         log_result(log, result)
     record = poll_record(account.name, started, result, error)
     run = AccountRun(result, error, record, state.record_poll(record))
-    slots = hook_slots or HookSlots()
-    _run_hooks(account, data_dir, state, log, run, slots=slots, stop=stop)
-    hooks.run_on_poll(account, on_poll, _poll_facts(run), log, slots)
+    shared = daemon_hooks or DaemonHooks()
+    _run_hooks(account, data_dir, state, log, run, shared=shared, stop=stop)
+    hooks.run_on_poll(account, _poll_facts(run), log, shared)
     return run
 
 
@@ -97,16 +96,16 @@ def _run_hooks(
     log: FilteringBoundLogger,
     run: AccountRun,
     *,
-    slots: HookSlots,
+    shared: DaemonHooks,
     stop: threading.Event | None,
 ) -> None:
     """The queued hooks, then ``on_error``; a hook problem is logged, never the poll's outcome."""
     try:
-        hooks.run_pending(account, data_dir, state, log, slots=slots, stop=stop)
+        hooks.run_pending(account, data_dir, state, log, shared=shared, stop=stop)
     except FetchdError as exc:  # the state database: the hooks stay queued
         log.warning("hooks not run", error=str(exc))
     if run.error is not None:
-        hooks.run_on_error(account, run.error, run.failures, log, slots)
+        hooks.run_on_error(account, run.error, run.failures, log, shared)
 
 
 def _poll_facts(run: AccountRun) -> dict[str, str]:

@@ -21,7 +21,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from fetchd.cli import main
-from fetchd.hooks import MAX_STARTS, HookSlots, run_pending
+from fetchd.config import load_config
+from fetchd.hooks import MAX_STARTS, DaemonHooks, inherited_environment, run_pending
 from fetchd.log import get_logger
 from fetchd.poll import poll_account, recover_account
 from fetchd.runner import AccountRun, run_account
@@ -70,7 +71,12 @@ def poll(
     account = make_account(dovecot.pop3_port, **settings)
     with capture_logs() as events:
         run = run_account(
-            account, data_dir, state, get_logger(), transcript=False, hook_slots=HookSlots(slots)
+            account,
+            data_dir,
+            state,
+            get_logger(),
+            transcript=False,
+            daemon_hooks=DaemonHooks(slots),
         )
     return run, events
 
@@ -442,7 +448,7 @@ def queue_one(dovecot: Dovecot, data_dir: Path, state: State, argv: list[str]) -
     account = make_account(dovecot.pop3_port, on_message=argv)
     with capture_logs():
         poll_account(account, data_dir, state)
-        run_pending(account, data_dir, state, get_logger(), slots=HookSlots(), stop=stop)
+        run_pending(account, data_dir, state, get_logger(), shared=DaemonHooks(), stop=stop)
     [job] = state.pending_hooks("work")
     assert job.starts == 0  # a hook that never started did not count as a start
 
@@ -498,3 +504,35 @@ def test_on_poll_runs_after_each_poll_with_its_counts(
     assert sorted(polls) == [(b"on_poll", b"0", b"ok"), (b"on_poll", b"3", b"ok")]
     assert all(env[b"FETCHD_ACCOUNT"] == b"work" for env in runs(out))
     assert len(runs(messages)) == 3
+
+
+def test_no_hook_inherits_any_account_password_or_stale_facts(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            [accounts.work]
+            host = "pop.example.org"
+            username = "a"
+            password_env = "WORK_PW"
+            [accounts.home]
+            host = "pop.example.org"
+            username = "b"
+            password_env = "HOME_PW"
+            """
+        )
+    )
+    loaded = load_config(config)
+    shared = DaemonHooks.from_config(loaded)
+    environ = {
+        "WORK_PW": "1",
+        "HOME_PW": "2",
+        "GITHUB_TOKEN": "3",
+        "CREDENTIALS_DIRECTORY": "/run/credentials/fetchd.service",
+        "FETCHD_SUBJECT": "stale",
+        "FETCHD_CONFIG": str(config),
+        "PATH": "/usr/bin",
+        "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus",
+    }
+    env = inherited_environment(loaded.accounts["work"], shared.hidden, environ)
+    assert sorted(env) == ["DBUS_SESSION_BUS_ADDRESS", "FETCHD_CONFIG", "PATH"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from fetchd.commands import load, open_state, read_state, say, select_accounts, shown_uid
 from fetchd.config import AccountConfig, Config
 from fetchd.errors import FetchdError
-from fetchd.hooks import HookSlots
+from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger, pop3_transcript
 from fetchd.poll import Preview, Progress, preview_account
 from fetchd.pop3.inventory import ServerMessage
@@ -68,8 +68,7 @@ def fetch_one(
             transcript=config.daemon.transcript,
             progress=progress,
             mark_seen=mark_seen,
-            hook_slots=HookSlots(config.daemon.max_hooks),
-            on_poll=config.daemon.on_poll,
+            daemon_hooks=DaemonHooks.from_config(config),
         )
     finally:
         if progress:

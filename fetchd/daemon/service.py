@@ -50,7 +50,7 @@ from fetchd.daemon.policy import (
 from fetchd.daemon.report import PollReporter
 from fetchd.daemon.sdnotify import Notifier, monotonic_usec
 from fetchd.errors import ConfigError, StorageError
-from fetchd.hooks import HookSlots
+from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger
 from fetchd.poll import PollResult
 from fetchd.runner import run_account
@@ -97,8 +97,8 @@ class Daemon:
         self._in_flight = InFlight()
         self._reporter = PollReporter()
         self._login_delays: dict[str, int] = {}
-        # Shared by every account's hooks; a reload with a new max_hooks swaps it.
-        self._hook_slots = HookSlots(config.daemon.max_hooks)
+        # Shared by every account's hooks; a reload swaps it (polls running keep theirs).
+        self._hooks = DaemonHooks.from_config(config)
         self._scheduler = BackgroundScheduler(
             executors={
                 "default": ThreadPoolExecutor(config.daemon.max_parallel),
@@ -211,8 +211,7 @@ class Daemon:
         with self._lock:
             old, old_config = self._specs, self._config
             self._specs, self._config = new, config
-            if config.daemon.max_hooks != old_config.daemon.max_hooks:
-                self._hook_slots = HookSlots(config.daemon.max_hooks)
+            self._hooks = DaemonHooks.from_config(config)
         added = sorted(new.keys() - old.keys())
         removed = sorted(old.keys() - new.keys())
         changed = sorted(n for n in new.keys() & old.keys() if new[n] != old[n])
@@ -318,8 +317,7 @@ class Daemon:
             log,
             transcript=config.daemon.transcript,
             stop=self._stopping,
-            hook_slots=self._hook_slots,
-            on_poll=config.daemon.on_poll,
+            daemon_hooks=self._hooks,
         )
         with self._publishing:
             next_poll = self._schedule_next(spec, run.outcome, run.failures, run.result)
