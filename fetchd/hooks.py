@@ -192,12 +192,11 @@ def error_facts(account: AccountConfig, error: BaseException, failures: int) -> 
     is masked here too in case. A bug's text may hold anything, so only its
     type is given.
     """
-    kind: str = error.kind if isinstance(error, FetchdError) else "bug"
-    text = (
-        str(error)
-        if isinstance(error, FetchdError)
-        else f"fetchd hit a bug ({type(error).__name__}); see its log"
-    )
+    kind: str
+    if isinstance(error, FetchdError):
+        kind, text = error.kind, str(error)
+    else:
+        kind, text = "bug", f"fetchd hit a bug ({type(error).__name__}); see its log"
     if account.password is not None and (secret := account.password.get_secret_value()):
         text = text.replace(secret, "***")
     return {
