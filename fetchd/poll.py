@@ -250,7 +250,10 @@ def recover_account(
     fetched, and the session ends with QUIT without a single DELE.
     """
     result = PollResult(account.name, sessions=1)
-    store = AccountStore(account, data_dir, state)
+    # A rebuilt state cannot know which hooks ran: none are queued, rather
+    # than a hook for every message the Maildir holds.
+    quiet = account.model_copy(update={"on_message": None, "on_attachment": None})
+    store = AccountStore(quiet, data_dir, state)
     with store.lock():
         store.prepare()
         session = login(account, transcript)

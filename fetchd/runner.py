@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fetchd import hooks
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
+from fetchd.hooks import DaemonHooks
 from fetchd.log import pop3_transcript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
 from fetchd.store.state import Outcome, PollRecord, State
@@ -51,8 +53,14 @@ def run_account(
     progress: ProgressCallback | None = None,
     mark_seen: bool = False,
     stop: threading.Event | None = None,
+    daemon_hooks: DaemonHooks | None = None,
 ) -> AccountRun:
-    """Poll ``account``, log the result, record the poll; never raises a poll's failure."""
+    """Poll ``account``, log the result, record the poll, run its hooks.
+
+    Never raises a poll's failure. The queued hooks run after the poll,
+    failed or not (what it stored before failing is safe and gets its hooks);
+    then ``on_error``, for a failed poll, and last the daemon's ``on_poll``.
+    """
     started = time.time()
     result: PollResult | None = None
     error: Exception | None = None
@@ -74,7 +82,42 @@ def run_account(
     else:
         log_result(log, result)
     record = poll_record(account.name, started, result, error)
-    return AccountRun(result, error, record, state.record_poll(record))
+    run = AccountRun(result, error, record, state.record_poll(record))
+    shared = daemon_hooks or DaemonHooks()
+    _run_hooks(account, data_dir, state, log, run, shared=shared, stop=stop)
+    hooks.run_on_poll(account, _poll_facts(run), log, shared)
+    return run
+
+
+def _run_hooks(
+    account: AccountConfig,
+    data_dir: Path,
+    state: State,
+    log: FilteringBoundLogger,
+    run: AccountRun,
+    *,
+    shared: DaemonHooks,
+    stop: threading.Event | None,
+) -> None:
+    """The queued hooks, then ``on_error``; a hook problem is logged, never the poll's outcome."""
+    try:
+        hooks.run_pending(account, data_dir, state, log, shared=shared, stop=stop)
+    except FetchdError as exc:  # the state database: the hooks stay queued
+        log.warning("hooks not run", error=str(exc))
+    if run.error is not None:
+        hooks.run_on_error(account, run.error, run.failures, log, shared)
+
+
+def _poll_facts(run: AccountRun) -> dict[str, str]:
+    """What ``on_poll`` is told about a poll (its error is ``on_error``'s)."""
+    record = run.record
+    return {
+        "FETCHD_OUTCOME": record.outcome,
+        "FETCHD_NEW": str(record.new),
+        "FETCHD_STORED": str(record.stored),
+        "FETCHD_DELETED": str(record.deleted),
+        "FETCHD_FAILURES": str(run.failures),
+    }
 
 
 def outcome_of(error: BaseException | None) -> Outcome:

@@ -1037,3 +1037,30 @@ def test_two_accounts_cannot_share_an_attachments_folder(tmp_path: Path) -> None
         """,
     )
     assert "accounts home and work would put attachments in the same folder" in found
+
+
+# --- hooks ----------------------------------------------------------------------------
+
+
+def test_hooks_are_argv_lists(tmp_path: Path) -> None:
+    text = MINIMAL + 'on_message = ["notify-send", "new mail"]\nhook_timeout = "2m"\n'
+    work = load_text(tmp_path, text).accounts["work"]
+    assert (work.on_message, work.on_attachment, work.hook_timeout) == (
+        ("notify-send", "new mail"),
+        None,
+        120.0,
+    )
+    assert load_text(tmp_path, MINIMAL).daemon.max_hooks == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('"notify-send $FETCHD_SUBJECT"', "Input should be a valid tuple"),
+        ("[]", "must be a list naming a program first"),
+        ('["", "x"]', "must be a list naming a program first"),
+    ],
+)
+def test_a_hook_must_name_a_program_in_a_list(tmp_path: Path, value: str, problem: str) -> None:
+    message = errors_of(tmp_path, MINIMAL + f"on_error = {value}\n")
+    assert f"accounts.work.on_error: {problem}" in message

@@ -31,6 +31,7 @@ from fetchd.config._values import (
     ExistingFile,
     Flag,
     GroupName,
+    HookCommand,
     HostName,
     Integer,
     PositiveDuration,
@@ -58,6 +59,10 @@ class DaemonConfig(_Frozen):
     log_format: Literal["auto", "json", "console"] = "auto"
     transcript: Flag = True
     max_parallel: Annotated[Integer, Field(ge=1, le=64)] = 4
+    #: Hook processes (``on_message`` ...) running at once, all accounts together.
+    max_hooks: Annotated[Integer, Field(ge=1, le=64)] = 4
+    #: A program run after each account's poll (``fetchd.hooks.run_on_poll``).
+    on_poll: HookCommand | None = None
     jitter: Duration = 0.0
     #: The group that may read every account's mail and attachments; None: private.
     share_group: GroupName | None = None
@@ -166,6 +171,12 @@ class AccountConfig(_Frozen):
     #: Where attachment folders go; None: ``<data_dir>/<name>/attachments``.
     attachments_dir: ResolvedPath | None = None
     attachments: AttachmentsConfig = Field(default_factory=AttachmentsConfig)
+    #: Programs run (without a shell) for each stored message, each extracted
+    #: attachment, and each failed poll; see ``fetchd.hooks``.
+    on_message: HookCommand | None = None
+    on_attachment: HookCommand | None = None
+    on_error: HookCommand | None = None
+    hook_timeout: PositiveDuration = 60.0
 
     @model_validator(mode="before")
     @classmethod

@@ -177,6 +177,15 @@ def _command(command: str) -> str:
     return command
 
 
+def _argv(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """A hook's command: a program and its arguments, run without a shell."""
+    if not argv or not argv[0]:
+        raise ValueError('must be a list naming a program first, such as ["notify-send", "mail"]')
+    if any("\0" in word for word in argv):
+        raise ValueError("cannot contain a NUL character")
+    return argv
+
+
 def _group(name: str) -> str:
     """A group that exists here: sharing with a group that does not is a typo, found at start."""
     if not name or ":" in name or any(c.isspace() for c in name):
@@ -216,5 +225,6 @@ HostName = Annotated[str, AfterValidator(_host)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 CredentialName = Annotated[str, AfterValidator(_credential_name)]
 CommandLine = Annotated[str, AfterValidator(_command)]
+HookCommand = Annotated[tuple[str, ...], AfterValidator(_argv)]
 CronExpression = Annotated[str, AfterValidator(_cron)]
 GroupName = Annotated[str, AfterValidator(_group)]

@@ -50,6 +50,7 @@ from fetchd.daemon.policy import (
 from fetchd.daemon.report import PollReporter
 from fetchd.daemon.sdnotify import Notifier, monotonic_usec
 from fetchd.errors import ConfigError, StorageError
+from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger
 from fetchd.poll import PollResult
 from fetchd.runner import run_account
@@ -96,6 +97,8 @@ class Daemon:
         self._in_flight = InFlight()
         self._reporter = PollReporter()
         self._login_delays: dict[str, int] = {}
+        # Shared by every account's hooks; a reload swaps it (polls running keep theirs).
+        self._hooks = DaemonHooks.from_config(config)
         self._scheduler = BackgroundScheduler(
             executors={
                 "default": ThreadPoolExecutor(config.daemon.max_parallel),
@@ -208,6 +211,7 @@ class Daemon:
         with self._lock:
             old, old_config = self._specs, self._config
             self._specs, self._config = new, config
+            self._hooks = DaemonHooks.from_config(config)
         added = sorted(new.keys() - old.keys())
         removed = sorted(old.keys() - new.keys())
         changed = sorted(n for n in new.keys() & old.keys() if new[n] != old[n])
@@ -313,6 +317,7 @@ class Daemon:
             log,
             transcript=config.daemon.transcript,
             stop=self._stopping,
+            daemon_hooks=self._hooks,
         )
         with self._publishing:
             next_poll = self._schedule_next(spec, run.outcome, run.failures, run.result)

@@ -119,6 +119,19 @@ _MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX messages_fetched_at ON messages (fetched_at);
     """,
+    # Hooks still to run (``fetchd.hooks``): queued with the message's index
+    # row, deleted once run. ``starts`` bounds the runs a crash may repeat.
+    """
+    CREATE TABLE pending_hooks (
+        account TEXT NOT NULL,
+        uid BLOB NOT NULL,
+        hook TEXT NOT NULL,             -- on_message | on_attachment
+        target TEXT NOT NULL,           -- the .eml or attachment, relative to the data dir
+        queued REAL NOT NULL,
+        starts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, uid, hook, target)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -169,6 +182,35 @@ class Indexed:
     attachments: tuple[str, ...]
     fetched_at: float = 0.0
     size: int = 0
+
+
+#: The hooks fetchd records as pending until they ran, one per message or attachment.
+HookName = Literal["on_message", "on_attachment"]
+
+
+@dataclass(frozen=True)
+class PendingHook:
+    """A hook to run for one stored message: once for it, or once for one of its attachments."""
+
+    uid: str
+    hook: HookName
+    #: The .eml (on_message) or the attachment file, as the index records paths.
+    target: str
+
+
+@dataclass(frozen=True)
+class HookJob:
+    """A pending hook with what the index knows of its message (None: not indexed)."""
+
+    pending: PendingHook
+    #: How often it was started before; only a crash leaves a started hook pending.
+    starts: int
+    path: str | None
+    folder: str | None
+    sender: str | None
+    sender_address: str | None
+    subject: str | None
+    message_id: str | None
 
 
 @dataclass(frozen=True)
@@ -354,9 +396,16 @@ class State:
                 [(account, _key(uid)) for uid in uids],
             )
 
-    def index_many(self, account: str, rows: Sequence[Indexed]) -> None:
-        """Record what stored messages hold, for ``fetchd list``; one transaction."""
+    def index_many(
+        self, account: str, rows: Sequence[Indexed], hooks: Sequence[PendingHook] = ()
+    ) -> None:
+        """Record what stored messages hold, for ``fetchd list``, and queue their hooks.
+
+        One transaction: a message is indexed with its hooks pending, or neither
+        (and indexed again on the next poll), so no hook is lost or queued twice.
+        """
         with self._transaction() as db:
+            _queue_hooks(db, account, hooks)
             db.executemany(
                 "UPDATE messages SET extracted = 1, date = ?, sender = ?, sender_address = ?,"
                 " subject = ?, message_id = ?, folder = ?, attachments = ?"
@@ -428,6 +477,34 @@ class State:
         """Forget the failures of ``uids`` (fetched, or gone from the server)."""
         with self._transaction() as db:
             _delete_failures(db, account, uids)
+
+    # -- hooks still to run (``fetchd.hooks``) ----------------------------------
+
+    def pending_hooks(self, account: str) -> list[HookJob]:
+        """The hooks of ``account`` not run yet, in the order their messages were indexed."""
+        rows = self._query(_PENDING_HOOKS, (account,))
+        return [
+            HookJob(PendingHook(_uid(uid), hook, target), starts, *facts)
+            for uid, hook, target, starts, *facts in rows
+        ]
+
+    def start_hooks(self, account: str, hooks: Sequence[PendingHook], step: int = 1) -> None:
+        """Count a start of each of ``hooks`` before they run (``step=-1``: take it back)."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE pending_hooks SET starts = starts + ?"
+                " WHERE account = ? AND uid = ? AND hook = ? AND target = ?",
+                [(step, account, _key(h.uid), h.hook, h.target) for h in hooks],
+            )
+
+    def hooks_done(self, account: str, hooks: Sequence[PendingHook]) -> None:
+        """These hooks ran (whatever their exit status): they never run again."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM pending_hooks WHERE account = ? AND uid = ? AND hook = ?"
+                " AND target = ?",
+                [(account, _key(h.uid), h.hook, h.target) for h in hooks],
+            )
 
     # -- poll bookkeeping (the daemon writes, ``fetchd status`` reads) ----------
 
@@ -590,6 +667,24 @@ def _indexed(row: Any) -> Indexed:
         attachments,
         at,
         size,
+    )
+
+
+_PENDING_HOOKS = (
+    "SELECT h.uid, h.hook, h.target, h.starts, m.path, m.folder, m.sender, m.sender_address,"
+    " m.subject, m.message_id FROM pending_hooks AS h"
+    " LEFT JOIN messages AS m ON m.account = h.account AND m.uid = h.uid"
+    " WHERE h.account = ? ORDER BY h.queued, h.uid, h.hook DESC, h.target"
+)
+
+
+def _queue_hooks(db: sqlite3.Connection, account: str, hooks: Sequence[PendingHook]) -> None:
+    """Queue ``hooks``; one queued before (a message indexed again) is not queued twice."""
+    now = time.time()
+    db.executemany(
+        "INSERT OR IGNORE INTO pending_hooks (account, uid, hook, target, queued)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(account, _key(h.uid), h.hook, h.target, now) for h in hooks],
     )
 
 
