@@ -1056,7 +1056,7 @@ def test_hooks_are_argv_lists(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ('"notify-send $FETCHD_SUBJECT"', "Input should be a valid tuple"),
+        ('"notify-send $FETCHD_SUBJECT"', "expected a program and its arguments as an array"),
         ("[]", "must be a list naming a program first"),
         ('["", "x"]', "must be a list naming a program first"),
     ],

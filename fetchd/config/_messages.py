@@ -39,6 +39,9 @@ _INTEGER = "expected an integer"
 _NUMBER = "expected a number"
 _TABLE = "expected a table"
 _ARRAY = 'expected an array of strings, e.g. ["*.exe"]'
+#: Keys whose array is a command line, not a list of patterns.
+_COMMAND_KEYS = frozenset({"on_message", "on_attachment", "on_error", "on_poll"})
+_COMMAND = 'expected a program and its arguments as an array, e.g. ["notify-send", "New mail"]'
 
 
 def _number(value: object) -> str:
@@ -169,6 +172,8 @@ def describe_errors(exc: ValidationError, sources: Sources, root: type[BaseModel
         if keys[-1:] == ("name",) and len(keys) == 3 and keys[0] == "accounts":
             keys = keys[:-1]  # the name was filled in from the table key or file name
         words = _message(error, allowed)
+        if words == _ARRAY and keys[-1:] and keys[-1] in _COMMAND_KEYS:
+            words = _COMMAND
         if not tagged:
             found.append((keys, words))
         elif keys not in unions:
