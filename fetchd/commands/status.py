@@ -81,7 +81,7 @@ def _entry(
         "new": row.new if row else 0,
         "stored": row.stored if row else 0,
         "fetched_total": count.total if count else 0,
-        "fetched_today": count.since if count else 0,
+        "fetched_today": count.today if count else 0,
         "last_success": _iso(row.last_success if row else None),
         "failures": row.failures if row else 0,
         "next_poll": _iso(row.next_poll if row else None),

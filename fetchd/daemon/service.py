@@ -326,7 +326,7 @@ class Daemon:
             next_poll=next_poll,
             log=log,
         )
-        today = state.fetched_since()
+        today = state.fetched_today()
         self._reporter.polled(spec.name, run.outcome, run.record.finished, today)
         self._notifier.notify(f"STATUS={self._status_text()}")
 
