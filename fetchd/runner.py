@@ -20,7 +20,7 @@ from fetchd import hooks
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
 from fetchd.hooks import DaemonHooks
-from fetchd.log import pop3_transcript
+from fetchd.log import PollTranscript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
 from fetchd.store.state import Outcome, PollRecord, State
 
@@ -64,12 +64,13 @@ def run_account(
     started = time.time()
     result: PollResult | None = None
     error: Exception | None = None
+    lines = PollTranscript(log) if transcript else None
     try:
         result = poll_account(
             account,
             data_dir,
             state,
-            transcript=pop3_transcript(log) if transcript else None,
+            transcript=lines,
             progress=progress,
             mark_seen=mark_seen,
             stop=stop,
@@ -77,10 +78,13 @@ def run_account(
     except FetchdError as exc:
         error = exc
     except Exception as exc:  # a bug: one account's must not stop the others
-        log.exception("poll crashed")
         error = exc
-    else:
+    if lines is not None:
+        lines.finish(failed=error is not None)
+    if result is not None:
         log_result(log, result)
+    elif not isinstance(error, FetchdError):
+        log.exception("poll crashed", exc_info=error)
     record = poll_record(account.name, started, result, error)
     run = AccountRun(result, error, record, state.record_poll(record))
     shared = daemon_hooks or DaemonHooks()

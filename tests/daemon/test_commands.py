@@ -8,6 +8,7 @@ import json
 import os
 import re
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from fetchd.cli import main
 from fetchd.config import load_config
-from fetchd.store.state import PollRecord, State
+from fetchd.store.state import Load, PollRecord, State
 from fetchd.testing.dovecot import Dovecot
 from tests.daemon.conftest import account_toml, write_config
 from tests.messages import make_message
@@ -325,6 +326,14 @@ def test_status_before_any_poll_and_after_some(
     [a, b] = status(config, capsys, "--json")  # a success clears it
     assert (b["outcome"], b["poll_failed"], b["failures"]) == ("ok", False, 0)
     assert "last poll failed" not in status(config, capsys)
+
+    assert "overloaded" not in status(config, capsys)
+
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_load(Load(time.time() - 120, 300.0, 6000.0, 42.0, time.time()))
+    state.close()
+    [line] = [line for line in status(config, capsys).splitlines() if "overloaded" in line]
+    assert "300 polls a minute of 6000 scheduled, polls wait up to 42 s" in line
 
 
 def test_status_ignores_a_failure_of_a_disabled_account(
