@@ -230,8 +230,8 @@ def preview_account(
     fetch = [m for m in choice.fetch if m.uid not in big]
     return Preview(
         account=account.name,
-        listed=len(listing.messages),
-        known=len(listing.messages) - choice.unknown,
+        listed=len(listing),
+        known=len(listing) - choice.unknown,
         fetch=fetch,
         too_big=too_big,
         backing_off=choice.backing_off,
@@ -259,7 +259,7 @@ def recover_account(
         session = login(account, transcript)
         try:
             listing = read_listing(session)
-            todo = new_messages(listing, store.known())
+            todo = new_messages(listing, store.known().keys())
             recovered = store.recover({m.uid: m.size for m in todo})
             session.quit()
         except BaseException:
@@ -297,9 +297,7 @@ def _session_pass(run: _Pass) -> str | None:
         return None
     if result.failed_attempts > failed_before:  # the failed may be retried at once
         return "a message failed; it is tried again in another session"
-    return rules.slice_reason(
-        run.store.account.host, len(listing.messages), unknown, deleted=len(marked)
-    )
+    return rules.slice_reason(run.store.account.host, len(listing), unknown, deleted=len(marked))
 
 
 @dataclass(frozen=True)
@@ -355,8 +353,8 @@ def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[Serve
             f"{len(recovered)} message(s) stored before an interruption were recorded"
         )
     todo = _drop_oversized(run, [m for m in todo if m.uid not in recovered])
-    if account.delete_after_fetch:
-        marked += [m for m in listing.messages if recovered.get(m.uid) == "stored"]
+    if account.delete_after_fetch and recovered:
+        marked += listing.select({uid for uid, kind in recovered.items() if kind == "stored"})
     return todo, marked, choice.unknown
 
 
@@ -475,14 +473,15 @@ def _due_for_deletion(
     if not rules.may_delete(account):
         return []  # the state's rows are not needed: nothing can be deleted
     known = state.known(account.name)
-    return [m for m in listing.messages if rules.should_delete(account, known.get(m.uid))]
+    due = {uid for uid in listing.uids if rules.should_delete(account, known.get(uid))}
+    return listing.select(due) if due else []
 
 
 def _gone(listing: Listing, on_server: set[str]) -> list[str]:
     """Messages another client deleted; only UIDL can tell (message numbers are reused)."""
     if listing.method != "uidl":
         return []
-    return sorted(on_server.difference(message.uid for message in listing.messages))
+    return sorted(on_server.difference(listing.uids))
 
 
 def _drop_oversized(run: _Pass, todo: list[ServerMessage]) -> list[ServerMessage]:

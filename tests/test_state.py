@@ -69,6 +69,16 @@ def test_known_uids_are_known_less_the_rows(state: State) -> None:
     assert on_server == {uid for uid, k in known.items() if k.on_server} == {ODD, "c"}
 
 
+def test_known_uids_of_utf8_ids_only_and_nothing_gone(state: State) -> None:
+    uids = ["plain", "ünï", "tab\tin", "nul\x00in", "#2"]
+    state.record("a", [Fetched(uid, "stored") for uid in uids])
+    recorded, on_server = state.known_uids("a")
+    assert recorded == on_server == set(uids)
+    state.mark_gone("a", ["ünï"])
+    recorded, on_server = state.known_uids("a")
+    assert (recorded, on_server) == (set(uids), set(uids) - {"ünï"})
+
+
 def test_uid_columns_hold_the_wire_bytes(state: State) -> None:
     state.record("a", [Fetched(ODD, "stored"), Fetched("plain-ü", "stored")])
     with sqlite3.connect(state.path) as db:
