@@ -240,9 +240,10 @@ class AccountStore:
         """Record messages whose file reached the Maildir before a crash cut their commit short.
 
         ``sizes`` maps the candidate UIDs to their LIST size. Returns what was
-        recovered, UID -> kind; only whole messages ("stored") may be deleted.
-        For mda and lmtp accounts a file there was not confirmed by the
-        destination (else it would be recorded), so it is handed over now,
+        recovered (``Committed.kinds``, UID -> kind; only whole messages,
+        "stored", may be deleted) and what a destination refused. For mda and
+        lmtp accounts a file there was not confirmed by the destination (else
+        it would be recorded), so it is handed over now,
         unless ``hand_off`` is false (``fetchd state rebuild``, which finds
         the copies of messages handed over long ago).
         """

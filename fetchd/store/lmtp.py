@@ -43,12 +43,16 @@ class Lmtp:
             nonlocal connection
             if not recipients:
                 return Outcome(self.recipients)
+            try:
+                message = path.read_bytes()
+            except OSError as exc:
+                return Outcome((), f"cannot read the message {path}: {exc.strerror}")
             if connection is None:
                 try:
                     connection = self._connect()
                 except _Errors as exc:
                     return Outcome((), f"cannot reach the LMTP server {self.address}: {exc}", True)
-            outcome, usable = _transaction(connection, path.read_bytes(), recipients)
+            outcome, usable = _transaction(connection, message, recipients)
             if not usable:
                 _close(connection)
                 connection = None

@@ -39,8 +39,11 @@ class Mda:
         """Run the command with the file at ``path`` as its stdin."""
         if not recipients:
             return Outcome(self.recipients)
-        program = self.argv[0]
-        with path.open("rb") as stdin, tempfile.TemporaryFile() as stderr:
+        try:
+            stdin = path.open("rb")
+        except OSError as exc:
+            return Outcome((), f"cannot read the message {path}: {exc.strerror}")
+        with stdin, tempfile.TemporaryFile() as stderr:
             try:
                 process = subprocess.Popen(
                     self.argv,
@@ -50,23 +53,28 @@ class Mda:
                     start_new_session=True,
                 )
             except OSError as exc:
-                return Outcome((), f"cannot run {program}: {exc.strerror}")
-            try:
-                status = process.wait(self.timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(process)
-                return Outcome(
-                    (),
-                    f"{program} did not finish within {self.timeout:g} s and was killed; "
-                    f"it may have delivered the message{_said(stderr)}",
-                    sure=False,
-                )
-            if status == 0:
-                return Outcome(self.recipients)
-            if status == EX_TEMPFAIL:
-                return Outcome((), f"{program} exited 75 (try later){_said(stderr)}", True)
-            how = f"was killed by signal {-status}" if status < 0 else f"exited {status}"
-            return Outcome((), f"{program} {how}{_said(stderr)}")
+                return Outcome((), f"cannot run {self.argv[0]}: {exc.strerror}")
+            return self._outcome(process, stderr)
+
+    def _outcome(self, process: subprocess.Popen[bytes], stderr: IO[bytes]) -> Outcome:
+        """Wait for the command, at most ``timeout``; its exit status is the answer."""
+        program = self.argv[0]
+        try:
+            status = process.wait(self.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            return Outcome(
+                (),
+                f"{program} did not finish within {self.timeout:g} s and was killed; "
+                f"it may have delivered the message{_said(stderr)}",
+                sure=False,
+            )
+        if status == 0:
+            return Outcome(self.recipients)
+        if status == EX_TEMPFAIL:
+            return Outcome((), f"{program} exited 75 (try later){_said(stderr)}", True)
+        how = f"was killed by signal {-status}" if status < 0 else f"exited {status}"
+        return Outcome((), f"{program} {how}{_said(stderr)}")
 
 
 def _said(stderr: IO[bytes]) -> str:
