@@ -24,6 +24,7 @@ import pytest
 
 from fetchd.config import AccountConfig
 from fetchd.poll import PollResult, poll_account
+from fetchd.store.account import AccountStore
 from fetchd.store.maildir import FOLDER_MARKER, message_key
 from fetchd.store.state import State
 from fetchd.testing.dovecot import Dovecot
@@ -151,6 +152,23 @@ def test_maildir_subfolder_is_made_with_its_marker_and_dovecot_finds_it(
     # A second poll stores nothing again.
     assert poll(acct, data_dir, state).stored == 0
     assert len(list((folder / "new").iterdir())) == 4
+
+
+def test_missing_maildir_is_made_private(
+    data_dir: Path, state: State, tmp_path: Path, bob: Dovecot
+) -> None:
+    folder = tmp_path / "home" / "Mail" / ".Lists"
+    old = os.umask(0o022)
+    try:
+        AccountStore(account(bob.pop3_port, maildir=str(folder)), data_dir, state)
+    finally:
+        os.umask(old)
+    made = [folder.parents[1], folder.parent, folder, *(folder.parent / s for s in ("new",))]
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in made} == dict.fromkeys(
+        (p.name for p in made), 0o700
+    )
+    assert (folder / FOLDER_MARKER).is_file()
+    assert (folder.parent / "cur").is_dir()
 
 
 def test_existing_maildir_keeps_its_modes(bob: Dovecot, data_dir: Path, state: State) -> None:

@@ -242,12 +242,14 @@ def _make_foreign(root: Path) -> None:
     Courier read it to know a folder from a top-level Maildir).
     """
     subfolder = root.name.startswith(".") and root.name not in (".", "..")
+    folders = [root.parent / sub for sub in ("tmp", "new", "cur")] if subfolder else []
+    folders += [root / sub for sub in ("tmp", "new", "cur")]
     try:
-        if subfolder:
-            for sub in ("tmp", "new", "cur"):
-                (root.parent / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        for sub in ("tmp", "new", "cur"):
-            (root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in folders:
+            # Parents too are made 0700 (mail is private), whatever the umask allows.
+            missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+            for directory in reversed(missing):
+                directory.mkdir(mode=0o700, exist_ok=True)
         if subfolder:
             marker = root / FOLDER_MARKER
             if not marker.exists():
