@@ -129,6 +129,31 @@ def test_maildir_destination_is_read_by_python_and_by_dovecot(
     assert bob.messages("alice") == []
 
 
+def test_a_lost_state_finds_messages_dovecot_moved_into_cur(
+    bob: Dovecot, data_dir: Path, state: State
+) -> None:
+    """Dovecot moves what it served into cur/ with flags; the key still names them."""
+    sent = mails(5)
+    bob.deliver_many("alice", sent)
+    target = bob.user("bob").maildir
+    acct = account(bob.pop3_port, maildir=str(target))
+    assert poll(acct, data_dir, state).stored == 5
+    hand_to_dovecot(target)
+    assert len(pop3_messages(bob, "bob", "secret2")) == 5
+    moved = [p.name for p in (target / "cur").iterdir()]
+    assert len(moved) == 5, "Dovecot did not move the messages into cur/"
+    assert all(":2," in name for name in moved)
+    fresh = State(data_dir / "fresh.sqlite3")
+    try:
+        again = poll(acct, data_dir, fresh)
+    finally:
+        fresh.close()
+    assert again.stored == 0
+    assert "5 message(s) stored before an interruption were recorded" in again.warnings
+    assert sorted(p.name for p in (target / "cur").iterdir()) == sorted(moved)
+    assert list((target / "new").iterdir()) == []
+
+
 def _inodes(maildir: Path) -> set[int]:
     return {p.stat().st_ino for sub in ("new", "cur") for p in (maildir / sub).iterdir()}
 
