@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fetchd import __version__, errors
+from fetchd import __version__, errors, journal
+from fetchd.paths import DEFAULT_CONFIG_WORDS
 
 EXIT_OK = 0
 EXIT_ACCOUNT_FAILED = 1
@@ -39,6 +40,7 @@ _HANDLERS = {
     "check": "check:run",
     "init": "init:run",
     "account": "account:run",
+    "import": "migrate:run",
     "state": "state:run",
     "service": "service:run",
     "completion": "completion:run",
@@ -82,8 +84,7 @@ def _add_global_options(parser: argparse.ArgumentParser, default: object = None)
         "--config",
         type=Path,
         default=default,
-        help="config file (default: $FETCHD_CONFIG, "
-        "/etc/fetchd/config.toml as root, else ~/.config/fetchd/config.toml)",
+        help=f"config file (default: {DEFAULT_CONFIG_WORDS})",
     )
     group.add_argument(
         "--log-level",
@@ -96,8 +97,8 @@ def _add_global_options(parser: argparse.ArgumentParser, default: object = None)
         "--log-format",
         choices=("auto", "json", "console"),
         default=default,
-        help="console for people, json for machines, auto: console on a terminal "
-        "(default: the config's, else auto)",
+        help="console for people, json for machines, auto: console on a terminal or "
+        "the journal (default: the config's, else auto)",
     )
     # The command's parser hands back only what it counted itself: counted apart,
     # ``fetchd -q fetch -q`` adds up to -qq (see ``parse_args``).
@@ -227,7 +228,49 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     remove = actions.add_parser("remove", help="remove an account added with 'account add'")
     remove.add_argument("name", metavar="NAME", help="the account to remove")
     _add_state_command(commands)
+    _add_import_command(commands)
     _add_unit_command(commands)
+
+
+#: Each tool ``fetchd import`` reads, and what its PATH argument names.
+_IMPORT_TOOLS = {
+    "fetchmail": ("PATH", "the rc file (default: $FETCHMAILHOME/fetchmailrc, else ~/.fetchmailrc)"),
+    "getmail": (
+        "DIR",
+        "the getmail directory with getmailrc* and oldmail-* files, or one rc file "
+        "(default: ~/.config/getmail, else ~/.getmail)",
+    ),
+    "mpop": ("PATH", "the rc file (default: ~/.mpoprc, else ~/.config/mpop/config)"),
+}
+
+
+def _add_import_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    importer = commands.add_parser(
+        "import",
+        help="add the accounts of fetchmail, getmail or mpop, and what they already fetched",
+    )
+    tools = importer.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    for tool, (metavar, where) in _IMPORT_TOOLS.items():
+        sub = tools.add_parser(
+            tool,
+            help=f"import {tool}'s accounts into accounts.d/, and mark what it fetched as seen",
+        )
+        sub.add_argument("path", nargs="?", type=Path, metavar=metavar, help=where)
+        sub.add_argument(
+            "--dry-run", action="store_true", help="print the files it would write; write nothing"
+        )
+        sub.add_argument(
+            "--state",
+            type=Path,
+            metavar="PATH",
+            help=f"where {tool} keeps the UIDs it fetched (default: where {tool} looks)",
+        )
+        sub.add_argument(
+            "--rename",
+            action="append",
+            metavar="OLD=NEW",
+            help="import the account proposed as OLD under the name NEW (repeatable)",
+        )
 
 
 def _add_unit_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -236,7 +279,8 @@ def _add_unit_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     install = actions.add_parser(
         "install",
         help="write a systemd unit that runs this fetchd with the config "
-        "(-c, default /etc/fetchd/config.toml; for --user %%E/fetchd/config.toml)",
+        "(-c, else $FETCHD_CONFIG, else /etc/fetchd/config.toml; for --user "
+        "$XDG_CONFIG_HOME/fetchd/config.toml, or %%E/fetchd/config.toml when it is unset)",
     )
     install.add_argument(
         "--user",
@@ -366,15 +410,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return EXIT_OK
     except KeyboardInterrupt:
-        print("fetchd: interrupted", file=sys.stderr)
+        journal.write("fetchd: interrupted")
         return 130
     except errors.FetchdError as exc:
         code, intro = next((code, intro) for kind, code, intro in _EXITS if isinstance(exc, kind))
-        print(f"fetchd: {intro}{exc}", file=sys.stderr)
+        journal.write(f"fetchd: {intro}{exc}")
         return code
     except Exception:
         import traceback  # noqa: PLC0415  # only for a bug: not on every start
 
-        traceback.print_exc()
-        print("fetchd: internal error (a bug in fetchd): please report it", file=sys.stderr)
+        # Through journal.write, so that under journald every line is an error.
+        journal.write(traceback.format_exc().rstrip("\n"))
+        journal.write("fetchd: internal error (a bug in fetchd): please report it")
         return EXIT_SOFTWARE

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fetchd import rules
+from fetchd.collector import collector_paused
 from fetchd.config import AccountConfig
 from fetchd.errors import (
     NetworkError,
@@ -272,7 +273,10 @@ def recover_account(
     fetched, and the session ends with QUIT without a single DELE.
     """
     result = PollResult(account.name, sessions=1)
-    store = AccountStore(account, data_dir, state)
+    # A rebuilt state cannot know which hooks ran: none are queued, rather
+    # than a hook for every message the Maildir holds.
+    quiet = account.model_copy(update={"on_message": None, "on_attachment": None})
+    store = AccountStore(quiet, data_dir, state)
     with store.lock():
         store.prepare()
         session = login(account, transcript)
@@ -292,9 +296,10 @@ def recover_account(
 def _session_pass(run: _Pass) -> str | None:
     """One session's work; returns why another session may bring more, or None."""
     session, result = run.session, run.result
-    listing = read_listing(session)
-    stored_before, failed_before = result.stored, result.failed_attempts
-    todo, marked, unknown = _plan(run, listing)
+    with collector_paused():  # many objects, no cycles: see fetchd.collector
+        listing = read_listing(session)
+        stored_before, failed_before = result.stored, result.failed_attempts
+        todo, marked, unknown = _plan(run, listing)
     meter = _Meter(run.store.account.name, todo, run.options.progress)
     for batch in rules.batches(todo):
         if run.options.stopping:
@@ -315,7 +320,9 @@ def _session_pass(run: _Pass) -> str | None:
         return None
     if result.failed_attempts > failed_before:  # the failed may be retried at once
         return "a message failed; it is tried again in another session"
-    return rules.slice_reason(run.store.account.host, len(listing.messages), unknown)
+    return rules.slice_reason(
+        run.store.account.host, len(listing.messages), unknown, deleted=len(marked)
+    )
 
 
 @dataclass(frozen=True)

@@ -62,23 +62,30 @@ def should_delete(account: AccountConfig, known: Known | None) -> bool:
     return days is not None and time.time() - known.fetched_at >= days * DAY
 
 
-def slice_reason(host: str, listed: int, unknown: int) -> str | None:
+def slice_reason(host: str, listed: int, unknown: int, deleted: int = 0) -> str | None:
     """Why the mailbox a session listed may have been a slice of it, or None.
 
     Asked after a session that stored messages and had no failure: another
     session costs a login and the whole listing again, so it is opened only
     when the server may hold more than it showed. ``listed`` is the number
-    of messages listed, ``unknown`` how many of them the state had not seen.
+    of messages listed, ``unknown`` how many of them the state had not seen,
+    ``deleted`` how many the session deleted.
     Gmail hides what POP already handed out, so a slicing server's listing
-    is all new; a server that shows the whole mailbox lists old mail too.
+    is all new. A server that shows a window of fixed (round) size that holds
+    old mail too shows the same window again, unless deletions made room in it;
+    a round listing counts only then, and a big mailbox that happens to hold a
+    round number of messages costs no second session.
     """
     name = host.lower().rstrip(".")
     if any(name == known or name.endswith("." + known) for known in SLICING_HOSTS):
         return f"{host} shows a mailbox in slices"
     if listed and unknown == listed:
         return f"all {listed} messages listed were new: the server may show only a slice"
-    if listed and listed % SLICE_MULTIPLE == 0:
-        return f"{listed} messages listed, a round number: the server may show only a slice"
+    if deleted and listed % SLICE_MULTIPLE == 0:
+        return (
+            f"{listed} messages listed, a round number, and {deleted} deleted: "
+            "the server may show more now"
+        )
     return None
 
 

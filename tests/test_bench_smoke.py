@@ -129,3 +129,26 @@ def test_scaling_line_per_message_for_fetchd_and_mpop(smoke: tuple[str, dict[str
         assert cpu_small >= 0
         assert cpu_large >= 0
         assert growth == pytest.approx(wall_large / wall_small, abs=0.01)
+
+
+@pytest.mark.timeout(240)
+def test_big_mailbox_benchmark_polls_a_known_mailbox_with_both_clients() -> None:
+    """``bench/bigbox.py`` small: 20,000 messages, 0 and 100 new, fetchd beside mpop."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bigbox.py"), "--total", "20000", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 19,900 |")]
+    rows.insert(0, next(line for line in done.stdout.splitlines() if line.startswith("| 20,000 |")))
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "100"]
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert all(cells), row
+        assert cells[2].endswith(" s")
+        assert cells[3].endswith(" s")
+        assert float(cells[4]) > 0

@@ -113,12 +113,26 @@ def test_status_shows_what_fetch_did(
     config = write_config(tmp_path, both, bob_password="not-bobs-password")
     main(["-c", str(config), "fetch"])
     capsys.readouterr()
-    assert main(["-c", str(config), "status", "--json"]) == EXIT_OK
+    assert main(["-c", str(config), "status", "--json"]) == EXIT_ACCOUNT_FAILED
     rows = {row["account"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["alice"]["outcome"] == "ok"
     assert rows["alice"]["fetched_total"] == 3
     assert rows["bob"]["outcome"] == "auth"
     assert "refused the login" in rows["bob"]["error"]
+    assert main(["-c", str(config), "status"]) == EXIT_ACCOUNT_FAILED
+    [why] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("bob: ")]
+    assert why.startswith("bob: last poll failed 20")  # when: this year's date and time
+    assert "(auth, 1 time in a row): " in why
+    assert "refused the login" in why
+
+    # The right password: the next poll passes, and so does status.
+    config = write_config(tmp_path, both)
+    assert main(["-c", str(config), "fetch", "bob"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["-c", str(config), "status", "--json"]) == EXIT_OK
+    assert {row["outcome"] for row in json.loads(capsys.readouterr().out)} == {"ok"}
+    assert main(["-c", str(config), "status"]) == EXIT_OK
+    assert "failed" not in capsys.readouterr().out
 
 
 def test_list_and_status_before_any_fetch_create_nothing(
@@ -169,12 +183,19 @@ def _sent(err: str) -> list[str]:
 
 
 def test_dry_run_changes_nothing_and_says_what_would_be_fetched(
-    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    both: Dovecot,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = write_config(tmp_path, both)
     on_server = {user: both.messages(user) for user in ("alice", "bob")}
     argv = ["-c", str(config), "--log-level", "info", "--log-format", "json", "fetch"]
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     assert main([*argv, "--dry-run"]) == EXIT_OK
+    assert list(elsewhere.iterdir()) == []  # not even a stray database file
     out, err = capsys.readouterr()
     assert "alice: 3 on the server, 0 fetched before (dry run: nothing changed)" in out
     assert "bob: 2 on the server, 0 fetched before" in out

@@ -176,3 +176,38 @@ def test_capture_logs_sees_events_from_get_logger() -> None:
 def test_unknown_level_or_format_is_refused(level: str, fmt: str) -> None:
     with pytest.raises(ValueError, match="unknown log"):
         configure_logging(level, fmt, io.StringIO())
+
+
+@pytest.mark.parametrize(
+    ("environment", "coloured"),
+    [
+        ({"TERM": "xterm-256color"}, True),
+        ({"TERM": "xterm-256color", "NO_COLOR": "1"}, False),
+        ({"TERM": "xterm-256color", "NO_COLOR": ""}, True),  # no-color.org: empty is unset
+        ({"TERM": "dumb"}, False),
+    ],
+)
+def test_console_on_a_terminal_is_coloured_unless_asked_not_to(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], coloured: bool
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    out = FakeTerminal()
+    configure_logging("info", "auto", out)
+    get_logger().warning("hello", n=1)
+    assert ("\x1b[" in out.getvalue()) is coloured
+
+
+def test_console_columns_line_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = FakeTerminal()
+    configure_logging("debug", "auto", out)
+    log = get_logger()
+    log.info("poll", n=1)
+    log.warning("poll warning", n=2)
+    log.debug("a much longer event name than the others", n=3)
+    lines = [line.split("Z ", 1)[1] for line in out.getvalue().splitlines()]
+    assert [line[:11] for line in lines] == ["[info     ]", "[warning  ]", "[debug    ]"]
+    assert lines[0].index("n=1") == lines[1].index("n=2")  # events padded to one width
+    assert "n=3" in lines[2]

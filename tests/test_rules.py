@@ -16,8 +16,12 @@ def test_a_listing_of_only_new_mail_may_be_a_slice() -> None:
     assert slice_reason("mail.example.org", 7, 7) is not None
 
 
-def test_a_round_listing_may_be_a_slice() -> None:
-    assert slice_reason("mail.example.org", 250, 3) is not None
+def test_a_round_listing_may_be_a_window_that_deletions_made_room_in() -> None:
+    assert slice_reason("mail.example.org", 250, 3, deleted=3) is not None
+
+
+def test_a_round_listing_with_nothing_deleted_shows_the_same_window_again() -> None:
+    assert slice_reason("mail.example.org", 100_000, 100) is None
 
 
 @pytest.mark.parametrize(

@@ -333,16 +333,16 @@ def test_a_file_that_is_no_database_is_reported(tmp_path: Path) -> None:
     assert "not a database" in problem
 
 
-def test_fetched_today_counts_only_stored_mail_since_midnight_by_index(tmp_path: Path) -> None:
+def test_fetched_today_counts_only_stored_mail_from_the_counters(tmp_path: Path) -> None:
     db = State(tmp_path / "state.sqlite3")
     db.record("a", [Fetched("u1", "stored", 1, "p1"), Fetched("u2", "seen", 1, None)])
     db.record("b", [Fetched("u3", "headers", 1, "p3")])
-    assert db.fetched_since() == 2
-    assert db.fetched_since(time.time() + 60) == 0
+    assert db.fetched_today() == 2
     plan = db._db.execute(
-        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM messages WHERE fetched_at >= 0"
+        "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(today), 0) FROM fetched_counts WHERE day = ?",
+        ("2000-01-01",),
     ).fetchall()
-    assert "messages_fetched_at" in str(plan)  # the daemon's per-poll cost ignores history
+    assert "messages" not in str(plan)  # the daemon's per-poll cost ignores history
     db.close()
 
 

@@ -12,11 +12,12 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from fetchd import journal
 from fetchd.commands import load, open_state, read_state, say, select_accounts, shown_uid
 from fetchd.config import AccountConfig, Config
 from fetchd.errors import FetchdError
+from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger, pop3_transcript
 from fetchd.poll import Preview, Progress, preview_account
 from fetchd.pop3.inventory import ServerMessage
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         state.close()
     failed = [run for run in runs if run.error is not None]
     for run in failed:
-        print(f"fetchd: {run.record.account}: {run.error}", file=sys.stderr)
+        journal.write(f"fetchd: {run.record.account}: {run.error}")
     for run in failed:
         if run.outcome == "bug" and run.error is not None:
             raise run.error  # after polling the others: fetchd.cli reports a bug (exit 70)
@@ -67,6 +68,7 @@ def fetch_one(
             transcript=config.daemon.transcript,
             progress=progress,
             mark_seen=mark_seen,
+            daemon_hooks=DaemonHooks.from_config(config),
         )
     finally:
         if progress:
@@ -79,7 +81,7 @@ def fetch_one(
 def dry_run(accounts: Sequence[AccountConfig], config: Config, *, brief: bool = False) -> int:
     """Say what a pass would do for each account; ``brief``: the counts only."""
     # Read only; before any fetch an empty database in memory stands in for it.
-    state = read_state(config) or State(Path(":memory:"))
+    state = read_state(config) or State.in_memory()
     failed = False
     with contextlib.closing(state):
         for account in accounts:
@@ -88,7 +90,7 @@ def dry_run(accounts: Sequence[AccountConfig], config: Config, *, brief: bool = 
             try:
                 preview = preview_account(account, state, transcript=transcript)
             except FetchdError as exc:
-                print(f"fetchd: {account.name}: {exc}", file=sys.stderr)
+                journal.write(f"fetchd: {account.name}: {exc}")
                 failed = True
                 continue
             for warning in preview.warnings:

@@ -4,6 +4,14 @@ It reads what the daemon records after every poll, so it works while the
 daemon runs and after it stopped. The database is opened read-only: status
 may run as root beside a service that owns the files.
 
+It exits 1 when the last poll of any enabled account failed, so that a
+monitor can run ``fetchd status || alert``; an account never polled yet, or
+disabled, does not fail it.
+
+While the daemon cannot keep up with its schedule (more due polls than
+``max_parallel`` threads can run), it says so in the database and the table
+ends with a line about it.
+
 Messages that fail to fetch (a broken message the server cannot send, a
 file that cannot be written) are listed per account with their count, last
 error and next attempt: one bad message must not hide behind a green poll.
@@ -19,7 +27,7 @@ from typing import Any
 
 from fetchd.commands import load, printable, read_state, say, shown_uid
 from fetchd.config import Config
-from fetchd.store.state import Failure, FetchedCount, PollStatus
+from fetchd.store.state import Failure, FetchedCount, Load, PollStatus
 
 _COLUMNS = (
     ("account", "ACCOUNT"),
@@ -40,7 +48,31 @@ def run(args: argparse.Namespace) -> int:
         say(json.dumps(entries, indent=2))
     else:
         _print_table(entries)
-    return 0
+        line = _load_line(daemon_load(config))
+        if line:
+            say(line)
+    return 1 if any(entry["poll_failed"] and entry["enabled"] for entry in entries) else 0
+
+
+def daemon_load(config: Config) -> Load | None:
+    """What the running daemon last said of its load, if it said anything."""
+    state = read_state(config)
+    if state is None:
+        return None
+    with contextlib.closing(state):
+        return state.load()
+
+
+def _load_line(load: Load | None) -> str | None:
+    """One line for a daemon that cannot keep up; None while it does."""
+    if load is None or load.overloaded_since is None:
+        return None
+    since = _iso(load.overloaded_since) or ""
+    return (
+        f"the daemon is overloaded since {since[:16].replace('T', ' ')}: "
+        f"{load.achieved:.0f} polls a minute of {load.configured:.0f} scheduled, "
+        f"polls wait up to {load.max_wait:.0f} s; raise max_parallel or the interval"
+    )
 
 
 def collect(config: Config) -> list[dict[str, Any]]:
@@ -72,11 +104,12 @@ def _entry(
         "enabled": enabled,
         "last_poll": _iso(row.finished if row else None),
         "outcome": row.outcome if row else None,
+        "poll_failed": row is not None and row.outcome not in (None, "ok"),
         "error": row.error if row else None,
         "new": row.new if row else 0,
         "stored": row.stored if row else 0,
         "fetched_total": count.total if count else 0,
-        "fetched_today": count.since if count else 0,
+        "fetched_today": count.today if count else 0,
         "last_success": _iso(row.last_success if row else None),
         "failures": row.failures if row else 0,
         "next_poll": _iso(row.next_poll if row else None),
@@ -121,12 +154,23 @@ def _print_table(entries: list[dict[str, Any]]) -> None:
     for row in table:
         say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     for entry in entries:
-        if entry["error"] and entry["outcome"] != "ok":
-            say(f"{entry['account']}: {printable(entry['error'])}")
+        if entry["poll_failed"]:
+            say(_poll_failure_line(entry))
         for failure in entry["failing"]:
             say(_failure_line(entry["account"], failure))
     if entries and all(entry["next_poll"] is None for entry in entries):
         say("no poll is scheduled: the daemon (fetchd run) is not running")
+
+
+def _poll_failure_line(entry: dict[str, Any]) -> str:
+    """When the last poll failed, how (the outcome), how often in a row, and why."""
+    streak = entry["failures"]
+    name = entry["account"] if entry["enabled"] else f"{entry['account']} (disabled)"
+    return (
+        f"{name}: last poll failed {_cell(entry, 'last_poll')}"
+        f" ({entry['outcome']}, {streak} time{'' if streak == 1 else 's'} in a row):"
+        f" {printable(entry['error'] or 'no error recorded')}"
+    )
 
 
 def _failure_line(account: str, failure: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -20,7 +19,8 @@ from pydantic import (
 
 from fetchd import access
 from fetchd.config import passwords
-from fetchd.config._load import Sources, describe_errors, gather, scrub, toml_key
+from fetchd.config._load import Sources, gather, scrub
+from fetchd.config._messages import describe_errors
 from fetchd.config._values import (
     AccountName,
     CommandLine,
@@ -29,8 +29,11 @@ from fetchd.config._values import (
     Duration,
     EnvName,
     ExistingFile,
+    Flag,
     GroupName,
+    HookCommand,
     HostName,
+    Integer,
     LmtpAddress,
     MdaCommand,
     PositiveDuration,
@@ -57,9 +60,13 @@ class DaemonConfig(_Frozen):
     interval: PositiveDuration = 300.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    transcript: bool = True
-    max_parallel: Annotated[int, Field(ge=1, le=64)] = 4
-    jitter: Annotated[Duration, Field(ge=0)] = 0.0
+    transcript: Flag = True
+    max_parallel: Annotated[Integer, Field(ge=1, le=64)] = 4
+    #: Hook processes (``on_message`` ...) running at once, all accounts together.
+    max_hooks: Annotated[Integer, Field(ge=1, le=64)] = 4
+    #: A program run after each account's poll (``fetchd.hooks.run_on_poll``).
+    on_poll: HookCommand | None = None
+    jitter: Duration = 0.0
     #: The group that may read every account's mail and attachments; None: private.
     share_group: GroupName | None = None
 
@@ -67,7 +74,7 @@ class DaemonConfig(_Frozen):
 class AttachmentsConfig(_Frozen):
     """How attachments are copied out of fetched messages."""
 
-    extract: bool = True
+    extract: Flag = True
     #: "named": inline parts with a file name; "all"; "none" (see fetchd.mime.attachments).
     inline: Literal["named", "all", "none"] = "named"
     include: tuple[str, ...] = ()
@@ -164,10 +171,10 @@ class AccountConfig(_Frozen):
 
     name: AccountName
     host: HostName
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: Annotated[Integer, Field(ge=1, le=65535)]
     security: Literal["tls", "starttls", "plain"] = "tls"
     ca_file: ExistingFile | None = None
-    allow_plaintext: bool = False
+    allow_plaintext: Flag = False
     username: Annotated[str, Field(min_length=1)]
     password: SecretStr | None = None
     password_file: ResolvedPath | None = None
@@ -175,15 +182,15 @@ class AccountConfig(_Frozen):
     password_command: CommandLine | None = None
     password_credential: CredentialName | None = None
     auth: Literal["auto", "user", "apop", "plain", "login", "xoauth2", "oauthbearer"] = "auto"
-    delete_after_fetch: bool = False
-    delete_after_days: Annotated[int, Field(ge=0)] | None = None
+    delete_after_fetch: Flag = False
+    delete_after_days: Annotated[Integer, Field(ge=0)] | None = None
     max_message_size: Size | None = None
     fetch_oversized: Literal["skip", "headers"] = "skip"
     interval: PositiveDuration | None = None
     schedule: CronExpression | None = None
     timeout: PositiveDuration = 60.0
     pipelining: Literal["auto", "off"] = "auto"
-    enabled: bool = True
+    enabled: Flag = True
     #: The group that may read this account's mail and attachments. ``Config``
     #: fills in the daemon's when unset; false keeps the account private.
     share_group: GroupName | Literal[False] | None = None
@@ -199,6 +206,13 @@ class AccountConfig(_Frozen):
     lmtp_recipient: Recipients | None = None
     #: How long an mda command or an LMTP server may take over one message.
     delivery_timeout: PositiveDuration = 60.0
+
+    #: Programs run (without a shell) for each stored message, each extracted
+    #: attachment, and each failed poll; see ``fetchd.hooks``.
+    on_message: HookCommand | None = None
+    on_attachment: HookCommand | None = None
+    on_error: HookCommand | None = None
+    hook_timeout: PositiveDuration = 60.0
 
     @property
     def destination(self) -> Literal["own", "maildir", "mda", "lmtp"]:
@@ -319,20 +333,6 @@ def _valid_group(data: Any) -> str | None:
 # Loading
 
 
-def default_config_path() -> Path:
-    """Where fetchd looks for its config when none is given.
-
-    ``$FETCHD_CONFIG`` if set, else ``/etc/fetchd/config.toml`` for root (the
-    system service) and ``~/.config/fetchd/config.toml`` for everyone else.
-    """
-    override = os.environ.get("FETCHD_CONFIG")
-    if override:
-        return Path(override).expanduser()
-    if os.geteuid() == 0:
-        return Path("/etc/fetchd/config.toml")
-    return Path("~/.config/fetchd/config.toml").expanduser()
-
-
 def load_config(path: Path) -> Config:
     """Read, merge and validate the config at ``path``.
 
@@ -346,7 +346,7 @@ def load_config(path: Path) -> Config:
     try:
         config = Config.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
-        problems.extend(describe_errors(exc, sources))
+        problems.extend(describe_errors(exc, sources, Config))
         problems.extend(_unchecked_combinations(exc, sources))
     if problems or config is None:
         raise ConfigError(scrub("\n".join(problems), sources.passwords))
@@ -365,7 +365,6 @@ def _unchecked_combinations(exc: ValidationError, sources: Sources) -> Iterator[
         table = tables.get(name) if isinstance(tables, dict) else None
         if not isinstance(table, dict):
             continue
-        file = sources.file_of(name)
-        where = f"{file}: " if file != sources.main else f"{file}: accounts.{toml_key(name)}: "
+        where = sources.where(*sources.locate(("accounts", name)))
         for problem in _combination_problems(table):
             yield where + problem

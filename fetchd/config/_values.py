@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationInfo
 
 from fetchd import access
 
@@ -28,8 +28,13 @@ _DURATION = re.compile(
 _DURATION_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _SIZE = re.compile(rf"(?P<n>{_NUMBER})\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
 _SIZE_BYTES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_DURATION_HINT = "expected seconds as a number, or a duration such as '90s', '5m', '1h30m', '1d'"
-_SIZE_HINT = "expected bytes as a whole number, or a size such as '512K', '10M', '2.5MB', '1G'"
+_DURATION_HINT = (
+    'expected a number of seconds or a duration string such as "90s", "5m", "1h30m" or "1d"'
+)
+_SIZE_HINT = (
+    'expected a number of bytes (an integer) or a size string such as "512K", "10M", '
+    '"2.5MB" or "1G"'
+)
 
 
 def _plain_number(value: object) -> float | None:
@@ -88,9 +93,14 @@ def parse_size(text: str | int) -> int:
 # into the wrong key.
 
 
+def _negative(value: object) -> bool:
+    """A negative TOML number, which the field's bound then words ("must be positive")."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+
+
 def _as_duration(value: object) -> object:
-    if value is None:
-        return None
+    if value is None or _negative(value):
+        return value
     try:
         if isinstance(value, str | int | float):
             return parse_duration(value)
@@ -100,8 +110,8 @@ def _as_duration(value: object) -> object:
 
 
 def _as_size(value: object) -> object:
-    if value is None:
-        return None
+    if value is None or (_negative(value) and isinstance(value, int)):
+        return value
     try:
         if isinstance(value, str | int):
             return parse_size(value)
@@ -179,6 +189,8 @@ def _mda(argv: tuple[str, ...]) -> tuple[str, ...]:
             'must list a program and its arguments, such as ["/usr/lib/dovecot/dovecot-lda", '
             '"-d", "alice"]'
         )
+    if any("\0" in word for word in argv):
+        raise ValueError("cannot contain a NUL character")
     for word in argv:
         for name in _PLACEHOLDER.findall(word):
             if name not in MDA_PLACEHOLDERS:
@@ -228,6 +240,15 @@ def _recipients(value: object) -> object:
     return tuple(recipients)
 
 
+def _argv(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """A hook's command: a program and its arguments, run without a shell."""
+    if not argv or not argv[0]:
+        raise ValueError('must be a list naming a program first, such as ["notify-send", "mail"]')
+    if any("\0" in word for word in argv):
+        raise ValueError("cannot contain a NUL character")
+    return argv
+
+
 def _group(name: str) -> str:
     """A group that exists here: sharing with a group that does not is a typo, found at start."""
     if not name or ":" in name or any(c.isspace() for c in name):
@@ -253,9 +274,13 @@ def _cron(expression: str) -> str:
     return expression
 
 
-Duration = Annotated[float, BeforeValidator(_as_duration)]
+# Booleans and integers must be TOML's own types: a lax parser would read
+# delete_after_fetch = "no" as true, or port = true as 1, and a wrong guess can delete mail.
+Flag = Annotated[bool, Strict()]
+Integer = Annotated[int, Strict()]
+Duration = Annotated[float, Field(ge=0), BeforeValidator(_as_duration)]
 PositiveDuration = Annotated[float, Field(gt=0), BeforeValidator(_as_duration)]
-Size = Annotated[int, Field(ge=1), BeforeValidator(_as_size)]
+Size = Annotated[int, Field(gt=0), BeforeValidator(_as_size)]
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 ExistingFile = Annotated[Path, AfterValidator(_resolve_path), AfterValidator(_existing_file)]
 AccountName = Annotated[str, AfterValidator(_account_name)]
@@ -263,6 +288,7 @@ HostName = Annotated[str, AfterValidator(_host)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 CredentialName = Annotated[str, AfterValidator(_credential_name)]
 CommandLine = Annotated[str, AfterValidator(_command)]
+HookCommand = Annotated[tuple[str, ...], AfterValidator(_argv)]
 CronExpression = Annotated[str, AfterValidator(_cron)]
 GroupName = Annotated[str, AfterValidator(_group)]
 MdaCommand = Annotated[tuple[str, ...], AfterValidator(_mda)]

@@ -19,13 +19,16 @@ from typing import Any
 
 import tomli_w
 
+from fetchd.config._lines import key_lines
 from fetchd.config._load import DROP_IN_DIR
 from fetchd.config._values import ACCOUNT_NAME
 from fetchd.errors import ConfigError, StorageError, UsageError
 
 __all__ = [
     "DROP_IN_DIR",
+    "defined_at",
     "drop_in_path",
+    "drop_in_text",
     "main_file_defines",
     "password_path",
     "remove_drop_in",
@@ -100,13 +103,27 @@ def _write_new(path: Path, data: bytes, mode: int, dir_mode: int) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def write_drop_in(config_path: Path, name: str, table: Mapping[str, Any]) -> Path:
-    """Create ``accounts.d/NAME.toml`` holding ``table`` (keys at top level)."""
+def write_drop_in(
+    config_path: Path, name: str, table: Mapping[str, Any], origin: str = "`fetchd account add`"
+) -> Path:
+    """Create ``accounts.d/NAME.toml`` holding ``table`` (keys at top level).
+
+    ``origin`` says in the file's first line what wrote it.
+    """
     path = drop_in_path(config_path, name)
-    header = f"# Account {name}, written by `fetchd account add`; edit freely.\n"
-    body = header + tomli_w.dumps(dict(table))
-    _write_new(path, body.encode(), _file_mode(config_path), _dir_mode(config_path))
+    _write_new(
+        path,
+        drop_in_text(name, table, origin).encode(),
+        _file_mode(config_path),
+        _dir_mode(config_path),
+    )
     return path
+
+
+def drop_in_text(name: str, table: Mapping[str, Any], origin: str) -> str:
+    """The text of an account's drop-in file, as ``write_drop_in`` writes it."""
+    header = f"# Account {name}, written by {origin}; edit freely.\n"
+    return header + tomli_w.dumps(dict(table))
 
 
 def write_password_file(config_path: Path, name: str, secret: str) -> Path:
@@ -118,15 +135,33 @@ def write_password_file(config_path: Path, name: str, secret: str) -> Path:
 
 def main_file_defines(config_path: Path, name: str) -> bool:
     """Whether the main file has an ``[accounts.NAME]`` table (read raw, not validated)."""
+    return _main_file_line(config_path, name) is not None
+
+
+def _main_file_line(config_path: Path, name: str) -> int | None:
+    """The line of the main file that defines account ``name`` (0 if not found); None: none."""
     try:
-        with config_path.open("rb") as stream:
-            raw = tomllib.load(stream)
+        text = config_path.read_bytes().decode()
+        raw = tomllib.loads(text)
     except FileNotFoundError:
-        return False
+        return None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{config_path}: cannot read: {exc}") from exc
     accounts = raw.get("accounts")
-    return isinstance(accounts, dict) and name in accounts
+    if not isinstance(accounts, dict) or name not in accounts:
+        return None
+    return key_lines(text).get(("accounts", name), 0)
+
+
+def defined_at(config_path: Path, name: str) -> str | None:
+    """Where account ``name`` is defined: its drop-in, or ``FILE:LINE`` in the main file."""
+    drop_in = drop_in_path(config_path, name)
+    if drop_in.exists():
+        return str(drop_in)
+    line = _main_file_line(config_path, name)
+    if line is None:
+        return None
+    return f"{config_path}:{line}" if line else str(config_path)
 
 
 def remove_drop_in(config_path: Path, name: str) -> list[Path]:

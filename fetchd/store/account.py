@@ -3,9 +3,10 @@
 ``AccountStore`` owns "commit a message": the poll spools each message into
 tmp/ under its UID (``spool``), then hands a batch to ``commit``, which makes
 the files durable in new/, records their UIDs in the state, and only then
-extracts attachments and indexes them for ``fetchd list``. What a file holds
-(the whole message or its headers only) is in its name and in its state row,
-so recovery after a crash can never mistake one for the other.
+extracts attachments and indexes them for ``fetchd list``, queueing the
+account's hooks in the same transaction (``fetchd.hooks`` runs them). What a
+file holds (the whole message or its headers only) is in its name and in its
+state row, so recovery after a crash can never mistake one for the other.
 
 Where the messages end:
 
@@ -34,7 +35,7 @@ from fetchd.config import AccountConfig, attachments_root
 from fetchd.errors import AccountLockedError, StorageError
 from fetchd.store.handoff import Destination
 from fetchd.store.maildir import Kind, Maildir, MessageFile, StoredFile, message_key, owner_tag
-from fetchd.store.state import Failure, Fetched, Handoff, Indexed, Known, State
+from fetchd.store.state import Failure, Fetched, Handoff, Indexed, Known, PendingHook, State
 
 if TYPE_CHECKING:
     from fetchd.mime.attachments import ExtractResult
@@ -290,7 +291,7 @@ class AccountStore:
                 continue
             warnings.extend(f"{path}: {warning}" for warning in done.warnings)
             rows.append(self._row(uid, path, done))
-        self.state.index_many(self.name, rows)
+        self.state.index_many(self.name, rows, _hooks_for(self.account, rows))
         return warnings
 
     def _has_partial_extractions(self) -> bool:
@@ -348,6 +349,17 @@ def _maybe_twice(uid: str) -> str:
         "answer (fetchd stopped, or the destination timed out): if that one delivered it, "
         "it is there twice"
     )
+
+
+def _hooks_for(account: AccountConfig, rows: Sequence[Indexed]) -> list[PendingHook]:
+    """The hooks ``account`` runs for these messages, queued with their index rows."""
+    hooks = []
+    for row in rows:
+        if account.on_message and row.path:
+            hooks.append(PendingHook(row.uid, "on_message", row.path))
+        if account.on_attachment:
+            hooks.extend(PendingHook(row.uid, "on_attachment", file) for file in row.attachments)
+    return hooks
 
 
 def _let_through(data_dir: Path, access: Access) -> None:

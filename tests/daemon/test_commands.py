@@ -6,7 +6,9 @@ import grp
 import io
 import json
 import os
+import re
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 
 from fetchd.cli import main
 from fetchd.config import load_config
-from fetchd.store.state import PollRecord, State
+from fetchd.store.state import Load, PollRecord, State
 from fetchd.testing.dovecot import Dovecot
 from tests.daemon.conftest import account_toml, write_config
 from tests.messages import make_message
@@ -101,6 +103,21 @@ def test_account_add_writes_a_drop_in_and_leaves_the_main_file_alone(
     assert not account.delete_after_fetch
     assert "systemctl reload fetchd" in capsys.readouterr().out
     assert add(config, "work", "--user", "other", "--password-env", "X") == 2
+
+
+def test_adding_an_account_twice_names_the_file_that_defines_it(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert add(config, "work", "--user", "alice", "--password-env", "WORK_PW") == 0
+    capsys.readouterr()
+    assert add(config, "work", "--user", "other", "--password-env", "X") == 2
+    drop_in = config.parent / "accounts.d" / "work.toml"
+    assert f"account work already exists in {drop_in}" in capsys.readouterr().err
+    before = config.read_text()
+    config.write_text(before + '\n[accounts.home]\nhost = "h"\nusername = "u"\n')
+    line = before.count("\n") + 2
+    assert add(config, "home", "--user", "u", "--password-env", "X") == 2
+    assert f"account home already exists in {config}:{line}\n" in capsys.readouterr().err
 
 
 def test_account_add_follows_a_main_file_opened_for_the_service(config: Path) -> None:
@@ -263,8 +280,8 @@ def test_check_connect_logs_in_reports_and_deletes_nothing(
 # -- status --------------------------------------------------------------------
 
 
-def status(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> Any:
-    assert main(["-c", str(config), "status", *extra]) == 0
+def status(config: Path, capsys: pytest.CaptureFixture[str], *extra: str, code: int = 0) -> Any:
+    assert main(["-c", str(config), "status", *extra]) == code
     out = capsys.readouterr().out
     return json.loads(out) if extra else out
 
@@ -286,17 +303,50 @@ def test_status_before_any_poll_and_after_some(
     state.record_poll(PollRecord("b", 100.0, 101.0, "auth", error="login refused"))
     state.set_next_poll("b", 4000.0)
     state.close()
-    [a, b] = status(config, capsys, "--json")
+    [a, b] = status(config, capsys, "--json", code=1)  # b's last poll failed
     assert (b["outcome"], b["failures"], b["error"]) == ("auth", 1, "login refused")
+    assert (a["poll_failed"], b["poll_failed"]) == (False, True)
     assert b["last_poll"].startswith("1970-01-01")
     assert b["next_poll"] is not None
     assert b["last_success"] is None
     assert a["outcome"] is None
 
-    table = status(config, capsys)
+    table = status(config, capsys, code=1)
     assert table.splitlines()[0].split() == [
         *("ACCOUNT", "LAST", "POLL", "OUTCOME", "FETCHED", "TODAY", "FAILURES", "FAILING", "MSGS"),
         *("NEXT", "POLL"),
     ]
     assert "never polled" in table
-    assert "b: login refused" in table
+    failed = r"^b: last poll failed \d{4}-\d\d-\d\d \d\d:\d\d \(auth, 1 time in a row\): "
+    assert re.search(failed + "login refused$", table, flags=re.MULTILINE)
+
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_poll(PollRecord("b", 200.0, 201.0, "ok"))
+    state.close()
+    [a, b] = status(config, capsys, "--json")  # a success clears it
+    assert (b["outcome"], b["poll_failed"], b["failures"]) == ("ok", False, 0)
+    assert "last poll failed" not in status(config, capsys)
+
+    assert "overloaded" not in status(config, capsys)
+
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_load(Load(time.time() - 120, 300.0, 6000.0, 42.0, time.time()))
+    state.close()
+    [line] = [line for line in status(config, capsys).splitlines() if "overloaded" in line]
+    assert "300 polls a minute of 6000 scheduled, polls wait up to 42 s" in line
+
+
+def test_status_ignores_a_failure_of_a_disabled_account(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[daemon]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[accounts.a]\nhost = "h"\nusername = "u"\npassword_env = "P"\nenabled = false\n'
+    )
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_poll(PollRecord("a", 100.0, 101.0, "network", error="no route"))
+    state.close()
+    [a] = status(config, capsys, "--json")
+    assert (a["enabled"], a["poll_failed"]) == (False, True)
+    assert "a (disabled): last poll failed " in status(config, capsys)

@@ -324,8 +324,37 @@ INJECTION_POINTS = [
 ]
 
 
+#: After the poll, before its hooks run or with their starts counted: still exactly once.
+HOOK_POINTS = [
+    ("fetchd.hooks:run_pending", "before", 1),
+    ("fetchd.store.state:State.start_hooks", "after", 1),
+]
+
+
+def hooks_config(tmp_path: Path) -> str:
+    """on_message and on_attachment hooks that append one line per run to hooks.log."""
+    log = tmp_path / "hooks.log"
+    line = 'printf "%s %s %s\\n" "$FETCHD_HOOK" "$FETCHD_MESSAGE_ID" "${FETCHD_ATTACHMENT##*/}"'
+    return (
+        f'on_message = ["sh", "-c", \'{line} >> "$0"\', "{log}"]\n'
+        f'on_attachment = ["sh", "-c", \'{line} >> "$0"\', "{log}"]\n'
+    )
+
+
+def assert_hooks_once(tmp_path: Path, mails: list[Mail]) -> None:
+    """Each message's on_message, and on_attachment per file, ran exactly once."""
+    log = tmp_path / "hooks.log"
+    ran = sorted(log.read_text().splitlines()) if log.exists() else []
+    expected = []
+    for mail in mails:
+        message_id = message_from_bytes(mail.raw)["Message-ID"]
+        expected.append(f"on_message {message_id} ")
+        expected.extend(f"on_attachment {message_id} {name}" for name in mail.files)
+    assert ran == sorted(expected)
+
+
 @pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
-@pytest.mark.parametrize(("target", "when", "nth"), INJECTION_POINTS)
+@pytest.mark.parametrize(("target", "when", "nth"), INJECTION_POINTS + HOOK_POINTS)
 def test_kill_at_injected_point(
     tmp_path: Path,
     dovecot_alice: Dovecot,
@@ -335,12 +364,13 @@ def test_kill_at_injected_point(
     nth: int,
     delete: bool,
 ) -> None:
-    config = write_config(tmp_path, dovecot_alice, delete=delete)
+    config = write_config(tmp_path, dovecot_alice, hooks_config(tmp_path), delete=delete)
     crashed = inject(config, target, when, nth)
     # Killed, so the point was reached: not a clean exit, not an error.
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
     assert_no_duplicates(tmp_path)
     finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete)
+    assert_hooks_once(tmp_path, mailbox)
 
 
 @pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
