@@ -204,7 +204,8 @@ class AccountConfig(_Frozen):
     #: Deliver over LMTP to this server ("unix:/path" or "host:port"), to lmtp_recipient.
     lmtp: LmtpAddress | None = None
     lmtp_recipient: Recipients | None = None
-    #: How long an mda command or an LMTP server may take over one message.
+    #: How long an mda command may run for one message; an LMTP server's timeout
+    #: per connection attempt and per reply.
     delivery_timeout: PositiveDuration = 60.0
 
     #: Programs run (without a shell) for each stored message, each extracted
