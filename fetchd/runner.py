@@ -161,6 +161,7 @@ def log_result(log: FilteringBoundLogger, result: PollResult) -> None:
         deleted=result.deleted,
         skipped=result.skipped,
         failed=result.failed,
+        deferred=result.deferred,
         octets=result.octets,
         sessions=result.sessions,
         seconds=round(result.seconds, 3),

@@ -1039,6 +1039,52 @@ def test_two_accounts_cannot_share_an_attachments_folder(tmp_path: Path) -> None
     assert "accounts home and work would put attachments in the same folder" in found
 
 
+# --- where mail is delivered ------------------------------------------------------------
+
+
+def test_destinations_load_with_their_defaults(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path,
+        MINIMAL
+        + 'maildir = "~/Maildir/.Work"\n'
+        + "[accounts.other]\nhost = 'h'\nusername = 'u'\npassword_env = 'X'\n"
+        + 'mda = ["/usr/lib/dovecot/dovecot-lda", "-d", "{user}"]\n'
+        + "[accounts.third]\nhost = 'h'\nusername = 'u'\npassword_env = 'X'\n"
+        + 'lmtp = "unix:/run/dovecot/lmtp"\nlmtp_recipient = "alice"\ndelivery_timeout = "2m"\n',
+    )
+    work, other, third = (config.accounts[n] for n in ("work", "other", "third"))
+    assert work.maildir == Path("~/Maildir/.Work").expanduser()
+    assert (work.destination, other.destination, third.destination) == ("maildir", "mda", "lmtp")
+    assert other.mda == ("/usr/lib/dovecot/dovecot-lda", "-d", "{user}")
+    assert other.delivery_timeout == 60.0
+    assert (third.lmtp_recipient, third.delivery_timeout) == (("alice",), 120.0)
+    both = account(password_env="X", lmtp="[::1]:24", lmtp_recipient=["a", "b"])
+    assert both.lmtp_recipient == ("a", "b")
+    assert account(password_env="X").destination == "own"
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ('maildir = "/m"\nmda = ["x"]', "accounts.work: set at most one of maildir, mda, lmtp"),
+        ("mda = []", "accounts.work.mda: must list a program and its arguments"),
+        ('mda = ["x", "-d", "{name}"]', "unknown placeholder {name} in '{name}'"),
+        ('mda = "dovecot-lda -d alice"', "accounts.work.mda: "),
+        ('lmtp = "localhost"\nlmtp_recipient = "a"', "expected unix:/path/to/socket or host:port"),
+        ('lmtp = "unix:run/lmtp"\nlmtp_recipient = "a"', "the socket must be an absolute path"),
+        ('lmtp = "h:0"\nlmtp_recipient = "a"', "the port must be 1 to 65535"),
+        ('lmtp = "unix:/run/lmtp"', "accounts.work: lmtp needs lmtp_recipient"),
+        ('lmtp_recipient = "a"', "accounts.work: lmtp_recipient is set without lmtp"),
+        ('lmtp = "h:24"\nlmtp_recipient = []', "accounts.work.lmtp_recipient: must be a recipient"),
+        ('lmtp = "h:24"\nlmtp_recipient = "a b"', "a recipient has no spaces"),
+        ('mda = ["x"]\nfetch_oversized = "headers"', 'fetch_oversized = "headers" cannot be used'),
+        ('mda = ["x"]\ndelivery_timeout = "0s"', "accounts.work.delivery_timeout"),
+    ],
+)
+def test_destination_problems_name_their_key(tmp_path: Path, keys: str, expected: str) -> None:
+    assert expected in errors_of(tmp_path, MINIMAL + keys + "\n")
+
+
 # --- hooks ----------------------------------------------------------------------------
 
 

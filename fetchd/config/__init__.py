@@ -15,7 +15,7 @@ Passwords from files, the environment, commands or systemd credentials are read
 only by ``AccountConfig.resolve_secret()``, at each login.
 
 Relative paths in the config (``data_dir``, ``ca_file``, ``password_file``,
-``attachments_dir``) are taken relative to the directory holding the main
+``attachments_dir``, ``maildir``) are taken relative to the directory holding the main
 config file, so a config behaves the same whatever directory fetchd is
 started from. A ``share_group`` must name a group that exists; the daemon's
 is copied into every account that does not set its own (``false`` keeps an
@@ -41,10 +41,11 @@ from fetchd.config._models import (
     attachments_root,
     load_config,
 )
-from fetchd.config._values import parse_duration, parse_size
+from fetchd.config._values import MDA_PLACEHOLDERS, parse_duration, parse_lmtp_address, parse_size
 from fetchd.paths import default_config_path
 
 __all__ = [
+    "MDA_PLACEHOLDERS",
     "AccountConfig",
     "AttachmentsConfig",
     "Config",
@@ -53,5 +54,6 @@ __all__ = [
     "default_config_path",
     "load_config",
     "parse_duration",
+    "parse_lmtp_address",
     "parse_size",
 ]

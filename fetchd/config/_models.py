@@ -34,7 +34,10 @@ from fetchd.config._values import (
     HookCommand,
     HostName,
     Integer,
+    LmtpAddress,
+    MdaCommand,
     PositiveDuration,
+    Recipients,
     ResolvedPath,
     Size,
 )
@@ -138,6 +141,29 @@ def _combination_problems(values: Mapping[str, Any]) -> Iterator[str]:
         yield "set either interval or schedule, not both"
     if values.get("delete_after_fetch") is True and values.get("delete_after_days") is not None:
         yield "set either delete_after_fetch or delete_after_days, not both"
+    yield from _destination_problems(values)
+
+
+#: The keys that send an account's mail somewhere other than fetchd's own Maildir.
+DESTINATIONS = ("maildir", "mda", "lmtp")
+
+
+def _destination_problems(values: Mapping[str, Any]) -> Iterator[str]:
+    """Problems between the keys that choose where mail is delivered."""
+    given = [key for key in DESTINATIONS if values.get(key) is not None]
+    if len(given) > 1:
+        yield f"set at most one of {', '.join(DESTINATIONS)} (found {', '.join(given)})"
+    lmtp, recipient = values.get("lmtp") is not None, values.get("lmtp_recipient") is not None
+    if lmtp and not recipient:
+        yield 'lmtp needs lmtp_recipient: the mailbox to deliver to, such as "alice"'
+    if recipient and not lmtp:
+        yield "lmtp_recipient is set without lmtp: name the LMTP server, or remove it"
+    handed_off = [key for key in ("mda", "lmtp") if values.get(key) is not None]
+    if handed_off and values.get("fetch_oversized") == "headers":
+        yield (
+            f'fetch_oversized = "headers" cannot be used with {handed_off[0]}: headers only '
+            'are no message to hand over; use "skip", or a maildir destination'
+        )
 
 
 class AccountConfig(_Frozen):
@@ -171,12 +197,32 @@ class AccountConfig(_Frozen):
     #: Where attachment folders go; None: ``<data_dir>/<name>/attachments``.
     attachments_dir: ResolvedPath | None = None
     attachments: AttachmentsConfig = Field(default_factory=AttachmentsConfig)
+    #: Deliver into this existing Maildir (or Maildir++ folder) instead of fetchd's own.
+    maildir: ResolvedPath | None = None
+    #: Deliver by piping each message to this command (argv, no shell).
+    mda: MdaCommand | None = None
+    #: Deliver over LMTP to this server ("unix:/path" or "host:port"), to lmtp_recipient.
+    lmtp: LmtpAddress | None = None
+    lmtp_recipient: Recipients | None = None
+    #: How long an mda command may run for one message; an LMTP server's timeout
+    #: per connection attempt and per reply.
+    delivery_timeout: PositiveDuration = 60.0
+
     #: Programs run (without a shell) for each stored message, each extracted
     #: attachment, and each failed poll; see ``fetchd.hooks``.
     on_message: HookCommand | None = None
     on_attachment: HookCommand | None = None
     on_error: HookCommand | None = None
     hook_timeout: PositiveDuration = 60.0
+
+    @property
+    def destination(self) -> Literal["own", "maildir", "mda", "lmtp"]:
+        """Where this account's mail goes: fetchd's own Maildir, or one of ``DESTINATIONS``."""
+        if self.maildir is not None:
+            return "maildir"
+        if self.mda is not None:
+            return "mda"
+        return "lmtp" if self.lmtp is not None else "own"
 
     @model_validator(mode="before")
     @classmethod

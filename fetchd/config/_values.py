@@ -177,6 +177,69 @@ def _command(command: str) -> str:
     return command
 
 
+#: What an ``mda`` argument may name in braces: the account, and its POP3 login.
+MDA_PLACEHOLDERS = ("account", "user")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _mda(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """An argument list run without a shell: a program, then its arguments."""
+    if not argv or not argv[0]:
+        raise ValueError(
+            'must list a program and its arguments, such as ["/usr/lib/dovecot/dovecot-lda", '
+            '"-d", "alice"]'
+        )
+    if any("\0" in word for word in argv):
+        raise ValueError("cannot contain a NUL character")
+    for word in argv:
+        for name in _PLACEHOLDER.findall(word):
+            if name not in MDA_PLACEHOLDERS:
+                known = ", ".join("{" + n + "}" for n in MDA_PLACEHOLDERS)
+                raise ValueError(f"unknown placeholder {{{name}}} in {word!r}: use {known}")
+    return argv
+
+
+def parse_lmtp_address(text: str) -> tuple[str, int | None]:
+    """Where an LMTP server listens: ``("/path", None)`` for a socket, else (host, port).
+
+    ``"unix:/run/dovecot/lmtp"``, ``"127.0.0.1:24"``, ``"[::1]:24"``,
+    ``"mail.example.org:2424"``. Raises ``ValueError`` for anything else.
+    """
+    if text.startswith("unix:"):
+        path = text.removeprefix("unix:")
+        if not path.startswith("/"):
+            raise ValueError(f"{text!r}: the socket must be an absolute path, as in unix:/run/lmtp")
+        return path, None
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    if not colon or not host or any(c.isspace() for c in host) or not port.isdecimal():
+        raise ValueError(
+            f"{text!r}: expected unix:/path/to/socket or host:port, as in 127.0.0.1:24"
+        )
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{text!r}: the port must be 1 to 65535")
+    return host, number
+
+
+def _lmtp(text: str) -> str:
+    parse_lmtp_address(text)
+    return text
+
+
+def _recipients(value: object) -> object:
+    """One recipient or a list, kept as a tuple; each a non-empty address without spaces."""
+    recipients = (value,) if isinstance(value, str) else value
+    if not isinstance(recipients, list | tuple) or not recipients:
+        raise ValueError('must be a recipient ("alice") or a non-empty list of them')
+    for recipient in recipients:
+        if not isinstance(recipient, str) or not recipient:
+            raise ValueError("each recipient must be a non-empty string")
+        if any(c.isspace() or c in "<>" for c in recipient):
+            raise ValueError(f"{recipient!r}: a recipient has no spaces or angle brackets")
+    return tuple(recipients)
+
+
 def _argv(argv: tuple[str, ...]) -> tuple[str, ...]:
     """A hook's command: a program and its arguments, run without a shell."""
     if not argv or not argv[0]:
@@ -228,3 +291,6 @@ CommandLine = Annotated[str, AfterValidator(_command)]
 HookCommand = Annotated[tuple[str, ...], AfterValidator(_argv)]
 CronExpression = Annotated[str, AfterValidator(_cron)]
 GroupName = Annotated[str, AfterValidator(_group)]
+MdaCommand = Annotated[tuple[str, ...], AfterValidator(_mda)]
+LmtpAddress = Annotated[str, AfterValidator(_lmtp)]
+Recipients = Annotated[tuple[str, ...], BeforeValidator(_recipients)]

@@ -191,6 +191,17 @@ _MIGRATIONS: tuple[str, ...] = (
         updated REAL NOT NULL
     );
     """,
+    # The hand-off journal of mda and lmtp accounts (see fetchd.store.handoff).
+    """
+    CREATE TABLE handoffs (
+        account TEXT NOT NULL,
+        uid BLOB NOT NULL,
+        started REAL NOT NULL,          -- epoch seconds of the last hand-off begun
+        open INTEGER NOT NULL,          -- 1 from its start until its outcome is known
+        done TEXT NOT NULL DEFAULT '[]',-- JSON list of the recipients that confirmed
+        PRIMARY KEY (account, uid)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -212,6 +223,24 @@ class Fetched:
     status: Status
     size: int = 0
     path: str | None = None
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A message being handed to an mda or LMTP server that is not recorded yet.
+
+    The row is written before the hand-off begins and goes with the message's
+    ``record``; one still there at the next poll means fetchd stopped while
+    the destination had the message, which may have delivered it.
+    """
+
+    uid: str
+    started: float
+    #: The last hand-off's outcome is unknown: fetchd stopped, or the destination
+    #: timed out, while it had the message.
+    open: bool
+    #: Recipients that confirmed delivery already (LMTP answers per recipient).
+    done: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -471,6 +500,53 @@ class State:
                 _RECORD, [(account, _key(f.uid), f.status, now, f.size, f.path) for f in fetched]
             )
             _delete_failures(db, account, (f.uid for f in fetched))
+            db.executemany(
+                "DELETE FROM handoffs WHERE account = ? AND uid = ?",
+                [(account, _key(f.uid)) for f in fetched],
+            )
+
+    # -- the hand-off journal (mda and lmtp accounts) ---------------------------
+
+    def begin_handoffs(self, account: str, uids: Sequence[str]) -> None:
+        """Note, durably, that these messages go to their destination now.
+
+        Recipients that confirmed an earlier attempt are kept.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO handoffs (account, uid, started, open) VALUES (?, ?, ?, 1)"
+                " ON CONFLICT (account, uid) DO UPDATE SET started = excluded.started, open = 1",
+                [(account, _key(uid), now) for uid in uids],
+            )
+
+    def handoffs(self, account: str) -> dict[str, Handoff]:
+        """The journal's rows of ``account``: hand-offs begun and not recorded."""
+        rows = self._query(
+            "SELECT uid, started, open, done FROM handoffs WHERE account = ?", (account,)
+        )
+        return {
+            _uid(uid): Handoff(_uid(uid), started, bool(is_open), tuple(json.loads(done)))
+            for uid, started, is_open, done in rows
+        }
+
+    def end_handoff(self, account: str, uid: str, done: Sequence[str], *, sure: bool) -> None:
+        """A hand-off that did not deliver to every recipient ended.
+
+        ``done`` are the recipients that confirmed; they are not sent the
+        message again. Unless some did, or the outcome is unknown (``sure``
+        false: a timeout), the row goes: nothing can have been delivered.
+        """
+        with self._transaction() as db:
+            if done or not sure:
+                db.execute(
+                    "UPDATE handoffs SET done = ?, open = ? WHERE account = ? AND uid = ?",
+                    (json.dumps(list(done)), int(not sure), account, _key(uid)),
+                )
+            else:
+                db.execute(
+                    "DELETE FROM handoffs WHERE account = ? AND uid = ?", (account, _key(uid))
+                )
 
     def mark_gone(self, account: str, uids: Sequence[str]) -> None:
         """These messages are no longer on the server (our QUIT succeeded, or someone else's)."""
