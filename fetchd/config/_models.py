@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -40,6 +39,7 @@ from fetchd.config._values import (
     Recipients,
     ResolvedPath,
     Size,
+    is_loopback,
 )
 from fetchd.errors import ConfigError
 
@@ -105,16 +105,6 @@ PASSWORD_SOURCES = (
 _DEFAULT_PORTS = {"tls": 995, "starttls": 110, "plain": 110}
 
 
-def _is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine: localhost, 127.0.0.0/8 or ::1."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _combination_problems(values: Mapping[str, Any]) -> Iterator[str]:
     """Problems between keys of one account; ``values`` is validated or raw TOML.
 
@@ -130,7 +120,7 @@ def _combination_problems(values: Mapping[str, Any]) -> Iterator[str]:
         values.get("security") == "plain"
         and values.get("allow_plaintext", False) is False
         and isinstance(host, str)
-        and not _is_loopback(host)
+        and not is_loopback(host)
     ):
         yield (
             f'security = "plain" would send the password across the network to {host} '

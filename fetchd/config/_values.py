@@ -9,6 +9,7 @@ checked, and its error worded, the same way.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import math
 import re
 import shlex
@@ -35,6 +36,16 @@ _SIZE_HINT = (
     'expected a number of bytes (an integer) or a size string such as "512K", "10M", '
     '"2.5MB" or "1G"'
 )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine: localhost, 127.0.0.0/8 or ::1."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _plain_number(value: object) -> float | None:

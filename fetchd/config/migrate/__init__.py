@@ -17,7 +17,6 @@ Nothing here writes a file, runs a command or opens a connection:
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shlex
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fetchd.config._values import ACCOUNT_NAME
+from fetchd.config._values import ACCOUNT_NAME, is_loopback
 
 __all__ = [
     "Found",
@@ -127,15 +126,6 @@ def distinct(accounts: list[Found]) -> None:
         taken.add(name)
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def connection(host: str, encrypted: str | None, where: str, why: str) -> tuple[str, list[Note]]:
     """fetchd's ``security`` for a connection the old tool made ``encrypted`` (None: in clear).
 
@@ -146,7 +136,7 @@ def connection(host: str, encrypted: str | None, where: str, why: str) -> tuple[
     """
     if encrypted is not None:
         return encrypted, []
-    if _is_loopback(host):
+    if is_loopback(host):
         return "plain", []
     return "starttls", [
         Note(
