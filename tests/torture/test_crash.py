@@ -22,7 +22,7 @@ import tempfile
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email import message_from_bytes
 from pathlib import Path
@@ -373,13 +373,13 @@ def test_kill_at_injected_point(
     assert_hooks_once(tmp_path, mailbox)
 
 
-@pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
-def test_kill_at_timed_instants(
-    tmp_path: Path, dovecot_alice: Dovecot, mailbox: list[Mail], delete: bool
-) -> None:
-    config = write_config(tmp_path, dovecot_alice, delete=delete)
+def kill_at_instants(
+    config: Path, delays: Sequence[float], tmp_path: Path, root: Path | None = None
+) -> int:
+    """A fetch per delay, SIGKILLed after it unless done; the store is checked
+    for duplicates after each (``assert_no_duplicates``). Returns how many were killed."""
     kills = 0
-    for delay in (0.3, 0.45, 0.6, 0.75, 0.9, 1.2):
+    for delay in delays:
         process = subprocess.Popen(
             [sys.executable, "-c", INJECTOR, str(config), "-", "never", "0"],
             stdout=subprocess.DEVNULL,
@@ -390,8 +390,17 @@ def test_kill_at_timed_instants(
             os.kill(process.pid, signal.SIGKILL)
             kills += 1
         process.wait()
-        # Each interrupted run must already hold a duplicate-free store.
-        assert_no_duplicates(tmp_path)
+        assert_no_duplicates(tmp_path, root)
+    return kills
+
+
+@pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
+def test_kill_at_timed_instants(
+    tmp_path: Path, dovecot_alice: Dovecot, mailbox: list[Mail], delete: bool
+) -> None:
+    config = write_config(tmp_path, dovecot_alice, delete=delete)
+    # Each interrupted run must already hold a duplicate-free store.
+    kills = kill_at_instants(config, (0.3, 0.45, 0.6, 0.75, 0.9, 1.2), tmp_path)
     assert kills > 0
     finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete)
 
@@ -446,17 +455,7 @@ def test_kill_at_timed_instants_with_attachments_on_another_filesystem(
     tmp_path: Path, dovecot_alice: Dovecot, mailbox: list[Mail], other_disk: Path
 ) -> None:
     config = write_config(tmp_path, dovecot_alice, f'attachments_dir = "{other_disk}"\n')
-    for delay in (0.3, 0.5, 0.7, 0.9):
-        process = subprocess.Popen(
-            [sys.executable, "-c", INJECTOR, str(config), "-", "never", "0"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(delay)
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        assert_no_duplicates(tmp_path, other_disk)
+    kill_at_instants(config, (0.3, 0.5, 0.7, 0.9), tmp_path, other_disk)
     finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=True, root=other_disk)
 
 
@@ -643,17 +642,7 @@ def test_kill_at_timed_instants_with_an_mda(
     tmp_path: Path, bob: Dovecot, mailbox: list[Mail]
 ) -> None:
     config = write_config(tmp_path, bob, destination_keys(bob, "mda"))
-    for delay in (0.5, 0.9, 1.3, 1.8):
-        process = subprocess.Popen(
-            [sys.executable, "-c", INJECTOR, str(config), "-", "never", "0"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(delay)
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        assert_no_duplicates(tmp_path)
+    kill_at_instants(config, (0.5, 0.9, 1.3, 1.8), tmp_path)
     finish_and_check(config, tmp_path, bob, mailbox, delete=True)
     # A timed kill may land in the window once per run: each at most twice, and
     # no more messages twice than there were kills.
