@@ -17,8 +17,8 @@ import os
 from fetchd import access
 from fetchd.commands import load, say
 from fetchd.commands.state import verdict as state_verdict
-from fetchd.config import AccountConfig
-from fetchd.errors import FetchdError
+from fetchd.config import AccountConfig, OAuth2Config
+from fetchd.errors import AuthError, FetchdError
 from fetchd.pop3.replies import Capabilities
 from fetchd.rules import expire_warnings
 from fetchd.session import login
@@ -79,6 +79,8 @@ def _source(account: AccountConfig) -> str:
 
 def _secret_check(account: AccountConfig) -> str:
     """Read the password where that is harmless; a command is run only with --connect."""
+    if account.oauth2 is not None:
+        return _grant_check(account.name, account.oauth2)
     source = _source(account)
     if source == "password_command":
         return "password_command not run (it runs with --connect)"
@@ -124,3 +126,10 @@ def _warnings(account: AccountConfig, interval: float, capabilities: Capabilitie
             "fetchd polls no more often than that"
         )
     return found
+
+
+def _grant_check(name: str, oauth2: OAuth2Config) -> str:
+    """Whether ``fetchd oauth login`` has stored a grant; the token endpoint is not asked."""
+    if oauth2.token_file is None or not oauth2.token_file.exists():
+        raise AuthError(f"account {name}: no OAuth2 grant yet; run `fetchd oauth login {name}`")
+    return f"OAuth2 grant in {oauth2.token_file} (refreshed at login)"

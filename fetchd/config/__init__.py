@@ -20,7 +20,8 @@ account private).
 
 Parts: ``_models`` the models; ``_values`` their field types and the duration
 and size parsers; ``_load`` reading the files, merging drop-ins and wording the
-errors; ``passwords`` the password sources; ``drop_ins`` writing one account's
+errors; ``_oauth2`` the ``oauth2`` table and its provider presets; ``passwords`` the
+password sources (also of an OAuth2 client secret); ``drop_ins`` writing one account's
 ``accounts.d`` file for ``fetchd account add``.
 
 Import cost matters (the CLI imports this module for every command): beyond
@@ -37,6 +38,7 @@ from fetchd.config._models import (
     default_config_path,
     load_config,
 )
+from fetchd.config._oauth2 import OAuth2Config
 from fetchd.config._values import parse_duration, parse_size
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "AttachmentsConfig",
     "Config",
     "DaemonConfig",
+    "OAuth2Config",
     "attachments_root",
     "default_config_path",
     "load_config",

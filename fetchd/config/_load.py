@@ -50,14 +50,16 @@ def _drop_in_files(directory: Path) -> list[Path]:
 
 
 def _mode_problem(path: Path, key: str) -> str | None:
-    """Refuse an inline password in a file other users can read."""
+    """Refuse an inline password (or client secret) in a file other users can read."""
     mode = path.stat().st_mode & 0o777
     if not mode & 0o077:
         return None
+    base = key.rsplit(".", 1)[-1]
+    what = base.replace("_", " ")
     return (
-        f"{path}: {key}: this file holds a password but is readable by group or others "
-        f"(mode {mode:03o}); run `chmod 600 {path}`, or use password_file, "
-        "password_command or password_credential instead"
+        f"{path}: {key}: this file holds a {what} but is readable by group or others "
+        f"(mode {mode:03o}); run `chmod 600 {path}`, or use {base}_file, "
+        f"{base}_command or {base}_credential instead"
     )
 
 
@@ -88,6 +90,14 @@ class Sources:
             if isinstance(table["password"], str):
                 self.passwords.append(table["password"])
             problem = _mode_problem(file, f"{key}.password" if key else "password")
+            if problem:
+                self.problems.append(problem)
+        oauth2 = table.get("oauth2")
+        if isinstance(oauth2, dict) and "client_secret" in oauth2:
+            if isinstance(oauth2["client_secret"], str):
+                self.passwords.append(oauth2["client_secret"])
+            where = f"{key}.oauth2.client_secret" if key else "oauth2.client_secret"
+            problem = _mode_problem(file, where)
             if problem:
                 self.problems.append(problem)
         accounts[name] = {**table, "name": name}

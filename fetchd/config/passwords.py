@@ -25,10 +25,10 @@ def _strip_newline(text: str) -> str:
     return text.rstrip("\r\n")
 
 
-def _non_empty(account: str, source: str, secret: str) -> str:
+def _non_empty(account: str, source: str, secret: str, key: str = "password") -> str:
     """An empty secret is always a mistake; say so here rather than as an AUTH failure."""
     if not secret:
-        raise ConfigError(f"account {account}: {source} gave an empty password")
+        raise ConfigError(f"account {account}: {source} gave an empty {key.replace('_', ' ')}")
     return secret
 
 
@@ -43,23 +43,27 @@ def _read_text(account: str, path: Path, what: str) -> str:
     return _strip_newline(text)
 
 
-def read_file(account: str, path: Path) -> str:
-    """Return the contents of ``password_file`` without its trailing newline."""
-    return _non_empty(account, f"password_file {path}", _read_text(account, path, "password_file"))
+def read_file(account: str, path: Path, *, key: str = "password") -> str:
+    """Return the contents of ``password_file`` without its trailing newline.
+
+    ``key`` names the secret (``client_secret`` reads ``client_secret_file``).
+    """
+    text = _read_text(account, path, f"{key}_file")
+    return _non_empty(account, f"{key}_file {path}", text, key)
 
 
-def read_env(account: str, variable: str) -> str:
+def read_env(account: str, variable: str, *, key: str = "password") -> str:
     """Return the value of the environment variable named by ``password_env``."""
     value = os.environ.get(variable)
     if value is None:
         raise ConfigError(
-            f"account {account}: password_env names ${variable}, which is not set "
+            f"account {account}: {key}_env names ${variable}, which is not set "
             "in fetchd's environment"
         )
-    return _non_empty(account, f"password_env ${variable}", value)
+    return _non_empty(account, f"{key}_env ${variable}", value, key)
 
 
-def read_credential(account: str, name: str) -> str:
+def read_credential(account: str, name: str, *, key: str = "password") -> str:
     """Return the systemd credential ``name`` from ``$CREDENTIALS_DIRECTORY``.
 
     systemd sets that variable for a unit with ``LoadCredential=`` or
@@ -68,21 +72,21 @@ def read_credential(account: str, name: str) -> str:
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         raise ConfigError(
-            f"account {account}: password_credential {name!r} needs $CREDENTIALS_DIRECTORY, "
+            f"account {account}: {key}_credential {name!r} needs $CREDENTIALS_DIRECTORY, "
             "which systemd sets for units with LoadCredential= or LoadCredentialEncrypted="
         )
     text = _read_text(account, Path(directory) / name, "credential")
-    return _non_empty(account, f"password_credential {name!r}", text)
+    return _non_empty(account, f"{key}_credential {name!r}", text, key)
 
 
-def run_command(account: str, command: str) -> str:
+def run_command(account: str, command: str, *, key: str = "password") -> str:
     """Run ``password_command`` without a shell and return its standard output.
 
     No shell means no quoting surprises and no injection through the config. The
     command's stderr passes through to fetchd's stderr (so a prompt or a warning
     reaches the journal); its stdout is the secret and never appears in a message.
     """
-    source = "password_command"
+    source = f"{key}_command"
     try:
         argv = shlex.split(command)
     except ValueError as exc:
@@ -113,4 +117,4 @@ def run_command(account: str, command: str) -> str:
         text = done.stdout.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"account {account}: {source} printed something not UTF-8") from exc
-    return _non_empty(account, source, _strip_newline(text))
+    return _non_empty(account, source, _strip_newline(text), key)
