@@ -75,6 +75,8 @@ class OAuth2TestServer:
         self.port = 0
         #: (path, form fields) of every request, in order.
         self.requests: list[tuple[str, dict[str, str]]] = []
+        #: Every access and refresh token and device code handed out: secrets to look for.
+        self.issued: list[str] = []
         self.lock = threading.Lock()
         self._state = _State()
         self._http: ThreadingHTTPServer | None = None
@@ -155,6 +157,7 @@ class OAuth2TestServer:
 
     def _device(self) -> dict[str, Any]:
         code = secrets.token_urlsafe(24)
+        self.issued.append(code)
         user_code = f"{secrets.randbelow(10**4):04d}-{secrets.randbelow(10**4):04d}"
         self._state.devices[code] = _Device(user_code, time.time() + self.options.device_expires_in)
         return {
@@ -200,6 +203,7 @@ class OAuth2TestServer:
         length = self.options.token_length
         access = ("at." + secrets.token_urlsafe(length))[:length]
         self._state.access_tokens[access] = time.time() + self.options.expires_in
+        self.issued.append(access)
         answer: dict[str, Any] = {
             "access_token": access,
             "token_type": "Bearer",
@@ -209,6 +213,7 @@ class OAuth2TestServer:
         if refresh:
             token = "rt." + secrets.token_urlsafe(32)
             self._state.refresh_tokens.add(token)
+            self.issued.append(token)
             answer["refresh_token"] = token
         return answer
 

@@ -41,14 +41,20 @@ def oauth_dovecot(auth_server: OAuth2TestServer) -> Iterator[Dovecot]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def reset(server: OAuth2TestServer) -> OAuth2TestServer:
+    """``server`` with default options, no grants and no requests recorded."""
+    server.options = AuthServerOptions(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    server.revoke_all()
+    with server.lock:
+        server.requests.clear()
+        server.issued.clear()
+    return server
+
+
 @pytest.fixture
 def auth(auth_server: OAuth2TestServer) -> OAuth2TestServer:
     """The module's authorization server with default options and no grants."""
-    auth_server.options = AuthServerOptions(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    auth_server.revoke_all()
-    with auth_server.lock:
-        auth_server.requests.clear()
-    return auth_server
+    return reset(auth_server)
 
 
 @pytest.fixture
