@@ -27,4 +27,5 @@ def run(args: argparse.Namespace) -> int:
     oauth.login(account.name, account.oauth2, say)
     say(f"logged in: account {account.name} renews its access token by itself from now on")
     say(f"the grant is kept in {account.oauth2.token_file} (readable by this user only)")
+    say("a running daemon polls the account at once when reloaded: systemctl reload fetchd")
     return 0

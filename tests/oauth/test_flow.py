@@ -17,6 +17,8 @@ import pytest
 from fetchd import oauth
 from fetchd.cli import EXIT_ACCOUNT_FAILED, EXIT_OK, EXIT_USAGE, main
 from fetchd.config import load_config
+from fetchd.daemon.policy import specs_for
+from fetchd.daemon.service import grant_stamps
 from fetchd.errors import AuthError, NetworkError
 from fetchd.testing.dovecot import Dovecot
 from fetchd.testing.oauth2 import OAuth2TestServer
@@ -183,3 +185,17 @@ def test_a_damaged_grant_file_says_to_log_in_again(
     assert account.oauth2 is not None
     with pytest.raises(AuthError, match=r"is damaged; run `fetchd oauth login work`"):
         oauth.access_token("work", account.oauth2)
+
+
+def test_a_new_login_makes_a_reload_poll_the_account_at_once(
+    tmp_path: Path, auth: OAuth2TestServer, mail: Dovecot, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused login is retried hourly; a new grant counts as a change, as an edit would."""
+    setup = write_config(tmp_path, auth, mail)
+    config = load_config(setup.path)
+    before = specs_for(config, grant_stamps(config))
+    log_in(setup, capsys)
+    after = specs_for(config, grant_stamps(config))
+    assert before["work"] != after["work"]
+    assert before["home"] == after["home"]
+    assert specs_for(config, grant_stamps(config)) == after
