@@ -238,6 +238,22 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
         "fetchd then renews the token by itself",
     )
     login.add_argument("account", metavar="ACCOUNT", help="an account with an oauth2 table")
+    flow = login.add_mutually_exclusive_group()
+    flow.add_argument(
+        "--browser",
+        action="store_const",
+        const="browser",
+        dest="flow",
+        help="open the address in a browser on this machine, which comes back to fetchd "
+        "on a loopback port (default for Google, whose device flow has no mail scope)",
+    )
+    flow.add_argument(
+        "--device",
+        action="store_const",
+        const="device",
+        dest="flow",
+        help="enter a code in a browser on any device (default for other providers)",
+    )
     _add_state_command(commands)
     _add_import_command(commands)
     _add_unit_command(commands)

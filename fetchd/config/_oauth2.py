@@ -112,9 +112,9 @@ class OAuth2Config(BaseModel):
     def _complete(self) -> Self:
         problems = []
         if self.provider is None:
-            missing = [key for key in ("token_url", "device_url") if getattr(self, key) is None]
-            if self.scopes is None:
-                missing.append("scopes")
+            missing = [key for key in ("token_url", "scopes") if getattr(self, key) is None]
+            if self.device_url is None and self.authorize_url is None:
+                missing.append("device_url or authorize_url")
             if missing:
                 problems.append(
                     f"without a provider preset, set {', '.join(missing)} "
@@ -131,22 +131,27 @@ class OAuth2Config(BaseModel):
             raise ValueError("\n".join(problems))
         return self
 
-    def _preset_url(self, key: str) -> str:
+    def _preset_url(self, key: str) -> str | None:
         explicit: str | None = getattr(self, key)
-        if explicit is not None:
+        if explicit is not None or self.provider is None:
             return explicit
-        if self.provider is None:  # _complete made sure of the explicit one
-            raise ValueError(f"no {key}")
         template: str = getattr(PRESETS[self.provider], key)
         return template.format(tenant=self.tenant or "common")
 
     @property
     def token_endpoint(self) -> str:
-        return self._preset_url("token_url")
+        url = self._preset_url("token_url")
+        if url is None:  # _complete made sure of it
+            raise ValueError("no token_url")
+        return url
 
     @property
-    def device_endpoint(self) -> str:
+    def device_endpoint(self) -> str | None:
         return self._preset_url("device_url")
+
+    @property
+    def authorize_endpoint(self) -> str | None:
+        return self._preset_url("authorize_url")
 
     @property
     def scope_list(self) -> tuple[str, ...]:

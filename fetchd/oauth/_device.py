@@ -3,7 +3,7 @@
 fetchd asks the device endpoint for a code, tells the person where to enter
 it (on any device with a browser: fetchd may run on a headless server), and
 polls the token endpoint until the person has approved or refused, or the
-code has expired. The grant is then written to the account's grant file.
+code has expired.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fetchd.config import OAuth2Config
-from fetchd.errors import AuthError, ProtocolError
-from fetchd.oauth._grant import Grant, GrantFile, grant_from
+from fetchd.errors import AuthError, ProtocolError, UsageError
 from fetchd.oauth._http import describe_error, post_form
-from fetchd.oauth._refresh import forget
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 #: Seconds between polls when the server names none (RFC 8628 section 3.2).
@@ -69,18 +67,17 @@ class Clock:
     wall: Callable[[], float] = time.time
 
 
-def login(
-    account: str, oauth2: OAuth2Config, say: Callable[[str], None], clock: Clock | None = None
-) -> Grant:
-    """Run the device flow for ``account`` and store the grant; returns it."""
-    clock = clock or Clock()
-    if oauth2.token_file is None:
-        raise AuthError(f"account {account}: no OAuth2 token file is configured")
+def device_tokens(
+    account: str, oauth2: OAuth2Config, say: Callable[[str], None], clock: Clock
+) -> dict[str, Any]:
+    """Run the device flow for ``account``; the token endpoint's answer granting it."""
     secret = oauth2.resolve_client_secret(account)
     client = {"client_id": oauth2.client_id}
     if secret is not None:
         client["client_secret"] = secret
     url = oauth2.device_endpoint
+    if url is None:
+        raise UsageError(f"account {account}: the device flow needs device_url (or a provider)")
     answer = post_form(url, {**client, "scope": " ".join(oauth2.scope_list)})
     if "error" in answer:
         raise AuthError(
@@ -91,24 +88,7 @@ def login(
     say(f"open {code.verification_uri} and enter {code.user_code}")
     if code.verification_uri_complete:
         say(f"(or open {code.verification_uri_complete}, which holds the code)")
-    tokens = _poll(account, oauth2, client, code, clock)
-    grant = grant_from(
-        tokens,
-        now=clock.wall(),
-        token_url=oauth2.token_endpoint,
-        client_id=oauth2.client_id,
-        previous=None,
-    )
-    if grant.refresh_token is None:
-        raise AuthError(
-            f"account {account}: the server issued no refresh token, so fetchd could not "
-            "log in unattended (Microsoft needs the offline_access scope)"
-        )
-    grant_file = GrantFile(account, oauth2.token_file)
-    with grant_file.locked():
-        grant_file.save(grant)
-    forget(grant_file.path)
-    return grant
+    return _poll(account, oauth2, client, code, clock)
 
 
 def _poll(

@@ -1,9 +1,11 @@
 """A small OAuth2 authorization server on loopback, for tests of fetchd's OAuth2.
 
-It plays Google's or Microsoft's part: a device endpoint (RFC 8628), a token
-endpoint for the device_code and refresh_token grants (RFC 6749), and an
-introspection endpoint (RFC 7662) that a private Dovecot asks whether a token
-is good, so fetchd logs in to a real POP3 server with the tokens it got here.
+It plays Google's or Microsoft's part: a device endpoint (RFC 8628), an
+authorization endpoint that approves at once and redirects with a code (RFC
+6749 section 4.1, PKCE as RFC 7636), a token endpoint for the device_code,
+authorization_code and refresh_token grants, and an introspection endpoint
+(RFC 7662) that a private Dovecot asks whether a token is good, so fetchd
+logs in to a real POP3 server with the tokens it got here.
 
 What a test may script: how many polls stay ``authorization_pending`` before
 the "person" approves, which polls get ``slow_down``, a refusal
@@ -14,6 +16,8 @@ continuation line). Every request is recorded.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -39,6 +43,7 @@ class AuthServerOptions:
     approve_after: int = 2
     #: Poll numbers (1-based) answered ``slow_down`` instead.
     slow_down_at: frozenset[int] = frozenset()
+    #: The person refuses: in the device flow, and at the authorization endpoint.
     deny: bool = False
     #: The person took too long: the poll after ``approve_after`` gets ``expired_token``.
     expired: bool = False
@@ -62,6 +67,8 @@ class _Device:
 class _State:
     devices: dict[str, _Device] = field(default_factory=dict)
     refresh_tokens: set[str] = field(default_factory=set)
+    #: authorization code -> (PKCE challenge, redirect_uri)
+    codes: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: access token -> expiry (Unix time)
     access_tokens: dict[str, float] = field(default_factory=dict)
 
@@ -173,6 +180,8 @@ class OAuth2TestServer:
         grant_type = form.get("grant_type")
         if grant_type == "urn:ietf:params:oauth:grant-type:device_code":
             return self._device_grant(form.get("device_code", ""))
+        if grant_type == "authorization_code":
+            return self._code_grant(form)
         if grant_type == "refresh_token":
             token = form.get("refresh_token", "")
             if token not in self._state.refresh_tokens:
@@ -182,6 +191,34 @@ class OAuth2TestServer:
                 return 200, self._issue(refresh=True)
             return 200, self._issue(refresh=False)
         return 400, {"error": "unsupported_grant_type"}
+
+    def authorize(self, query: dict[str, str]) -> str:
+        """The redirect the browser follows: approved at once, or refused (``deny``)."""
+        redirect = query.get("redirect_uri", "")
+        with self.lock:
+            self.requests.append(("/authorize", query))
+            back = {"state": query.get("state", "")}
+            if query.get("client_id") != self.options.client_id:
+                back["error"] = "invalid_client"
+            elif query.get("code_challenge_method") != "S256":
+                back["error"] = "invalid_request"
+            elif self.options.deny:
+                back["error"] = "access_denied"
+            else:
+                code = secrets.token_urlsafe(24)
+                self.issued.append(code)
+                self._state.codes[code] = (query.get("code_challenge", ""), redirect)
+                back["code"] = code
+        return f"{redirect}?{urllib.parse.urlencode(back)}"
+
+    def _code_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """RFC 6749 section 4.1.3, with the PKCE check of RFC 7636 section 4.6."""
+        challenge, redirect = self._state.codes.pop(form.get("code", ""), ("", ""))
+        digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+        expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        if not challenge or challenge != expected or form.get("redirect_uri") != redirect:
+            return 400, {"error": "invalid_grant"}
+        return 200, self._issue(refresh=True)
 
     def _device_grant(self, code: str) -> tuple[int, dict[str, Any]]:
         device = self._state.devices.get(code)
@@ -227,6 +264,17 @@ class OAuth2TestServer:
 
 class _Handler(BaseHTTPRequestHandler):
     server_state: OAuth2TestServer
+
+    def do_GET(self) -> None:  # the name http.server calls
+        path, _, query = self.path.partition("?")
+        if path != "/authorize":
+            self.send_error(404)
+            return
+        location = self.server_state.authorize(dict(urllib.parse.parse_qsl(query)))
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_POST(self) -> None:  # the name http.server calls
         length = int(self.headers.get("Content-Length", "0"))

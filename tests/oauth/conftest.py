@@ -91,6 +91,7 @@ def write_config(
         f'[accounts.work.oauth2]\nclient_id = "{CLIENT_ID}"\n'
         f'client_secret_file = "{secret_file}"\n'
         f'token_url = "{auth.url("/token")}"\ndevice_url = "{auth.url("/device")}"\n'
+        f'authorize_url = "{auth.url("/authorize")}"\n'
         f'scopes = ["mail"]\n\n'
         f'[accounts.home]\nhost = "127.0.0.1"\nport = {dovecot.pop3s_port}\n'
         f'ca_file = "{dovecot.ca_file}"\nusername = "bob"\npassword = "secret2"\ntimeout = 10\n'
