@@ -71,7 +71,13 @@ def _sharing(account: AccountConfig) -> list[str]:
 
 
 def _source(account: AccountConfig) -> str:
-    for key in ("password_file", "password_env", "password_command", "password_credential"):
+    for key in (
+        "password_file",
+        "password_env",
+        "password_command",
+        "password_credential",
+        "password_keyring",
+    ):
         if getattr(account, key) is not None:
             return key
     return "password"
@@ -84,6 +90,8 @@ def _secret_check(account: AccountConfig) -> str:
     source = _source(account)
     if source == "password_command":
         return "password_command not run (it runs with --connect)"
+    if source == "password_keyring":  # unlocking it may ask the person at the desktop
+        return "password_keyring not read (it is read with --connect)"
     if source == "password_credential" and not os.environ.get("CREDENTIALS_DIRECTORY"):
         return "password_credential is read from $CREDENTIALS_DIRECTORY under systemd"
     account.resolve_secret()

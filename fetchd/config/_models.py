@@ -32,6 +32,7 @@ from fetchd.config._values import (
     ExistingFile,
     GroupName,
     HostName,
+    KeyringEntry,
     PositiveDuration,
     ResolvedPath,
     Size,
@@ -92,6 +93,7 @@ PASSWORD_SOURCES = (
     "password_env",
     "password_command",
     "password_credential",
+    "password_keyring",
 )
 _DEFAULT_PORTS = {"tls": 995, "starttls": 110, "plain": 110}
 _OAUTH_METHODS = ("xoauth2", "oauthbearer")
@@ -166,6 +168,7 @@ class AccountConfig(_Frozen):
     password_env: EnvName | None = None
     password_command: CommandLine | None = None
     password_credential: CredentialName | None = None
+    password_keyring: KeyringEntry | None = None
     auth: Literal["auto", "user", "apop", "plain", "login", "xoauth2", "oauthbearer"] = "auto"
     delete_after_fetch: bool = False
     delete_after_days: Annotated[int, Field(ge=0)] | None = None
@@ -218,6 +221,8 @@ class AccountConfig(_Frozen):
             return passwords.run_command(self.name, self.password_command)
         if self.password_credential is not None:
             return passwords.read_credential(self.name, self.password_credential)
+        if self.password_keyring is not None:
+            return passwords.read_keyring(self.name, self.password_keyring)
         raise ConfigError(f"account {self.name}: no password source is configured")
 
 

@@ -2,7 +2,7 @@
 
 A provider preset (``google``, ``microsoft``) fills in the endpoints and the
 scopes; explicit keys override it, and without a preset they are required.
-The client secret comes from the same five kinds of source as a password
+The client secret comes from the same six kinds of source as a password
 (``client_secret``, ``client_secret_file``, ...), or from none for a public
 client. ``token_file`` is where ``fetchd oauth login`` keeps the grant;
 ``Config`` fills it in as ``<data_dir>/oauth/NAME.json``.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
@@ -19,7 +20,13 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from fetchd.config import passwords
-from fetchd.config._values import CommandLine, CredentialName, EnvName, ResolvedPath
+from fetchd.config._values import (
+    CommandLine,
+    CredentialName,
+    EnvName,
+    KeyringEntry,
+    ResolvedPath,
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ CLIENT_SECRET_SOURCES = (
     "client_secret_env",
     "client_secret_command",
     "client_secret_credential",
+    "client_secret_keyring",
 )
 
 
@@ -103,6 +111,7 @@ class OAuth2Config(BaseModel):
     client_secret_env: EnvName | None = None
     client_secret_command: CommandLine | None = None
     client_secret_credential: CredentialName | None = None
+    client_secret_keyring: KeyringEntry | None = None
     scopes: tuple[Scope, ...] | None = None
     tenant: Annotated[str, AfterValidator(_tenant)] | None = None
     #: Where the grant is kept; ``Config`` sets ``<data_dir>/oauth/NAME.json``.
@@ -163,13 +172,14 @@ class OAuth2Config(BaseModel):
         """The client secret read now from its source, or None for a public client."""
         if self.client_secret is not None:
             return self.client_secret.get_secret_value()
-        key = "client_secret"
-        if self.client_secret_file is not None:
-            return passwords.read_file(account, self.client_secret_file, key=key)
-        if self.client_secret_env is not None:
-            return passwords.read_env(account, self.client_secret_env, key=key)
-        if self.client_secret_command is not None:
-            return passwords.run_command(account, self.client_secret_command, key=key)
-        if self.client_secret_credential is not None:
-            return passwords.read_credential(account, self.client_secret_credential, key=key)
+        readers: tuple[tuple[object, Callable[..., str]], ...] = (
+            (self.client_secret_file, passwords.read_file),
+            (self.client_secret_env, passwords.read_env),
+            (self.client_secret_command, passwords.run_command),
+            (self.client_secret_credential, passwords.read_credential),
+            (self.client_secret_keyring, passwords.read_keyring),
+        )
+        for value, read in readers:
+            if value is not None:
+                return read(account, value, key="client_secret")
         return None

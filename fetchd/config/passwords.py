@@ -9,6 +9,7 @@ anything a password command printed (its output may be the secret itself).
 
 from __future__ import annotations
 
+import importlib
 import os
 import shlex
 import subprocess
@@ -118,3 +119,47 @@ def run_command(account: str, command: str, *, key: str = "password") -> str:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"account {account}: {source} printed something not UTF-8") from exc
     return _non_empty(account, source, _strip_newline(text), key)
+
+
+#: Environment variables systemd sets for the processes of a service.
+_SYSTEMD_MARKERS = ("INVOCATION_ID", "JOURNAL_STREAM")
+
+
+def read_keyring(account: str, entry: str, *, key: str = "password") -> str:
+    """Return the secret stored for ``entry`` ("SERVICE/USER") in the system keyring.
+
+    The optional ``keyring`` package (``pip install 'fetchd[keyring]'``) is
+    imported only here. A service started by systemd usually reaches no
+    keyring: the Secret Service lives in a desktop session's D-Bus, which a
+    system service does not have, so the error says what to use instead.
+    """
+    source = f"{key}_keyring {entry!r}"
+    service, _, user = entry.rpartition("/")
+    try:
+        keyring = importlib.import_module("keyring")
+    except ImportError as exc:
+        raise ConfigError(
+            f"account {account}: {source} needs the keyring package: pip install 'fetchd[keyring]'"
+        ) from exc
+    try:
+        secret = keyring.get_password(service, user)
+    except Exception as exc:  # any backend's failure: D-Bus, locked, none
+        raise ConfigError(f"account {account}: {source}: {_keyring_problem(exc)}") from None
+    if secret is None:
+        raise ConfigError(
+            f"account {account}: {source}: the keyring holds no {key.replace('_', ' ')} for "
+            f"user {user!r} of service {service!r} (store one with `keyring set {service} {user}`)"
+        )
+    return _non_empty(account, source, secret, key)
+
+
+def _keyring_problem(exc: Exception) -> str:
+    """Why the keyring failed, without anything the backend might have echoed back."""
+    what = f"no keyring could be reached ({type(exc).__name__})"
+    if any(os.environ.get(name) for name in _SYSTEMD_MARKERS):
+        return (
+            f"{what}; a service run by systemd has no desktop keyring: store the "
+            "secret as a systemd credential (LoadCredentialEncrypted=) and use "
+            "the _credential key instead"
+        )
+    return f"{what}; is a keyring (Secret Service, KWallet) unlocked in this session?"
