@@ -118,16 +118,22 @@ class GrantFile:
         """The stored grant; None when there is none yet."""
         try:
             data = json.loads(self.path.read_bytes())
-            return Grant(**{key: data[key] for key in Grant.__dataclass_fields__})
+            grant = Grant(**{key: data[key] for key in Grant.__dataclass_fields__})
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {self.path}: {exc.strerror}") from exc
         except (ValueError, TypeError, KeyError):
-            raise AuthError(
-                f"account {self.account}: the OAuth2 token file {self.path} is damaged; "
-                f"{login_hint(self.account)}"
-            ) from None
+            raise self._damaged() from None
+        if not _well_formed(grant):
+            raise self._damaged()
+        return grant
+
+    def _damaged(self) -> AuthError:
+        return AuthError(
+            f"account {self.account}: the OAuth2 token file {self.path} is damaged; "
+            f"{login_hint(self.account)}"
+        )
 
     def save(self, grant: Grant) -> None:
         """Replace the stored grant: temporary file, fsync, rename, fsync the folder."""
@@ -150,6 +156,17 @@ class GrantFile:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc
+
+
+def _well_formed(grant: Grant) -> bool:
+    """Whether every field has its type (a hand-edited file may say anything)."""
+    texts = (grant.access_token, grant.token_url, grant.client_id, grant.scope)
+    times = (grant.expires_at, grant.obtained_at)
+    return (
+        all(isinstance(text, str) for text in texts)
+        and isinstance(grant.refresh_token, str | None)
+        and all(isinstance(t, int | float) and not isinstance(t, bool) for t in times)
+    )
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -67,7 +67,8 @@ def authorize(
     }
     if oauth2.provider == "google":  # a refresh token only with offline access and consent
         query |= {"access_type": "offline", "prompt": "consent"}
-    thread = threading.Thread(target=_serve_until_redirect, args=(server, redirect), daemon=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=_serve, args=(server, redirect, stop), daemon=True)
     thread.start()
     try:
         say(f"open {oauth2.authorize_endpoint}?{urllib.parse.urlencode(query)}")
@@ -75,6 +76,8 @@ def authorize(
         if not redirect.arrived.wait(wait):
             raise AuthError(f"account {account}: no answer from the browser within {wait:g} s")
     finally:
+        stop.set()
+        thread.join()
         server.server_close()
     return _redeem(
         account,
@@ -86,13 +89,11 @@ def authorize(
     )
 
 
-def _serve_until_redirect(server: HTTPServer, redirect: _Redirect) -> None:
+def _serve(server: HTTPServer, redirect: _Redirect, stop: threading.Event) -> None:
     """Answer requests until one carries ``code`` or ``error`` (a favicon request does not)."""
-    while not redirect.arrived.is_set():
-        try:
-            server.handle_request()
-        except OSError:  # closed by ``authorize`` after its wait
-            return
+    server.timeout = 0.2  # handle_request returns this often, so ``stop`` is seen
+    while not (redirect.arrived.is_set() or stop.is_set()):
+        server.handle_request()
 
 
 def _handler(redirect: _Redirect) -> type[BaseHTTPRequestHandler]:

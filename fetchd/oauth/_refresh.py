@@ -49,20 +49,26 @@ def access_token(
         cached = _cache.get(grant_file.path)
         if cached is not None and _usable(cached, oauth2, clock()):
             return cached.access_token
+        if cached is None and not grant_file.path.exists():
+            raise _no_grant(account)
         with grant_file.locked():
             grant = _newest(cached, grant_file.load())
             if grant is None or not grant.for_client(oauth2.token_endpoint, oauth2.client_id):
                 _cache.pop(grant_file.path, None)
-                raise AuthError(
-                    f"account {account}: no OAuth2 grant for this client and token endpoint "
-                    f"yet; {login_hint(account)}"
-                )
+                raise _no_grant(account)
             if not grant.fresh(clock()):
                 grant = refresh(account, oauth2, grant, clock())
                 _cache[grant_file.path] = grant  # kept even if the file cannot be written
                 grant_file.save(grant)
         _cache[grant_file.path] = grant
         return grant.access_token
+
+
+def _no_grant(account: str) -> AuthError:
+    return AuthError(
+        f"account {account}: no OAuth2 grant for this client and token endpoint "
+        f"yet; {login_hint(account)}"
+    )
 
 
 def _usable(grant: Grant, oauth2: OAuth2Config, now: float) -> bool:

@@ -23,6 +23,7 @@ from fetchd import oauth
 from fetchd.cli import EXIT_OK, main
 from fetchd.config import load_config
 from fetchd.errors import AuthError
+from fetchd.oauth._loopback import authorize
 from fetchd.testing.dovecot import Dovecot
 from fetchd.testing.oauth2 import OAuth2TestServer
 from tests.messages import make_message
@@ -125,3 +126,19 @@ def test_the_command_prints_the_address_and_waits_for_the_browser(
     assert process.returncode == 0, err
     assert "logged in" in out
     assert setup.token_file.exists()
+
+
+def test_without_an_answer_from_the_browser_the_login_gives_up(
+    tmp_path: Path, auth: OAuth2TestServer, mail: Dovecot
+) -> None:
+    account = load_config(write_config(tmp_path, auth, mail).path).accounts["work"]
+    assert account.oauth2 is not None
+    said: list[str] = []
+    before = threading.active_count()
+    with pytest.raises(AuthError, match=r"no answer from the browser within 0\.3 s"):
+        authorize("work", account.oauth2, said.append, wait=0.3)
+    assert said[0].startswith("open ")
+    assert threading.active_count() == before  # the listener stopped
+    port = urllib.parse.parse_qs(urllib.parse.urlsplit(said[0]).query)["redirect_uri"][0]
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(port + "?code=late&state=x", timeout=2)  # noqa: S310

@@ -175,12 +175,26 @@ def test_a_token_the_server_does_not_know_is_refused_by_dovecot(
     assert "refused the login (XOAUTH2)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[]",
+        '{"access_token": "a"}',
+        json.dumps(
+            {
+                "access_token": "a", "refresh_token": "r", "expires_at": "soon",
+                "obtained_at": 0, "token_url": "t", "client_id": "c", "scope": "",
+            }
+        ),
+    ],
+)  # fmt: skip
 def test_a_damaged_grant_file_says_to_log_in_again(
-    tmp_path: Path, auth: OAuth2TestServer, mail: Dovecot
+    tmp_path: Path, auth: OAuth2TestServer, mail: Dovecot, content: str
 ) -> None:
     setup = write_config(tmp_path, auth, mail)
     setup.token_file.parent.mkdir(parents=True)
-    setup.token_file.write_text("{not json")
+    setup.token_file.write_text(content)
     account = load_config(setup.path).accounts["work"]
     assert account.oauth2 is not None
     with pytest.raises(AuthError, match=r"is damaged; run `fetchd oauth login work`"):
