@@ -72,6 +72,8 @@ def test_login_then_fetch_with_the_token(
     assert len(fetched(setup, "home")) == 1
     # The token went on its own line after "AUTH <mechanism>" (RFC 5034 section 4).
     assert f"AUTH {method.upper()}" in err
+    assert f"AUTH {method.upper()} ***" not in err
+    assert "(challenge)" in err
     assert "Logged in" in err
     assert grant["access_token"] not in err
     assert auth.count(REFRESH) == 0  # the token from the login was still good
