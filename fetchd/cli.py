@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fetchd import __version__, errors, journal
+from fetchd.paths import DEFAULT_CONFIG_WORDS
 
 EXIT_OK = 0
 EXIT_ACCOUNT_FAILED = 1
@@ -84,8 +85,7 @@ def _add_global_options(parser: argparse.ArgumentParser, default: object = None)
         "--config",
         type=Path,
         default=default,
-        help="config file (default: $FETCHD_CONFIG, "
-        "/etc/fetchd/config.toml as root, else ~/.config/fetchd/config.toml)",
+        help=f"config file (default: {DEFAULT_CONFIG_WORDS})",
     )
     group.add_argument(
         "--log-level",
@@ -306,7 +306,8 @@ def _add_unit_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     install = actions.add_parser(
         "install",
         help="write a systemd unit that runs this fetchd with the config "
-        "(-c, default /etc/fetchd/config.toml; for --user %%E/fetchd/config.toml)",
+        "(-c, else $FETCHD_CONFIG, else /etc/fetchd/config.toml; for --user "
+        "$XDG_CONFIG_HOME/fetchd/config.toml, or %%E/fetchd/config.toml when it is unset)",
     )
     install.add_argument(
         "--user",

@@ -58,7 +58,7 @@ with _without_unused_extras():
     import structlog
     from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-__all__ = ["LEVELS", "configure_logging", "get_logger", "pop3_transcript"]
+__all__ = ["LEVELS", "PollTranscript", "configure_logging", "get_logger", "pop3_transcript"]
 
 #: Level names fetchd accepts, mapped to structlog's numeric levels.
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -180,3 +180,48 @@ def pop3_transcript(log: FilteringBoundLogger) -> Callable[[str, str, int | None
             log.info("pop3", direction=direction, text=text, octets=octets)
 
     return transcript
+
+
+class PollTranscript:
+    """A poll's transcript, at info only if the poll does something: fetches, deletes, fails.
+
+    A daemon polls most accounts to find nothing new, every few minutes, for
+    years: their two dozen lines each would be most of its log and bury the
+    polls that matter. So the lines are held until the client sends its first
+    RETR, TOP or DELE, then given at info with the rest of the session; a
+    poll that ends without one gives them at debug, or at info if it failed.
+    Its one ``poll`` summary event is logged at info either way.
+    """
+
+    _WORK = ("RETR", "TOP", "DELE")
+
+    def __init__(self, log: FilteringBoundLogger) -> None:
+        self._log = log
+        self._held: list[tuple[str, str, int | None]] | None = []
+
+    def __call__(self, direction: str, text: str, octets: int | None = None) -> None:
+        if self._held is not None:
+            if not (direction == "C" and text.split(" ", 1)[0].upper() in self._WORK):
+                self._held.append((direction, text, octets))
+                return
+            self._release(self._log.info)
+        _transcript_event(self._log.info, direction, text, octets)
+
+    def finish(self, *, failed: bool) -> None:
+        """The poll ended; what is still held goes out at debug (at info if it ``failed``)."""
+        if self._held is not None:
+            self._release(self._log.info if failed else self._log.debug)
+
+    def _release(self, emit: Callable[..., object]) -> None:
+        held, self._held = self._held or [], None
+        for direction, text, octets in held:
+            _transcript_event(emit, direction, text, octets)
+
+
+def _transcript_event(
+    emit: Callable[..., object], direction: str, text: str, octets: int | None
+) -> None:
+    if octets is None:
+        emit("pop3", direction=direction, text=text)
+    else:
+        emit("pop3", direction=direction, text=text, octets=octets)

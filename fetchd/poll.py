@@ -8,7 +8,15 @@ Each session of a poll:
 3. checks that the server is still in step: ``LIST n`` of the batch's last
    message answers with that message, and nothing unasked-for is waiting;
 4. commits the batch (``AccountStore.commit``): flush, rename into new/,
-   flush new/, record the UIDs, then extract attachments;
+   flush new/, record the UIDs, then extract attachments. With ``maildir``
+   the Maildir is the user's, and nothing else changes. With ``mda`` or
+   ``lmtp`` the files are made durable in fetchd's own Maildir the same way,
+   then, per batch, a journal row per message is committed (the hand-off
+   begins), and per message: the file goes to the destination, and the
+   moment the destination confirmed it the UID is recorded, removing the
+   journal row in the same transaction; a message the destination does not
+   take (try later, refused, failed, timed out) is not recorded and its copy
+   is removed, so it stays on the server and is fetched again when due;
 5. only then sends DELE, and QUIT. A DELE takes effect at QUIT (RFC 1939
    section 6), so the state says "gone from the server" only after QUIT
    answered +OK.
@@ -20,6 +28,15 @@ announced, a connection lost in its body) is recorded as failing and retried
 with a backoff; the rest of the mailbox goes on without it. A session that
 may be out of step stores nothing of the batch it was reading and deletes
 nothing.
+
+The one window no order can close: with ``mda`` or ``lmtp``, a crash after
+the destination delivered a message and before its record committed (the
+MDA exited 0, or the LMTP server answered 250, and fetchd died before the
+next SQLite commit, a few milliseconds). The next poll finds the message's
+copy in fetchd's Maildir unrecorded, with its journal row still open, hands
+it over again (so it arrives twice) and warns that it may have. A timeout, or
+an LMTP connection lost after DATA, is the same uncertainty, reported the
+same way. Everywhere else a message is delivered exactly once.
 """
 
 from __future__ import annotations
@@ -44,7 +61,7 @@ from fetchd.pop3.client import Session, Transcript, error_for
 from fetchd.pop3.commands import Command
 from fetchd.pop3.inventory import Listing, ServerMessage, new_messages, read_listing
 from fetchd.session import login
-from fetchd.store.account import AccountStore, Spooled
+from fetchd.store.account import AccountStore, Committed, Spooled
 from fetchd.store.state import State
 
 #: Servers that show a mailbox in slices (Gmail: about 250 a session) are
@@ -79,6 +96,8 @@ class PollResult:
     failed_uids: set[str] = field(default_factory=set)
     #: Failed attempts this poll; a message may fail in more than one session.
     failed_attempts: int = 0
+    #: Of the failed, those whose destination (mda, lmtp) said "try later".
+    deferred_uids: set[str] = field(default_factory=set)
     #: Why each session after the first was opened.
     session_reasons: list[str] = field(default_factory=list)
     #: Set once a session fell out of step: later sessions send one command at a
@@ -94,6 +113,10 @@ class PollResult:
     @property
     def failed(self) -> int:
         return len(self.failed_uids)
+
+    @property
+    def deferred(self) -> int:
+        return len(self.deferred_uids)
 
 
 @dataclass(frozen=True)
@@ -230,8 +253,8 @@ def preview_account(
     fetch = [m for m in choice.fetch if m.uid not in big]
     return Preview(
         account=account.name,
-        listed=len(listing.messages),
-        known=len(listing.messages) - choice.unknown,
+        listed=len(listing),
+        known=len(listing) - choice.unknown,
         fetch=fetch,
         too_big=too_big,
         backing_off=choice.backing_off,
@@ -250,14 +273,17 @@ def recover_account(
     fetched, and the session ends with QUIT without a single DELE.
     """
     result = PollResult(account.name, sessions=1)
-    store = AccountStore(account, data_dir, state)
+    # A rebuilt state cannot know which hooks ran: none are queued, rather
+    # than a hook for every message the Maildir holds.
+    quiet = account.model_copy(update={"on_message": None, "on_attachment": None})
+    store = AccountStore(quiet, data_dir, state)
     with store.lock():
         store.prepare()
         session = login(account, transcript)
         try:
             listing = read_listing(session)
-            todo = new_messages(listing, store.known())
-            recovered = store.recover({m.uid: m.size for m in todo})
+            todo = new_messages(listing, store.known().keys())
+            recovered = store.recover({m.uid: m.size for m in todo}, hand_off=False).kinds
             session.quit()
         except BaseException:
             session.close()
@@ -294,9 +320,7 @@ def _session_pass(run: _Pass) -> str | None:
         return None
     if result.failed_attempts > failed_before:  # the failed may be retried at once
         return "a message failed; it is tried again in another session"
-    return rules.slice_reason(
-        run.store.account.host, len(listing.messages), unknown, deleted=len(marked)
-    )
+    return rules.slice_reason(run.store.account.host, len(listing), unknown, deleted=len(marked))
 
 
 @dataclass(frozen=True)
@@ -346,14 +370,16 @@ def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[Serve
     if run.options.mark_seen:
         store.mark_seen({m.uid: m.size for m in todo})
         todo = []
-    recovered = store.recover({m.uid: m.size for m in todo})
+    recovery = store.recover({m.uid: m.size for m in todo})
+    recovered = recovery.kinds
     if recovered:
         result.warnings.append(
             f"{len(recovered)} message(s) stored before an interruption were recorded"
         )
-    todo = _drop_oversized(run, [m for m in todo if m.uid not in recovered])
-    if account.delete_after_fetch:
-        marked += [m for m in listing.messages if recovered.get(m.uid) == "stored"]
+    settled = recovered.keys() | _note_refusals(run, todo, recovery)
+    todo = _drop_oversized(run, [m for m in todo if m.uid not in settled])
+    if account.delete_after_fetch and recovered:
+        marked += listing.select({uid for uid, kind in recovered.items() if kind == "stored"})
     return todo, marked, choice.unknown
 
 
@@ -372,10 +398,11 @@ def _fetch_batch(
     except BaseException:
         _discard(spooled)
         raise
-    run.result.warnings.extend(run.store.commit(spooled))  # 3. in new/, recorded, extracted
-    run.result.stored += len(spooled)
-    run.result.octets += sum(s.file.size for s in spooled)
-    uids = {s.uid for s in spooled}
+    committed = run.store.commit(spooled)  # 3. in new/ (handed over), recorded, extracted
+    _note_refusals(run, batch, committed)
+    uids = committed.kinds.keys()
+    run.result.stored += len(uids)
+    run.result.octets += sum(s.file.size for s in spooled if s.uid in uids)
     # 4. Deleting is safe now; the caller sends DELE and QUIT.
     return [m for m in batch if m.uid in uids], broken
 
@@ -454,6 +481,25 @@ def _failed(run: _Pass, message: ServerMessage, exc: Exception) -> None:
     )
 
 
+def _note_refusals(run: _Pass, messages: Sequence[ServerMessage], committed: Committed) -> set[str]:
+    """Note what the destination did not take, as failing (retried later); returns the UIDs."""
+    run.result.warnings.extend(committed.warnings)
+    by_uid = {m.uid: m for m in messages}
+    for refusal in committed.refused:
+        message = by_uid[refusal.uid]
+        count = run.store.note_failure(refusal.uid, refusal.error)
+        run.result.failed_uids.add(refusal.uid)
+        run.result.failed_attempts += 1
+        what = "deferred (the destination said: try later)" if refusal.retry_later else "refused"
+        if refusal.retry_later:
+            run.result.deferred_uids.add(refusal.uid)
+        run.result.warnings.append(
+            f"message {message.number} ({message.size} octets) not delivered, {what}, "
+            f"attempt {count}; it stays on the server: {refusal.error}"
+        )
+    return {refusal.uid for refusal in committed.refused}
+
+
 def _discard(spooled: Sequence[Spooled]) -> None:
     for spool in spooled:
         spool.discard()
@@ -472,14 +518,15 @@ def _due_for_deletion(
     if not rules.may_delete(account):
         return []  # the state's rows are not needed: nothing can be deleted
     known = state.known(account.name)
-    return [m for m in listing.messages if rules.should_delete(account, known.get(m.uid))]
+    due = {uid for uid in listing.uids if rules.should_delete(account, known.get(uid))}
+    return listing.select(due) if due else []
 
 
 def _gone(listing: Listing, on_server: set[str]) -> list[str]:
     """Messages another client deleted; only UIDL can tell (message numbers are reused)."""
     if listing.method != "uidl":
         return []
-    return sorted(on_server.difference(message.uid for message in listing.messages))
+    return sorted(on_server.difference(listing.uids))
 
 
 def _drop_oversized(run: _Pass, todo: list[ServerMessage]) -> list[ServerMessage]:
@@ -512,8 +559,9 @@ def _store_headers(run: _Pass, message: ServerMessage) -> None:
     except BaseException:
         spool.discard()
         raise
-    run.result.warnings.extend(run.store.commit([spool]))
-    run.result.stored += 1
+    committed = run.store.commit([spool])
+    run.result.warnings.extend(committed.warnings)
+    run.result.stored += len(committed.kinds)
 
 
 class _Meter:

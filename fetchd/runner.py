@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fetchd import hooks
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
-from fetchd.log import pop3_transcript
+from fetchd.hooks import DaemonHooks
+from fetchd.log import PollTranscript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
 from fetchd.store.state import Outcome, PollRecord, State
 
@@ -51,17 +53,24 @@ def run_account(
     progress: ProgressCallback | None = None,
     mark_seen: bool = False,
     stop: threading.Event | None = None,
+    daemon_hooks: DaemonHooks | None = None,
 ) -> AccountRun:
-    """Poll ``account``, log the result, record the poll; never raises a poll's failure."""
+    """Poll ``account``, log the result, record the poll, run its hooks.
+
+    Never raises a poll's failure. The queued hooks run after the poll,
+    failed or not (what it stored before failing is safe and gets its hooks);
+    then ``on_error``, for a failed poll, and last the daemon's ``on_poll``.
+    """
     started = time.time()
     result: PollResult | None = None
     error: Exception | None = None
+    lines = PollTranscript(log) if transcript else None
     try:
         result = poll_account(
             account,
             data_dir,
             state,
-            transcript=pop3_transcript(log) if transcript else None,
+            transcript=lines,
             progress=progress,
             mark_seen=mark_seen,
             stop=stop,
@@ -69,12 +78,50 @@ def run_account(
     except FetchdError as exc:
         error = exc
     except Exception as exc:  # a bug: one account's must not stop the others
-        log.exception("poll crashed")
         error = exc
-    else:
+    if lines is not None:
+        lines.finish(failed=error is not None)
+    if result is not None:
         log_result(log, result)
+    elif not isinstance(error, FetchdError):
+        log.exception("poll crashed", exc_info=error)
     record = poll_record(account.name, started, result, error)
-    return AccountRun(result, error, record, state.record_poll(record))
+    run = AccountRun(result, error, record, state.record_poll(record))
+    shared = daemon_hooks or DaemonHooks()
+    _run_hooks(account, data_dir, state, log, run, shared=shared, stop=stop)
+    hooks.run_on_poll(account, _poll_facts(run), log, shared)
+    return run
+
+
+def _run_hooks(
+    account: AccountConfig,
+    data_dir: Path,
+    state: State,
+    log: FilteringBoundLogger,
+    run: AccountRun,
+    *,
+    shared: DaemonHooks,
+    stop: threading.Event | None,
+) -> None:
+    """The queued hooks, then ``on_error``; a hook problem is logged, never the poll's outcome."""
+    try:
+        hooks.run_pending(account, data_dir, state, log, shared=shared, stop=stop)
+    except FetchdError as exc:  # the state database: the hooks stay queued
+        log.warning("hooks not run", error=str(exc))
+    if run.error is not None:
+        hooks.run_on_error(account, run.error, run.failures, log, shared)
+
+
+def _poll_facts(run: AccountRun) -> dict[str, str]:
+    """What ``on_poll`` is told about a poll (its error is ``on_error``'s)."""
+    record = run.record
+    return {
+        "FETCHD_OUTCOME": record.outcome,
+        "FETCHD_NEW": str(record.new),
+        "FETCHD_STORED": str(record.stored),
+        "FETCHD_DELETED": str(record.deleted),
+        "FETCHD_FAILURES": str(run.failures),
+    }
 
 
 def outcome_of(error: BaseException | None) -> Outcome:
@@ -114,6 +161,7 @@ def log_result(log: FilteringBoundLogger, result: PollResult) -> None:
         deleted=result.deleted,
         skipped=result.skipped,
         failed=result.failed,
+        deferred=result.deferred,
         octets=result.octets,
         sessions=result.sessions,
         seconds=round(result.seconds, 3),

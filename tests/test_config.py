@@ -6,6 +6,7 @@ import grp
 import math
 import os
 import re
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -14,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
+import tomli_w
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -180,17 +182,17 @@ def test_unknown_keys_are_named_with_their_path(tmp_path: Path) -> None:
         "[logging]\nlevel = 1\n",
     )
     config = tmp_path / "config.toml"
-    assert f"{config}: daemon.intervall: unknown key" in message
-    assert f"{config}: accounts.work.attachments.extrac: unknown key" in message
-    assert f"{config}: logging: unknown key" in message
+    assert message.splitlines() == [
+        f"{config}:8: daemon.intervall: unknown key `intervall`; did you mean `interval`?",
+        f"{config}:10: accounts.work.attachments.extrac: unknown key `extrac`; "
+        "did you mean `extract`?",
+        f"{config}:11: logging: unknown key `logging`",
+    ]
 
 
 def test_bad_port_names_file_and_key(tmp_path: Path) -> None:
     message = errors_of(tmp_path, MINIMAL + "port = 70000\n")
-    assert message == (
-        f"{tmp_path / 'config.toml'}: accounts.work.port: "
-        "Input should be less than or equal to 65535"
-    )
+    assert message == f"{tmp_path / 'config.toml'}:6: accounts.work.port: must be at most 65535"
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -211,11 +213,15 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     )
     lines = message.splitlines()
     assert len(lines) == 4
-    assert any("daemon.interval: expected seconds" in line for line in lines)
-    assert any("daemon.max_parallel:" in line for line in lines)
-    assert any("accounts.work.port:" in line for line in lines)
+    config = tmp_path / "config.toml"
+    assert lines[:3] == [
+        f"{config}:3: daemon.interval: expected a number of seconds or a duration string "
+        'such as "90s", "5m", "1h30m" or "1d"',
+        f"{config}:4: daemon.max_parallel: must be at least 1",
+        f"{config}:8: accounts.work.port: must be at least 1",
+    ]
     # Cross-field checks still run when a field of the same account is invalid.
-    assert any("accounts.work: exactly one of password" in line for line in lines)
+    assert lines[3].startswith(f"{config}:6: accounts.work: exactly one of password")
 
 
 def test_two_password_sources_are_refused(tmp_path: Path) -> None:
@@ -232,18 +238,18 @@ def test_missing_password_source_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ['"5 minutes"', '"5M"', '"m5"', '"-5s"', '"1m1h"', '""', "true"])
 def test_bad_duration_is_refused(tmp_path: Path, value: str) -> None:
     message = errors_of(tmp_path, f"[daemon]\ninterval = {value}\n")
-    assert "daemon.interval: expected seconds as a number, or a duration" in message
+    assert "config.toml:2: daemon.interval: expected a number of seconds or a duration" in message
 
 
 def test_zero_interval_is_refused(tmp_path: Path) -> None:
-    assert "accounts.work.interval: Input should be greater than 0" in errors_of(
+    assert "config.toml:6: accounts.work.interval: must be positive" in errors_of(
         tmp_path, MINIMAL + 'interval = "0s"\n'
     )
 
 
 def test_bad_size_is_refused(tmp_path: Path) -> None:
     message = errors_of(tmp_path, MINIMAL + 'max_message_size = "10 lines"\n')
-    assert "accounts.work.max_message_size: expected bytes" in message
+    assert "config.toml:6: accounts.work.max_message_size: expected a number of bytes" in message
 
 
 def test_plain_to_remote_host_is_refused(tmp_path: Path) -> None:
@@ -276,7 +282,7 @@ def test_inline_password_in_readable_file_is_refused(tmp_path: Path, mode: int) 
     text = MINIMAL.replace('password_env = "FETCHD_TEST_PW"', f'password = "{SECRET}"')
     message = errors_of(tmp_path, text, mode=mode)
     config = tmp_path / "config.toml"
-    assert f"{config}: accounts.work.password:" in message
+    assert f"{config}:5: accounts.work.password:" in message
     assert f"chmod 600 {config}" in message
     assert "password_file" in message
     assert "password_command" in message
@@ -343,7 +349,7 @@ def test_name_key_inside_an_account_is_refused(tmp_path: Path) -> None:
 
 def test_path_key_at_top_level_is_refused(tmp_path: Path) -> None:
     message = errors_of(tmp_path, 'path = "/elsewhere"\n' + MINIMAL)
-    assert f"{tmp_path / 'config.toml'}: path: unknown key" in message
+    assert f"{tmp_path / 'config.toml'}:1: path: unknown key `path`" in message
 
 
 @pytest.mark.parametrize("name", [".hidden", "a/b", "a b", "x" * 65, "", "é", ".."])
@@ -358,6 +364,135 @@ def test_bad_account_names_are_refused(tmp_path: Path, name: str) -> None:
 def test_good_account_names_are_accepted(tmp_path: Path, name: str) -> None:
     config = load_text(tmp_path, MINIMAL.replace("work", f'"{name}"', 1))
     assert config.accounts[name].name == name
+
+
+# --- messages in TOML words and strict types ------------------------------------------
+
+#: Words of pydantic's own messages, which a TOML user should never meet.
+PYDANTIC_WORDS = re.compile(
+    r"Input should|Input is|Value error|valid tuple|dictionary|Field required"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('delete_after_fetch = "yes"', "delete_after_fetch: expected a boolean (true or false)"),
+        ("delete_after_fetch = 1", "delete_after_fetch: expected a boolean (true or false)"),
+        ('enabled = "off"', "enabled: expected a boolean (true or false)"),
+        ('allow_plaintext = "true"', "allow_plaintext: expected a boolean (true or false)"),
+        ('port = "995"', "port: expected an integer"),
+        ("port = 995.0", "port: expected an integer"),
+        ("port = true", "port: expected an integer"),
+        ('delete_after_days = "3"', "delete_after_days: expected an integer"),
+        ('attachments.extract = "yes"', "attachments.extract: expected a boolean (true or false)"),
+        ("timeout = -5", "timeout: must be positive"),
+        ("timeout = 0", "timeout: must be positive"),
+        ("max_message_size = -1", "max_message_size: must be positive"),
+        ("delete_after_days = -1", "delete_after_days: must not be negative"),
+        ('attachments.exclude = "*.exe"',
+         'attachments.exclude: expected an array of strings, e.g. ["*.exe"]'),
+        ("attachments.include = [1]", "attachments.include[0]: expected a string"),
+        ("attachments = 5", "attachments: expected a table"),
+        ('security = "ssl"', 'security: expected "tls", "starttls" or "plain"'),
+        ("share_group = 5", "share_group: expected a string or false"),
+        ("share_group = true", "share_group: expected a string or false"),
+        ("username = 5", "username: expected a string"),
+        ('username = ""', "username: must not be empty"),
+        ("ca_file = 5", "ca_file: expected a string (a path)"),
+        ('intervall = "5m"', "intervall: unknown key `intervall`; did you mean `interval`?"),
+        ("hots = 'x'", "hots: unknown key `hots`; did you mean `host`?"),
+        ("colour = 'x'", "colour: unknown key `colour`"),
+    ],
+)  # fmt: skip
+def test_account_errors_say_what_toml_expects(tmp_path: Path, line: str, message: str) -> None:
+    text = MINIMAL.replace('username = "alice"\n', "") + line + "\n"
+    expected = f"{tmp_path / 'config.toml'}:5: accounts.work.{message}"
+    assert expected in errors_of(tmp_path, text).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('transcript = "false"', "daemon.transcript: expected a boolean (true or false)"),
+        ('max_parallel = "4"', "daemon.max_parallel: expected an integer"),
+        ("max_parallel = 65", "daemon.max_parallel: must be at most 64"),
+        ("jitter = -1", "daemon.jitter: must not be negative"),
+        ("interval = -300", "daemon.interval: must be positive"),
+        ('log_level = "loud"', 'daemon.log_level: expected "debug", "info", "warning" or "error"'),
+        ("data_dir = []", "daemon.data_dir: expected a string (a path)"),
+    ],
+)
+def test_daemon_errors_say_what_toml_expects(tmp_path: Path, line: str, message: str) -> None:
+    expected = f"{tmp_path / 'config.toml'}:2: {message}"
+    assert errors_of(tmp_path, f"[daemon]\n{line}\n").splitlines() == [expected]
+
+
+def test_unknown_tables_and_wrong_tables_are_named(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    message = errors_of(tmp_path, "daemon = 5\n[deamon]\n[accounts.work.attachmnts]\n")
+    assert message.splitlines()[:2] == [
+        f"{config}:1: daemon: expected a table",
+        f"{config}:2: deamon: unknown key `deamon`; did you mean `daemon`?",
+    ]
+    assert f"{config}:3: accounts.work.attachmnts: unknown key `attachmnts`; " in message
+    assert f"{config}: accounts.work.host: required key is missing" in message
+
+
+def test_durations_and_sizes_keep_their_string_forms(tmp_path: Path) -> None:
+    text = MINIMAL + 'timeout = "5m"\nmax_message_size = "10 MB"\nattachments.max_size = 1024\n'
+    work = load_text(tmp_path, text).accounts["work"]
+    assert (work.timeout, work.max_message_size, work.attachments.max_size) == (
+        300.0,
+        10 << 20,
+        1024,
+    )
+
+
+def test_lines_point_into_the_file_that_set_the_key(tmp_path: Path) -> None:
+    main = write(tmp_path, MINIMAL + '\n[accounts."my.mail"]\nhost = "h"\nusername = "u"\n'
+                 'password_env = "P"\nattachments = { extract = "no" }\n')  # fmt: skip
+    drop_in = write(tmp_path, "# home\n\n" + DROP_IN + 'enabled = "no"\n',
+                    name="accounts.d/home.toml")  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(main)
+    assert str(info.value).splitlines() == [
+        f'{main}:11: accounts."my.mail".attachments.extract: expected a boolean (true or false)',
+        f"{drop_in}:7: enabled: expected a boolean (true or false)",
+    ]
+
+
+_ACCOUNT_KEYS = sorted(set(AccountConfig.model_fields) - {"name"})
+_TOML_VALUES = st.recursive(
+    st.one_of(st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.dictionaries(st.sampled_from(_ACCOUNT_KEYS), _TOML_VALUES, max_size=4))
+@example(values={"attachments": {"\x85": False}})  # a line break of str.splitlines, escaped
+def test_any_wrong_value_is_reported_in_toml_words_at_its_line(
+    tmp_path_factory: pytest.TempPathFactory, values: dict[str, object]
+) -> None:
+    directory = tmp_path_factory.mktemp("config")
+    table = {"host": "h", "username": "u", "password_env": "P", **values}
+    path = write(directory, tomli_w.dumps({"accounts": {"work": table}}))
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        lines = str(exc).splitlines()
+    else:
+        return
+    for line in lines:
+        assert not PYDANTIC_WORDS.search(line), line
+        match = re.match(rf"{re.escape(str(path))}(?::(\d+))?: accounts\.work(?:\.(\w+))?", line)
+        assert match, line
+        if match[2] in values and match[1] is None:  # a key that was written has a line
+            pytest.fail(line)
 
 
 # --- drop-ins -------------------------------------------------------------------------
@@ -400,8 +535,9 @@ def test_drop_in_errors_name_the_drop_in_file(tmp_path: Path) -> None:
     drop_in = write(tmp_path, DROP_IN + "port = 0\nhots = 'x'\n", name="accounts.d/home.toml")
     broken = write(tmp_path, "host = \n", name="accounts.d/broken.toml")
     message = errors_of(tmp_path, MINIMAL)
-    assert f"{drop_in}: port: Input should be greater than or equal to 1" in message
-    assert f"{drop_in}: hots: unknown key" in message
+    lines = DROP_IN.count("\n")
+    assert f"{drop_in}:{lines + 1}: port: must be at least 1" in message
+    assert f"{drop_in}:{lines + 2}: hots: unknown key `hots`; did you mean `host`?" in message
     assert f"{broken}: " in message
     assert "line 1" in message
 
@@ -415,7 +551,7 @@ def test_readable_drop_in_with_inline_password_is_refused(tmp_path: Path) -> Non
     text = f'host = "h"\nusername = "u"\npassword = "{SECRET}"\n'
     drop_in = write(tmp_path, text, name="accounts.d/home.toml", mode=0o644)
     message = errors_of(tmp_path, MINIMAL)
-    assert f"{drop_in}: password:" in message
+    assert f"{drop_in}:3: password:" in message
     assert f"chmod 600 {drop_in}" in message
     assert SECRET not in message
 
@@ -597,9 +733,68 @@ def test_default_path_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_default_path_for_a_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("FETCHD_CONFIG", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert default_config_path() == tmp_path / ".config" / "fetchd" / "config.toml"
+
+
+# As a user (the tests run as root): the environment is the subprocess's own.
+_AS_A_USER = (
+    "import os, sys; os.geteuid = lambda: 1000; "
+    "from fetchd.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def fetchd_as_a_user(home: Path, xdg: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"FETCHD_CONFIG", "XDG_CONFIG_HOME"}}
+    env.update(HOME=str(home), PYTHONPATH=str(Path(__file__).parents[1]), FETCHD_TEST_PW="pw")
+    if xdg is not None:
+        env["XDG_CONFIG_HOME"] = xdg
+    return subprocess.run(
+        [sys.executable, "-c", _AS_A_USER, *args],
+        env=env, cwd=home, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_init_account_add_and_the_user_unit_agree_on_xdg_config_home(tmp_path: Path) -> None:
+    xdg = tmp_path / "xdg"
+    expected = xdg / "fetchd" / "config.toml"
+    done = fetchd_as_a_user(tmp_path, str(xdg), "init")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"wrote {expected}"
+    add = ("account", "add", "work", "--host", "pop.example.com", "--user", "alice")
+    done = fetchd_as_a_user(tmp_path, str(xdg), *add, "--password-env", "FETCHD_TEST_PW")
+    assert done.returncode == 0, done.stderr
+    assert (xdg / "fetchd" / "accounts.d" / "work.toml").is_file()
+    done = fetchd_as_a_user(tmp_path, str(xdg), "service", "install", "--user")
+    assert done.returncode == 0, done.stderr
+    unit = (xdg / "systemd" / "user" / "fetchd.service").read_text()
+    assert f" -c {expected} run\n" in unit
+    assert "%E" not in unit  # a user manager need not share this shell's XDG_CONFIG_HOME
+    done = fetchd_as_a_user(tmp_path, str(xdg), "check")
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / ".config").exists()
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/config"], ids=["unset", "empty", "relative"])
+def test_without_an_absolute_xdg_config_home_users_get_dot_config(
+    tmp_path: Path, xdg: str | None
+) -> None:
+    done = fetchd_as_a_user(tmp_path, xdg, "init")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".config" / "fetchd" / "config.toml").is_file()
+    assert not (tmp_path / "relative").exists()
+    done = fetchd_as_a_user(tmp_path, xdg, "service", "install", "--user", "--print")
+    assert done.returncode == 0, done.stderr
+    assert " -c %E/fetchd/config.toml run\n" in done.stdout  # systemd applies the same rule
+
+
+def test_a_missing_default_config_says_where_fetchd_looked(tmp_path: Path) -> None:
+    done = fetchd_as_a_user(tmp_path, str(tmp_path / "xdg"), "check")
+    assert done.returncode == 78
+    assert f"{tmp_path}/xdg/fetchd/config.toml: no such file" in done.stderr
+    assert "$XDG_CONFIG_HOME/fetchd/config.toml" in done.stderr
 
 
 # --- the shipped example --------------------------------------------------------------
@@ -845,3 +1040,76 @@ def test_two_accounts_cannot_share_an_attachments_folder(tmp_path: Path) -> None
         """,
     )
     assert "accounts home and work would put attachments in the same folder" in found
+
+
+# --- where mail is delivered ------------------------------------------------------------
+
+
+def test_destinations_load_with_their_defaults(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path,
+        MINIMAL
+        + 'maildir = "~/Maildir/.Work"\n'
+        + "[accounts.other]\nhost = 'h'\nusername = 'u'\npassword_env = 'X'\n"
+        + 'mda = ["/usr/lib/dovecot/dovecot-lda", "-d", "{user}"]\n'
+        + "[accounts.third]\nhost = 'h'\nusername = 'u'\npassword_env = 'X'\n"
+        + 'lmtp = "unix:/run/dovecot/lmtp"\nlmtp_recipient = "alice"\ndelivery_timeout = "2m"\n',
+    )
+    work, other, third = (config.accounts[n] for n in ("work", "other", "third"))
+    assert work.maildir == Path("~/Maildir/.Work").expanduser()
+    assert (work.destination, other.destination, third.destination) == ("maildir", "mda", "lmtp")
+    assert other.mda == ("/usr/lib/dovecot/dovecot-lda", "-d", "{user}")
+    assert other.delivery_timeout == 60.0
+    assert (third.lmtp_recipient, third.delivery_timeout) == (("alice",), 120.0)
+    both = account(password_env="X", lmtp="[::1]:24", lmtp_recipient=["a", "b"])
+    assert both.lmtp_recipient == ("a", "b")
+    assert account(password_env="X").destination == "own"
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ('maildir = "/m"\nmda = ["x"]', "accounts.work: set at most one of maildir, mda, lmtp"),
+        ("mda = []", "accounts.work.mda: must list a program and its arguments"),
+        ('mda = ["x", "-d", "{name}"]', "unknown placeholder {name} in '{name}'"),
+        ('mda = "dovecot-lda -d alice"', "accounts.work.mda: "),
+        ('lmtp = "localhost"\nlmtp_recipient = "a"', "expected unix:/path/to/socket or host:port"),
+        ('lmtp = "unix:run/lmtp"\nlmtp_recipient = "a"', "the socket must be an absolute path"),
+        ('lmtp = "h:0"\nlmtp_recipient = "a"', "the port must be 1 to 65535"),
+        ('lmtp = "unix:/run/lmtp"', "accounts.work: lmtp needs lmtp_recipient"),
+        ('lmtp_recipient = "a"', "accounts.work: lmtp_recipient is set without lmtp"),
+        ('lmtp = "h:24"\nlmtp_recipient = []', "accounts.work.lmtp_recipient: must be a recipient"),
+        ('lmtp = "h:24"\nlmtp_recipient = "a b"', "a recipient has no spaces"),
+        ('mda = ["x"]\nfetch_oversized = "headers"', 'fetch_oversized = "headers" cannot be used'),
+        ('mda = ["x"]\ndelivery_timeout = "0s"', "accounts.work.delivery_timeout"),
+    ],
+)
+def test_destination_problems_name_their_key(tmp_path: Path, keys: str, expected: str) -> None:
+    assert expected in errors_of(tmp_path, MINIMAL + keys + "\n")
+
+
+# --- hooks ----------------------------------------------------------------------------
+
+
+def test_hooks_are_argv_lists(tmp_path: Path) -> None:
+    text = MINIMAL + 'on_message = ["notify-send", "new mail"]\nhook_timeout = "2m"\n'
+    work = load_text(tmp_path, text).accounts["work"]
+    assert (work.on_message, work.on_attachment, work.hook_timeout) == (
+        ("notify-send", "new mail"),
+        None,
+        120.0,
+    )
+    assert load_text(tmp_path, MINIMAL).daemon.max_hooks == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('"notify-send $FETCHD_SUBJECT"', "expected a program and its arguments as an array"),
+        ("[]", "must be a list naming a program first"),
+        ('["", "x"]', "must be a list naming a program first"),
+    ],
+)
+def test_a_hook_must_name_a_program_in_a_list(tmp_path: Path, value: str, problem: str) -> None:
+    message = errors_of(tmp_path, MINIMAL + f"on_error = {value}\n")
+    assert f"accounts.work.on_error: {problem}" in message

@@ -116,7 +116,7 @@ def test_without_a_preset_the_endpoints_and_scopes_are_required(tmp_path: Path) 
     [
         ('provider = "google"\nclient_id = "a"\ntenant = "x"', "tenant applies to"),
         ('provider = "yahoo"\nclient_id = "a"', "oauth2.provider"),
-        ('provider = "google"', "oauth2.client_id: required key is missing"),
+        ('provider = "google"', "oauth2: client_id is required"),
         (
             'provider = "google"\nclient_id = "a"\ntoken_url = "http://t.example/"',
             "oauth2.token_url: must be an https:// URL (http:// only to localhost)",

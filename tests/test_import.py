@@ -74,7 +74,10 @@ def fetchd_config(tmp_path: Path) -> Path:
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+    # FETCHMAILHOME: as root, fetchmail's lock is /var/run/fetchmail.pid otherwise,
+    # shared with every other fetchmail on the machine. Its id file stays ~/.fetchids.
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    return {"PATH": path, "HOME": str(home), "FETCHMAILHOME": str(home), "LANG": "C.UTF-8"}
 
 
 def _run(argv: list[str], home: Path) -> None:

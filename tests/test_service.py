@@ -31,6 +31,13 @@ GROUP = "users"
 IN_PROCESS = f"{sys.executable} -m fetchd"
 
 
+@pytest.fixture(autouse=True)
+def _default_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The units' default config, whatever the shell running the tests has set."""
+    monkeypatch.delenv("FETCHD_CONFIG", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+
+
 @pytest.fixture(scope="module")
 def analyze() -> str:
     found = shutil.which("systemd-analyze")
@@ -248,6 +255,22 @@ def test_a_unit_that_differs_is_replaced_only_with_force(
                        "--force")  # fmt: skip
     assert code == 0
     assert unit.read_text() == printed("--group", GROUP)
+
+
+def test_the_unit_runs_the_config_every_other_command_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FETCHD_CONFIG", str(tmp_path / "mine.toml"))
+    assert settings(printed())["ExecStart"] == [f"{IN_PROCESS} -c {tmp_path}/mine.toml run"]
+    assert settings(printed("--user"))["ExecStart"] == [f"{IN_PROCESS} -c {tmp_path}/mine.toml run"]
+    monkeypatch.delenv("FETCHD_CONFIG")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert settings(printed())["ExecStart"] == [f"{IN_PROCESS} -c /etc/fetchd/config.toml run"]
+    user_unit = printed("--user")
+    assert settings(user_unit)["ExecStart"] == [
+        f"{IN_PROCESS} -c {tmp_path}/xdg/fetchd/config.toml run"
+    ]
+    assert f"# Config:    {tmp_path}/xdg/fetchd/config.toml;" in user_unit
 
 
 def test_the_user_unit_goes_to_the_user_unit_folder(

@@ -69,6 +69,16 @@ def test_known_uids_are_known_less_the_rows(state: State) -> None:
     assert on_server == {uid for uid, k in known.items() if k.on_server} == {ODD, "c"}
 
 
+def test_known_uids_of_utf8_ids_only_and_nothing_gone(state: State) -> None:
+    uids = ["plain", "ünï", "tab\tin", "nul\x00in", "#2"]
+    state.record("a", [Fetched(uid, "stored") for uid in uids])
+    recorded, on_server = state.known_uids("a")
+    assert recorded == on_server == set(uids)
+    state.mark_gone("a", ["ünï"])
+    recorded, on_server = state.known_uids("a")
+    assert (recorded, on_server) == (set(uids), set(uids) - {"ünï"})
+
+
 def test_uid_columns_hold_the_wire_bytes(state: State) -> None:
     state.record("a", [Fetched(ODD, "stored"), Fetched("plain-ü", "stored")])
     with sqlite3.connect(state.path) as db:
@@ -333,16 +343,16 @@ def test_a_file_that_is_no_database_is_reported(tmp_path: Path) -> None:
     assert "not a database" in problem
 
 
-def test_fetched_today_counts_only_stored_mail_since_midnight_by_index(tmp_path: Path) -> None:
+def test_fetched_today_counts_only_stored_mail_from_the_counters(tmp_path: Path) -> None:
     db = State(tmp_path / "state.sqlite3")
     db.record("a", [Fetched("u1", "stored", 1, "p1"), Fetched("u2", "seen", 1, None)])
     db.record("b", [Fetched("u3", "headers", 1, "p3")])
-    assert db.fetched_since() == 2
-    assert db.fetched_since(time.time() + 60) == 0
+    assert db.fetched_today() == 2
     plan = db._db.execute(
-        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM messages WHERE fetched_at >= 0"
+        "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(today), 0) FROM fetched_counts WHERE day = ?",
+        ("2000-01-01",),
     ).fetchall()
-    assert "messages_fetched_at" in str(plan)  # the daemon's per-poll cost ignores history
+    assert "messages" not in str(plan)  # the daemon's per-poll cost ignores history
     db.close()
 
 

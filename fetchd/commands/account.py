@@ -35,8 +35,9 @@ def _add(args: argparse.Namespace, config_path: Path) -> int:
     if not config_path.is_file():
         raise UsageError(f"{config_path} does not exist; `fetchd init` writes a starter config")
     drop_in = drop_ins.drop_in_path(config_path, name)
-    if drop_in.exists() or drop_ins.main_file_defines(config_path, name):
-        raise UsageError(f"account {name} already exists in {config_path.parent}")
+    existing = drop_ins.defined_at(config_path, name)
+    if existing is not None:
+        raise UsageError(f"account {name} already exists in {existing}")
     table = _table(args)
     written: list[Path] = []
     try:

@@ -4,7 +4,7 @@ Each script holds the command tree as data (which words follow which
 command, which options each takes, which values an option accepts) and a
 few lines of shell that find the command typed so far and offer what may
 follow. Install it once rather than generate it in every new shell, e.g.
-``fetchd completion bash > ~/.local/share/bash-completion/completions/fetchd``.
+``fetchd completion bash > ${XDG_DATA_HOME:-~/.local/share}/bash-completion/completions/fetchd``.
 """
 
 from __future__ import annotations

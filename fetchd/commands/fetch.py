@@ -17,6 +17,7 @@ from fetchd import journal
 from fetchd.commands import load, open_state, read_state, say, select_accounts, shown_uid
 from fetchd.config import AccountConfig, Config
 from fetchd.errors import FetchdError
+from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger, pop3_transcript
 from fetchd.poll import Preview, Progress, preview_account
 from fetchd.pop3.inventory import ServerMessage
@@ -67,6 +68,7 @@ def fetch_one(
             transcript=config.daemon.transcript,
             progress=progress,
             mark_seen=mark_seen,
+            daemon_hooks=DaemonHooks.from_config(config),
         )
     finally:
         if progress:

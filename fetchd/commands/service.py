@@ -29,14 +29,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import fetchd
+from fetchd import paths
 from fetchd.commands import invoked_as, say, shipped
 from fetchd.errors import StorageError, UsageError
 
 UNIT_NAME = "fetchd.service"
 SERVICE_USER = "fetchd"
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
-SYSTEM_CONFIG = Path("/etc/fetchd/config.toml")
-#: The user unit's config, as a specifier: %E is $XDG_CONFIG_HOME (default ~/.config).
+#: The user unit's default config, as a specifier: %E is the user manager's
+#: $XDG_CONFIG_HOME if absolute, else ~/.config (the rule of fetchd.paths).
 USER_CONFIG = "%E/fetchd/config.toml"
 #: Where the system service sees nothing of the host: ProtectHome= and PrivateTmp=.
 _HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
             "--group is for the system service; a user service runs with your own groups"
         )
     program = running_program()
-    config: Path | None = args.config.expanduser().absolute() if args.config else None
+    given: Path | None = args.config or unit_config(user_unit=args.user_unit)
+    config = given.expanduser().absolute() if given else None
     text = render(user_unit=args.user_unit, group=args.group, config=config, program=program)
     if args.print:
         sys.stdout.write(text)
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         say(f"{path} is up to date")
     say(f"it runs: {' '.join(program)}")
-    config = config or (user_config() if args.user_unit else SYSTEM_CONFIG)
+    config = config or (paths.user_config_path() if args.user_unit else paths.SYSTEM_CONFIG)
     if not config.exists():
         say(f"note: {config} does not exist yet: write it with `{invoked_as()} init {config}`")
     if args.group is not None:
@@ -98,10 +100,14 @@ def render(
     if user_unit:
         template = shipped("fetchd-user.service.in")
         config_word = _word(str(config), exec_line=True) if config else USER_CONFIG
-        replacements = {"@CONFIG@": str(config or USER_CONFIG)}
+        replacements = {
+            "@CONFIG@": str(config)
+            if config
+            else f"{USER_CONFIG} (%E: $XDG_CONFIG_HOME, else ~/.config)"
+        }
     else:
         template = shipped("fetchd.service.in")
-        config = config or SYSTEM_CONFIG
+        config = config or paths.SYSTEM_CONFIG
         config_word = _word(str(config), exec_line=True)
         hidden = hidden_paths([*program_paths(program), config.parent])
         replacements = {
@@ -117,13 +123,20 @@ def render(
     return template
 
 
-def user_config() -> Path:
-    """The user unit's config, ``%E/fetchd/config.toml``, as a path."""
-    return _config_home() / "fetchd" / "config.toml"
+def unit_config(*, user_unit: bool) -> Path | None:
+    """The config a unit runs when ``-c`` names none; None: the unit's own default.
 
-
-def _config_home() -> Path:
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    The same file ``fetchd init`` writes (``fetchd.paths``). A user unit says
+    ``%E`` where that is the same rule; a ``$XDG_CONFIG_HOME`` set in this
+    shell is written out whole, since a user manager does not inherit a login
+    shell's variables.
+    """
+    override = paths.environment_config_path()
+    if override is not None:
+        return override
+    if user_unit and paths.xdg_config_home() is not None:
+        return paths.user_config_path()
+    return None
 
 
 def _check_group(group: str) -> None:
@@ -225,7 +238,7 @@ def unit_directory(given: Path | None, *, user_unit: bool) -> Path:
         return given.expanduser().absolute()
     if not user_unit:
         return SYSTEM_UNIT_DIR
-    return _config_home() / "systemd" / "user"
+    return paths.config_home() / "systemd" / "user"
 
 
 def install(path: Path, text: str, *, force: bool) -> bool:

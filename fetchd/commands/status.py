@@ -8,6 +8,10 @@ It exits 1 when the last poll of any enabled account failed, so that a
 monitor can run ``fetchd status || alert``; an account never polled yet, or
 disabled, does not fail it.
 
+While the daemon cannot keep up with its schedule (more due polls than
+``max_parallel`` threads can run), it says so in the database and the table
+ends with a line about it.
+
 Messages that fail to fetch (a broken message the server cannot send, a
 file that cannot be written) are listed per account with their count, last
 error and next attempt: one bad message must not hide behind a green poll.
@@ -23,7 +27,7 @@ from typing import Any
 
 from fetchd.commands import load, printable, read_state, say, shown_uid
 from fetchd.config import Config
-from fetchd.store.state import Failure, FetchedCount, PollStatus
+from fetchd.store.state import Failure, FetchedCount, Load, PollStatus
 
 _COLUMNS = (
     ("account", "ACCOUNT"),
@@ -44,7 +48,31 @@ def run(args: argparse.Namespace) -> int:
         say(json.dumps(entries, indent=2))
     else:
         _print_table(entries)
+        line = _load_line(daemon_load(config))
+        if line:
+            say(line)
     return 1 if any(entry["poll_failed"] and entry["enabled"] for entry in entries) else 0
+
+
+def daemon_load(config: Config) -> Load | None:
+    """What the running daemon last said of its load, if it said anything."""
+    state = read_state(config)
+    if state is None:
+        return None
+    with contextlib.closing(state):
+        return state.load()
+
+
+def _load_line(load: Load | None) -> str | None:
+    """One line for a daemon that cannot keep up; None while it does."""
+    if load is None or load.overloaded_since is None:
+        return None
+    since = _iso(load.overloaded_since) or ""
+    return (
+        f"the daemon is overloaded since {since[:16].replace('T', ' ')}: "
+        f"{load.achieved:.0f} polls a minute of {load.configured:.0f} scheduled, "
+        f"polls wait up to {load.max_wait:.0f} s; raise max_parallel or the interval"
+    )
 
 
 def collect(config: Config) -> list[dict[str, Any]]:
@@ -81,7 +109,7 @@ def _entry(
         "new": row.new if row else 0,
         "stored": row.stored if row else 0,
         "fetched_total": count.total if count else 0,
-        "fetched_today": count.since if count else 0,
+        "fetched_today": count.today if count else 0,
         "last_success": _iso(row.last_success if row else None),
         "failures": row.failures if row else 0,
         "next_poll": _iso(row.next_poll if row else None),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -20,7 +19,8 @@ from pydantic import (
 
 from fetchd import access
 from fetchd.config import passwords
-from fetchd.config._load import Sources, describe_errors, gather, scrub, toml_key
+from fetchd.config._load import Sources, gather, scrub
+from fetchd.config._messages import describe_errors
 from fetchd.config._oauth2 import OAuth2Config
 from fetchd.config._values import (
     AccountName,
@@ -30,10 +30,16 @@ from fetchd.config._values import (
     Duration,
     EnvName,
     ExistingFile,
+    Flag,
     GroupName,
+    HookCommand,
     HostName,
+    Integer,
     KeyringEntry,
+    LmtpAddress,
+    MdaCommand,
     PositiveDuration,
+    Recipients,
     ResolvedPath,
     Size,
 )
@@ -56,9 +62,13 @@ class DaemonConfig(_Frozen):
     interval: PositiveDuration = 300.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    transcript: bool = True
-    max_parallel: Annotated[int, Field(ge=1, le=64)] = 4
-    jitter: Annotated[Duration, Field(ge=0)] = 0.0
+    transcript: Flag = True
+    max_parallel: Annotated[Integer, Field(ge=1, le=64)] = 4
+    #: Hook processes (``on_message`` ...) running at once, all accounts together.
+    max_hooks: Annotated[Integer, Field(ge=1, le=64)] = 4
+    #: A program run after each account's poll (``fetchd.hooks.run_on_poll``).
+    on_poll: HookCommand | None = None
+    jitter: Duration = 0.0
     #: The group that may read every account's mail and attachments; None: private.
     share_group: GroupName | None = None
 
@@ -66,7 +76,7 @@ class DaemonConfig(_Frozen):
 class AttachmentsConfig(_Frozen):
     """How attachments are copied out of fetched messages."""
 
-    extract: bool = True
+    extract: Flag = True
     #: "named": inline parts with a file name; "all"; "none" (see fetchd.mime.attachments).
     inline: Literal["named", "all", "none"] = "named"
     include: tuple[str, ...] = ()
@@ -132,6 +142,29 @@ def _combination_problems(values: Mapping[str, Any]) -> Iterator[str]:
         yield "set either interval or schedule, not both"
     if values.get("delete_after_fetch") is True and values.get("delete_after_days") is not None:
         yield "set either delete_after_fetch or delete_after_days, not both"
+    yield from _destination_problems(values)
+
+
+#: The keys that send an account's mail somewhere other than fetchd's own Maildir.
+DESTINATIONS = ("maildir", "mda", "lmtp")
+
+
+def _destination_problems(values: Mapping[str, Any]) -> Iterator[str]:
+    """Problems between the keys that choose where mail is delivered."""
+    given = [key for key in DESTINATIONS if values.get(key) is not None]
+    if len(given) > 1:
+        yield f"set at most one of {', '.join(DESTINATIONS)} (found {', '.join(given)})"
+    lmtp, recipient = values.get("lmtp") is not None, values.get("lmtp_recipient") is not None
+    if lmtp and not recipient:
+        yield 'lmtp needs lmtp_recipient: the mailbox to deliver to, such as "alice"'
+    if recipient and not lmtp:
+        yield "lmtp_recipient is set without lmtp: name the LMTP server, or remove it"
+    handed_off = [key for key in ("mda", "lmtp") if values.get(key) is not None]
+    if handed_off and values.get("fetch_oversized") == "headers":
+        yield (
+            f'fetch_oversized = "headers" cannot be used with {handed_off[0]}: headers only '
+            'are no message to hand over; use "skip", or a maildir destination'
+        )
 
 
 def _secret_problems(values: Mapping[str, Any]) -> Iterator[str]:
@@ -158,10 +191,10 @@ class AccountConfig(_Frozen):
 
     name: AccountName
     host: HostName
-    port: Annotated[int, Field(ge=1, le=65535)]
+    port: Annotated[Integer, Field(ge=1, le=65535)]
     security: Literal["tls", "starttls", "plain"] = "tls"
     ca_file: ExistingFile | None = None
-    allow_plaintext: bool = False
+    allow_plaintext: Flag = False
     username: Annotated[str, Field(min_length=1)]
     password: SecretStr | None = None
     password_file: ResolvedPath | None = None
@@ -170,15 +203,15 @@ class AccountConfig(_Frozen):
     password_credential: CredentialName | None = None
     password_keyring: KeyringEntry | None = None
     auth: Literal["auto", "user", "apop", "plain", "login", "xoauth2", "oauthbearer"] = "auto"
-    delete_after_fetch: bool = False
-    delete_after_days: Annotated[int, Field(ge=0)] | None = None
+    delete_after_fetch: Flag = False
+    delete_after_days: Annotated[Integer, Field(ge=0)] | None = None
     max_message_size: Size | None = None
     fetch_oversized: Literal["skip", "headers"] = "skip"
     interval: PositiveDuration | None = None
     schedule: CronExpression | None = None
     timeout: PositiveDuration = 60.0
     pipelining: Literal["auto", "off"] = "auto"
-    enabled: bool = True
+    enabled: Flag = True
     #: The group that may read this account's mail and attachments. ``Config``
     #: fills in the daemon's when unset; false keeps the account private.
     share_group: GroupName | Literal[False] | None = None
@@ -187,6 +220,32 @@ class AccountConfig(_Frozen):
     attachments: AttachmentsConfig = Field(default_factory=AttachmentsConfig)
     #: Where the OAuth2 access token comes from, instead of a password source.
     oauth2: OAuth2Config | None = None
+    #: Deliver into this existing Maildir (or Maildir++ folder) instead of fetchd's own.
+    maildir: ResolvedPath | None = None
+    #: Deliver by piping each message to this command (argv, no shell).
+    mda: MdaCommand | None = None
+    #: Deliver over LMTP to this server ("unix:/path" or "host:port"), to lmtp_recipient.
+    lmtp: LmtpAddress | None = None
+    lmtp_recipient: Recipients | None = None
+    #: How long an mda command may run for one message; an LMTP server's timeout
+    #: per connection attempt and per reply.
+    delivery_timeout: PositiveDuration = 60.0
+
+    #: Programs run (without a shell) for each stored message, each extracted
+    #: attachment, and each failed poll; see ``fetchd.hooks``.
+    on_message: HookCommand | None = None
+    on_attachment: HookCommand | None = None
+    on_error: HookCommand | None = None
+    hook_timeout: PositiveDuration = 60.0
+
+    @property
+    def destination(self) -> Literal["own", "maildir", "mda", "lmtp"]:
+        """Where this account's mail goes: fetchd's own Maildir, or one of ``DESTINATIONS``."""
+        if self.maildir is not None:
+            return "maildir"
+        if self.mda is not None:
+            return "mda"
+        return "lmtp" if self.lmtp is not None else "own"
 
     @model_validator(mode="before")
     @classmethod
@@ -323,20 +382,6 @@ def _valid_group(data: Any) -> str | None:
 # Loading
 
 
-def default_config_path() -> Path:
-    """Where fetchd looks for its config when none is given.
-
-    ``$FETCHD_CONFIG`` if set, else ``/etc/fetchd/config.toml`` for root (the
-    system service) and ``~/.config/fetchd/config.toml`` for everyone else.
-    """
-    override = os.environ.get("FETCHD_CONFIG")
-    if override:
-        return Path(override).expanduser()
-    if os.geteuid() == 0:
-        return Path("/etc/fetchd/config.toml")
-    return Path("~/.config/fetchd/config.toml").expanduser()
-
-
 def load_config(path: Path) -> Config:
     """Read, merge and validate the config at ``path``.
 
@@ -350,7 +395,7 @@ def load_config(path: Path) -> Config:
     try:
         config = Config.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
-        problems.extend(describe_errors(exc, sources))
+        problems.extend(describe_errors(exc, sources, Config))
         problems.extend(_unchecked_combinations(exc, sources))
     if problems or config is None:
         raise ConfigError(scrub("\n".join(problems), sources.passwords))
@@ -369,7 +414,6 @@ def _unchecked_combinations(exc: ValidationError, sources: Sources) -> Iterator[
         table = tables.get(name) if isinstance(tables, dict) else None
         if not isinstance(table, dict):
             continue
-        file = sources.file_of(name)
-        where = f"{file}: " if file != sources.main else f"{file}: accounts.{toml_key(name)}: "
+        where = sources.where(*sources.locate(("accounts", name)))
         for problem in _combination_problems(table):
             yield where + problem

@@ -105,7 +105,8 @@ class OAuth2Config(BaseModel):
     authorize_url: Endpoint | None = None
     token_url: Endpoint | None = None
     device_url: Endpoint | None = None
-    client_id: Annotated[str, Field(min_length=1)]
+    #: Required; checked in ``_complete`` so that its absence is reported at the table's line.
+    client_id: Annotated[str, Field(min_length=1)] | None = None
     client_secret: SecretStr | None = None
     client_secret_file: ResolvedPath | None = None
     client_secret_env: EnvName | None = None
@@ -120,6 +121,8 @@ class OAuth2Config(BaseModel):
     @model_validator(mode="after")
     def _complete(self) -> Self:
         problems = []
+        if self.client_id is None:
+            problems.append("client_id is required: the client ID of your app registration")
         if self.provider is None:
             missing = [key for key in ("token_url", "scopes") if getattr(self, key) is None]
             if self.device_url is None and self.authorize_url is None:
@@ -146,6 +149,13 @@ class OAuth2Config(BaseModel):
             return explicit
         template: str = getattr(PRESETS[self.provider], key)
         return template.format(tenant=self.tenant or "common")
+
+    @property
+    def client(self) -> str:
+        """The client ID; ``_complete`` made sure there is one."""
+        if self.client_id is None:
+            raise ValueError("no client_id")
+        return self.client_id
 
     @property
     def token_endpoint(self) -> str:

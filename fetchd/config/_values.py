@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, ValidationInfo
 
 from fetchd import access
 
@@ -28,8 +28,13 @@ _DURATION = re.compile(
 _DURATION_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _SIZE = re.compile(rf"(?P<n>{_NUMBER})\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
 _SIZE_BYTES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_DURATION_HINT = "expected seconds as a number, or a duration such as '90s', '5m', '1h30m', '1d'"
-_SIZE_HINT = "expected bytes as a whole number, or a size such as '512K', '10M', '2.5MB', '1G'"
+_DURATION_HINT = (
+    'expected a number of seconds or a duration string such as "90s", "5m", "1h30m" or "1d"'
+)
+_SIZE_HINT = (
+    'expected a number of bytes (an integer) or a size string such as "512K", "10M", '
+    '"2.5MB" or "1G"'
+)
 
 
 def _plain_number(value: object) -> float | None:
@@ -88,9 +93,14 @@ def parse_size(text: str | int) -> int:
 # into the wrong key.
 
 
+def _negative(value: object) -> bool:
+    """A negative TOML number, which the field's bound then words ("must be positive")."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+
+
 def _as_duration(value: object) -> object:
-    if value is None:
-        return None
+    if value is None or _negative(value):
+        return value
     try:
         if isinstance(value, str | int | float):
             return parse_duration(value)
@@ -100,8 +110,8 @@ def _as_duration(value: object) -> object:
 
 
 def _as_size(value: object) -> object:
-    if value is None:
-        return None
+    if value is None or (_negative(value) and isinstance(value, int)):
+        return value
     try:
         if isinstance(value, str | int):
             return parse_size(value)
@@ -174,6 +184,78 @@ def _command(command: str) -> str:
     return command
 
 
+#: What an ``mda`` argument may name in braces: the account, and its POP3 login.
+MDA_PLACEHOLDERS = ("account", "user")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _mda(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """An argument list run without a shell: a program, then its arguments."""
+    if not argv or not argv[0]:
+        raise ValueError(
+            'must list a program and its arguments, such as ["/usr/lib/dovecot/dovecot-lda", '
+            '"-d", "alice"]'
+        )
+    if any("\0" in word for word in argv):
+        raise ValueError("cannot contain a NUL character")
+    for word in argv:
+        for name in _PLACEHOLDER.findall(word):
+            if name not in MDA_PLACEHOLDERS:
+                known = ", ".join("{" + n + "}" for n in MDA_PLACEHOLDERS)
+                raise ValueError(f"unknown placeholder {{{name}}} in {word!r}: use {known}")
+    return argv
+
+
+def parse_lmtp_address(text: str) -> tuple[str, int | None]:
+    """Where an LMTP server listens: ``("/path", None)`` for a socket, else (host, port).
+
+    ``"unix:/run/dovecot/lmtp"``, ``"127.0.0.1:24"``, ``"[::1]:24"``,
+    ``"mail.example.org:2424"``. Raises ``ValueError`` for anything else.
+    """
+    if text.startswith("unix:"):
+        path = text.removeprefix("unix:")
+        if not path.startswith("/"):
+            raise ValueError(f"{text!r}: the socket must be an absolute path, as in unix:/run/lmtp")
+        return path, None
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    if not colon or not host or any(c.isspace() for c in host) or not port.isdecimal():
+        raise ValueError(
+            f"{text!r}: expected unix:/path/to/socket or host:port, as in 127.0.0.1:24"
+        )
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{text!r}: the port must be 1 to 65535")
+    return host, number
+
+
+def _lmtp(text: str) -> str:
+    parse_lmtp_address(text)
+    return text
+
+
+def _recipients(value: object) -> object:
+    """One recipient or a list, kept as a tuple; each a non-empty address without spaces."""
+    recipients = (value,) if isinstance(value, str) else value
+    if not isinstance(recipients, list | tuple) or not recipients:
+        raise ValueError('must be a recipient ("alice") or a non-empty list of them')
+    for recipient in recipients:
+        if not isinstance(recipient, str) or not recipient:
+            raise ValueError("each recipient must be a non-empty string")
+        if any(c.isspace() or c in "<>" for c in recipient):
+            raise ValueError(f"{recipient!r}: a recipient has no spaces or angle brackets")
+    return tuple(recipients)
+
+
+def _argv(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """A hook's command: a program and its arguments, run without a shell."""
+    if not argv or not argv[0]:
+        raise ValueError('must be a list naming a program first, such as ["notify-send", "mail"]')
+    if any("\0" in word for word in argv):
+        raise ValueError("cannot contain a NUL character")
+    return argv
+
+
 def _group(name: str) -> str:
     """A group that exists here: sharing with a group that does not is a typo, found at start."""
     if not name or ":" in name or any(c.isspace() for c in name):
@@ -199,9 +281,13 @@ def _cron(expression: str) -> str:
     return expression
 
 
-Duration = Annotated[float, BeforeValidator(_as_duration)]
+# Booleans and integers must be TOML's own types: a lax parser would read
+# delete_after_fetch = "no" as true, or port = true as 1, and a wrong guess can delete mail.
+Flag = Annotated[bool, Strict()]
+Integer = Annotated[int, Strict()]
+Duration = Annotated[float, Field(ge=0), BeforeValidator(_as_duration)]
 PositiveDuration = Annotated[float, Field(gt=0), BeforeValidator(_as_duration)]
-Size = Annotated[int, Field(ge=1), BeforeValidator(_as_size)]
+Size = Annotated[int, Field(gt=0), BeforeValidator(_as_size)]
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 ExistingFile = Annotated[Path, AfterValidator(_resolve_path), AfterValidator(_existing_file)]
 AccountName = Annotated[str, AfterValidator(_account_name)]
@@ -210,5 +296,9 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 CredentialName = Annotated[str, AfterValidator(_credential_name)]
 CommandLine = Annotated[str, AfterValidator(_command)]
 KeyringEntry = Annotated[str, AfterValidator(_keyring_entry)]
+HookCommand = Annotated[tuple[str, ...], AfterValidator(_argv)]
 CronExpression = Annotated[str, AfterValidator(_cron)]
 GroupName = Annotated[str, AfterValidator(_group)]
+MdaCommand = Annotated[tuple[str, ...], AfterValidator(_mda)]
+LmtpAddress = Annotated[str, AfterValidator(_lmtp)]
+Recipients = Annotated[tuple[str, ...], BeforeValidator(_recipients)]

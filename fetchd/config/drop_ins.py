@@ -19,12 +19,14 @@ from typing import Any
 
 import tomli_w
 
+from fetchd.config._lines import key_lines
 from fetchd.config._load import DROP_IN_DIR
 from fetchd.config._values import ACCOUNT_NAME
 from fetchd.errors import ConfigError, StorageError, UsageError
 
 __all__ = [
     "DROP_IN_DIR",
+    "defined_at",
     "drop_in_path",
     "drop_in_text",
     "main_file_defines",
@@ -133,15 +135,33 @@ def write_password_file(config_path: Path, name: str, secret: str) -> Path:
 
 def main_file_defines(config_path: Path, name: str) -> bool:
     """Whether the main file has an ``[accounts.NAME]`` table (read raw, not validated)."""
+    return _main_file_line(config_path, name) is not None
+
+
+def _main_file_line(config_path: Path, name: str) -> int | None:
+    """The line of the main file that defines account ``name`` (0 if not found); None: none."""
     try:
-        with config_path.open("rb") as stream:
-            raw = tomllib.load(stream)
+        text = config_path.read_bytes().decode()
+        raw = tomllib.loads(text)
     except FileNotFoundError:
-        return False
+        return None
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{config_path}: cannot read: {exc}") from exc
     accounts = raw.get("accounts")
-    return isinstance(accounts, dict) and name in accounts
+    if not isinstance(accounts, dict) or name not in accounts:
+        return None
+    return key_lines(text).get(("accounts", name), 0)
+
+
+def defined_at(config_path: Path, name: str) -> str | None:
+    """Where account ``name`` is defined: its drop-in, or ``FILE:LINE`` in the main file."""
+    drop_in = drop_in_path(config_path, name)
+    if drop_in.exists():
+        return str(drop_in)
+    line = _main_file_line(config_path, name)
+    if line is None:
+        return None
+    return f"{config_path}:{line}" if line else str(config_path)
 
 
 def remove_drop_in(config_path: Path, name: str) -> list[Path]:

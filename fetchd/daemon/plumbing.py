@@ -51,9 +51,10 @@ class InFlight:
 class Watchdog:
     """Pings systemd's watchdog only while the scheduler is seen dispatching jobs.
 
-    A heartbeat job on its own executor stamps the time; a separate thread
-    pings every half timeout if the stamp is fresh. A hung scheduler thus
-    stops the pings and systemd restarts the service; busy poll threads do not.
+    A heartbeat job, on the thread that also hands due accounts to the poll
+    threads, stamps the time; a separate thread pings every half timeout if the
+    stamp is fresh. A hung scheduler thus stops the pings and systemd restarts
+    the service; busy poll threads do not.
     """
 
     def __init__(self, notifier: Notifier, period: float, stopping: threading.Event) -> None:

@@ -86,11 +86,13 @@ class PollReporter:
         else:
             log.error("poll failed", **fields, next_poll=_when(next_poll))
 
-    def status_text(self, accounts: int) -> str:
+    def status_text(self, accounts: int, *, overloaded: bool = False) -> str:
         """The one line ``systemctl status`` shows, e.g. "3 accounts; last poll 14:02 work ok"."""
         with self._lock:
             last, today, failing = self._last, self._fetched_today, sorted(self._failing)
         parts = [f"{accounts} account{'' if accounts == 1 else 's'}"]
+        if overloaded:
+            parts.append("overloaded: polls run late")
         if last is not None:
             at = time.strftime("%H:%M", time.localtime(last.finished))
             parts.append(f"last poll {at} {last.account} {last.outcome}")

@@ -1,13 +1,20 @@
 """The unattended daemon behind ``fetchd run``: every account polled on its schedule.
 
 Flow: ``Daemon.start`` gives each enabled account one scheduler job → the job
-calls ``poll_account``, the same function ``fetchd fetch`` runs → its outcome
-is recorded in the state database and decides when the account is polled
-next → systemd hears about it (READY, STATUS, WATCHDOG, RELOADING, STOPPING).
+only puts the due account into the rotation (``fetchd.daemon.rotation``) →
+at most ``max_parallel`` poll threads take accounts from it, the longest
+waiting first, and call ``poll_account``, the same function ``fetchd fetch``
+runs → its outcome is recorded in the state database and decides when the
+account is polled next → systemd hears about it (READY, STATUS, WATCHDOG,
+RELOADING, STOPPING).
 
-Failing accounts back off without touching the others: each poll is its own
-job, a job never raises into the scheduler, and a failure only postpones that
-account's next run, by the rules in ``fetchd.daemon.policy``. A refused login is
+More due polls than the threads can run make every poll late, none dropped:
+once a minute the daemon compares polls started with what the schedule asks
+for, warns while it cannot keep up, and records it for ``fetchd status``.
+
+Failing accounts back off without touching the others: a poll never raises
+into its thread, and a failure only postpones that account's next run, by
+the rules in ``fetchd.daemon.policy``. A refused login is
 logged once at error level, then quietly retried hourly; a reload re-polls a
 changed account at once.
 
@@ -48,8 +55,10 @@ from fetchd.daemon.policy import (
     specs_for,
 )
 from fetchd.daemon.report import PollReporter
+from fetchd.daemon.rotation import LoadMeter, PollThreads, Rotation
 from fetchd.daemon.sdnotify import Notifier, monotonic_usec
 from fetchd.errors import ConfigError, StorageError
+from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger
 from fetchd.poll import PollResult
 from fetchd.runner import run_account
@@ -67,7 +76,10 @@ __all__ = [
 
 #: How long a stop waits for running polls before the process exits anyway.
 STOP_GRACE = 30.0
+#: Seconds between two looks at the load (and at most one overload warning).
+LOAD_PERIOD = 60.0
 _HEARTBEAT_JOB = ":heartbeat"  # ':' cannot occur in an account name
+_LOAD_JOB = ":load"
 
 
 def grant_stamps(config: Config) -> dict[str, int]:
@@ -94,6 +106,7 @@ class Daemon:
         notifier: Notifier | None = None,
         *,
         on_reload: Callable[[Config], None] | None = None,
+        load_period: float = LOAD_PERIOD,
     ) -> None:
         self._config = config
         self._specs = specs_for(config, grant_stamps(config))
@@ -107,11 +120,17 @@ class Daemon:
         self._in_flight = InFlight()
         self._reporter = PollReporter()
         self._login_delays: dict[str, int] = {}
+        # Shared by every account's hooks; a reload swaps it (polls running keep theirs).
+        self._hooks = DaemonHooks.from_config(config)
+        self._rotation = Rotation()
+        self._threads = PollThreads(self._rotation, self._poll_job, _thread_limit(config))
+        self._load_period = load_period
+        self._load = LoadMeter(_configured_rate(self._specs), time.time())
+        self._overloaded = False
+        # Its jobs only hand due accounts to the rotation (and beat the
+        # watchdog): one thread does, however many accounts there are.
         self._scheduler = BackgroundScheduler(
-            executors={
-                "default": ThreadPoolExecutor(config.daemon.max_parallel),
-                "heartbeat": ThreadPoolExecutor(1),
-            },
+            executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         period = self._notifier.watchdog_period
@@ -150,9 +169,11 @@ class Daemon:
                 self._watchdog.beat,
                 IntervalTrigger(seconds=self._watchdog.period / 2),
                 id=_HEARTBEAT_JOB,
-                executor="heartbeat",
             )
             self._watchdog.start()
+        self._scheduler.add_job(
+            self._check_load, IntervalTrigger(seconds=self._load_period), id=_LOAD_JOB
+        )
         self._scheduler.start()
         self._publish_next_polls()
         daemon = self._config.daemon
@@ -170,11 +191,13 @@ class Daemon:
         """Stop scheduling and ask running polls to end after their current messages."""
         self._notifier.notify("STOPPING=1")
         self._stopping.set()
+        self._rotation.close()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         try:
             with contextlib.closing(self._open_state()) as state:
                 state.clear_next_polls()
+                state.record_load(None)
         except StorageError as exc:
             get_logger().warning("could not clear the next poll times", error=str(exc))
 
@@ -219,6 +242,10 @@ class Daemon:
         with self._lock:
             old, old_config = self._specs, self._config
             self._specs, self._config = new, config
+            self._hooks = DaemonHooks.from_config(config)
+        self._load.configured = _configured_rate(new)
+        # More accounts may use more threads; max_parallel itself needs a restart.
+        self._threads.limit = min(old_config.daemon.max_parallel, max(len(new), 1))
         added = sorted(new.keys() - old.keys())
         removed = sorted(old.keys() - new.keys())
         changed = sorted(n for n in new.keys() & old.keys() if new[n] != old[n])
@@ -239,6 +266,7 @@ class Daemon:
     def _forget(self, name: str) -> None:
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(name)
+        self._rotation.discard(name)
         self._reporter.forget(name)
 
     # -- scheduling ------------------------------------------------------------
@@ -246,16 +274,22 @@ class Daemon:
     def _add_job(self, spec: JobSpec, now: float) -> None:
         first = now + random.uniform(0, spec.jitter)
         self._scheduler.add_job(
-            self._poll_job,
+            self._due,
             spec.trigger(),
             args=(spec.name,),
             id=spec.name,
             name=spec.name,
             next_run_time=datetime.fromtimestamp(first, UTC),
-            # A poll later than one interval is no worse than the next one.
-            misfire_grace_time=max(int(spec.interval), 1),
+            # However late, a due account joins the rotation: dropped as
+            # missed, the end of a long list would wait forever under load.
+            misfire_grace_time=None,
             replace_existing=True,
         )
+
+    def _due(self, name: str) -> None:
+        """The scheduled job: ``name`` is due; a poll thread will take it in turn."""
+        if self._rotation.offer(name, time.time()):
+            self._threads.wake()
 
     def _next_run(self, spec: JobSpec) -> float | None:
         """When the scheduler will run ``spec``'s job next (None if it is gone or replaced)."""
@@ -286,8 +320,7 @@ class Daemon:
         with self._lock:
             specs = list(self._specs.values())
         with contextlib.closing(self._open_state()) as state, self._publishing:
-            for spec in specs:
-                state.set_next_poll(spec.name, self._next_run(spec))
+            state.set_next_polls({spec.name: self._next_run(spec) for spec in specs})
 
     def _open_state(self) -> State:
         with self._lock:
@@ -296,12 +329,13 @@ class Daemon:
 
     # -- one poll --------------------------------------------------------------
 
-    def _poll_job(self, name: str) -> None:
-        """The scheduled job: poll one account. Never raises into the scheduler."""
+    def _poll_job(self, name: str, due: float) -> None:
+        """Poll one account, due since ``due``. Never raises into its thread."""
         with self._lock:
             spec, config = self._specs.get(name), self._config
         if spec is None or self._stopping.is_set():
             return
+        self._load.started(time.time() - due, spec.interval)
         with self._in_flight, structlog.contextvars.bound_contextvars(account=name):
             log = get_logger()
             try:
@@ -324,6 +358,7 @@ class Daemon:
             log,
             transcript=config.daemon.transcript,
             stop=self._stopping,
+            daemon_hooks=self._hooks,
         )
         with self._publishing:
             next_poll = self._schedule_next(spec, run.outcome, run.failures, run.result)
@@ -337,7 +372,7 @@ class Daemon:
             next_poll=next_poll,
             log=log,
         )
-        today = state.fetched_since()
+        today = state.fetched_today()
         self._reporter.polled(spec.name, run.outcome, run.record.finished, today)
         self._notifier.notify(f"STATUS={self._status_text()}")
 
@@ -357,8 +392,48 @@ class Daemon:
             earliest = max(earliest, now + delay)  # RFC 2449 section 6.8
         return self._postpone(spec, earliest)
 
+    # -- load ------------------------------------------------------------------
+
+    def _check_load(self) -> None:
+        """Once a period: warn while polls run late, and record it for ``fetchd status``."""
+        now = time.time()
+        oldest = self._rotation.oldest()
+        with self._lock:
+            spec = self._specs.get(oldest[0]) if oldest else None
+        waited = now - oldest[1] if oldest else 0.0
+        was_overloaded = self._overloaded
+        load = self._load.sample(now, waited, spec.interval if spec else waited + 1)
+        self._overloaded = load.overloaded_since is not None
+        if self._overloaded:
+            get_logger().warning(
+                "overloaded: polls run late",
+                achieved_per_minute=round(load.achieved, 1),
+                configured_per_minute=round(load.configured, 1),
+                max_wait=round(load.max_wait, 1),
+                waiting=self._rotation.waiting(),
+                max_parallel=self._config.daemon.max_parallel,
+                fix="raise max_parallel or the interval, or spread accounts over more machines",
+            )
+        elif was_overloaded:
+            get_logger().info("keeping up with the schedule again")
+        try:
+            with contextlib.closing(self._open_state()) as state:
+                state.record_load(load)
+        except StorageError as exc:
+            get_logger().warning("could not record the load", error=str(exc))
+
     def _status_text(self) -> str:
         """The one line ``systemctl status`` shows, e.g. "3 accounts; last poll 14:02 work ok"."""
         with self._lock:
             count = len(self._specs)
-        return self._reporter.status_text(count)
+        return self._reporter.status_text(count, overloaded=self._overloaded)
+
+
+def _thread_limit(config: Config) -> int:
+    """Poll threads: one per account at most, however high ``max_parallel``."""
+    return min(config.daemon.max_parallel, max(len(specs_for(config)), 1))
+
+
+def _configured_rate(specs: dict[str, JobSpec]) -> float:
+    """Polls per minute the schedule asks for (a cron schedule counts at its interval)."""
+    return sum(60.0 / spec.interval for spec in specs.values())

@@ -72,7 +72,7 @@ def device_tokens(
 ) -> dict[str, Any]:
     """Run the device flow for ``account``; the token endpoint's answer granting it."""
     secret = oauth2.resolve_client_secret(account)
-    client = {"client_id": oauth2.client_id}
+    client = {"client_id": oauth2.client}
     if secret is not None:
         client["client_secret"] = secret
     url = oauth2.device_endpoint

@@ -39,7 +39,7 @@ def login(
         answer,
         now=clock.wall(),
         token_url=oauth2.token_endpoint,
-        client_id=oauth2.client_id,
+        client_id=oauth2.client,
         previous=None,
     )
     if grant.refresh_token is None:

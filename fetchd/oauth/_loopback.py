@@ -58,7 +58,7 @@ def authorize(
     verifier, challenge = pkce_pair()
     query = {
         "response_type": "code",
-        "client_id": oauth2.client_id,
+        "client_id": oauth2.client,
         "redirect_uri": redirect_uri,
         "scope": " ".join(oauth2.scope_list),
         "state": state,
@@ -136,7 +136,7 @@ def _redeem(
         "grant_type": "authorization_code",
         "code": params.get("code", ""),
         "redirect_uri": redirect_uri,
-        "client_id": oauth2.client_id,
+        "client_id": oauth2.client,
         "code_verifier": verifier,
     }
     secret = oauth2.resolve_client_secret(account)

@@ -53,7 +53,7 @@ def access_token(
             raise _no_grant(account)
         with grant_file.locked():
             grant = _newest(cached, grant_file.load())
-            if grant is None or not grant.for_client(oauth2.token_endpoint, oauth2.client_id):
+            if grant is None or not grant.for_client(oauth2.token_endpoint, oauth2.client):
                 _cache.pop(grant_file.path, None)
                 raise _no_grant(account)
             if not grant.fresh(clock()):
@@ -72,7 +72,7 @@ def _no_grant(account: str) -> AuthError:
 
 
 def _usable(grant: Grant, oauth2: OAuth2Config, now: float) -> bool:
-    return grant.fresh(now) and grant.for_client(oauth2.token_endpoint, oauth2.client_id)
+    return grant.fresh(now) and grant.for_client(oauth2.token_endpoint, oauth2.client)
 
 
 def _newest(cached: Grant | None, stored: Grant | None) -> Grant | None:
@@ -92,7 +92,7 @@ def refresh(account: str, oauth2: OAuth2Config, grant: Grant, now: float) -> Gra
     fields = {
         "grant_type": "refresh_token",
         "refresh_token": grant.refresh_token,
-        "client_id": oauth2.client_id,
+        "client_id": oauth2.client,
         "scope": " ".join(oauth2.scope_list),
     }
     secret = oauth2.resolve_client_secret(account)
@@ -105,7 +105,7 @@ def refresh(account: str, oauth2: OAuth2Config, grant: Grant, now: float) -> Gra
         answer,
         now=now,
         token_url=oauth2.token_endpoint,
-        client_id=oauth2.client_id,
+        client_id=oauth2.client,
         previous=grant,
     )
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Container, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import NamedTuple
 
 from fetchd.errors import ServerError
@@ -32,11 +34,34 @@ class ServerMessage(NamedTuple):
 
 @dataclass
 class Listing:
-    """The mailbox as this session sees it."""
+    """The mailbox as this session sees it, in server order.
 
-    messages: list[ServerMessage]
+    Kept as three parallel lists, not a ServerMessage per message: a poll of
+    a mailbox that keeps years of mail mostly compares ids, and making an
+    object per message would cost more than all the rest. ``message`` and
+    ``select`` make ServerMessages for the few a poll acts on.
+    """
+
+    numbers: list[int]
+    uids: list[str]
+    sizes: list[int]
     method: str  # "uidl" | "last" | "headers"
     warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    @property
+    def messages(self) -> list[ServerMessage]:
+        """Every message, made on each call: for small listings and tests."""
+        return list(map(ServerMessage, self.numbers, self.uids, self.sizes))
+
+    def message(self, index: int) -> ServerMessage:
+        return ServerMessage(self.numbers[index], self.uids[index], self.sizes[index])
+
+    def select(self, uids: Container[str]) -> list[ServerMessage]:
+        """The messages whose id is in ``uids``, in server order."""
+        return [self.message(i) for i, uid in enumerate(self.uids) if uid in uids]
 
     def by_uid(self) -> dict[str, ServerMessage]:
         return {message.uid: message for message in self.messages}
@@ -71,8 +96,15 @@ def read_listing(session: Session) -> Listing:
     _compare(count, sizes, uids, warnings)
     if uids is None:
         return _without_uidl(session, sizes, warnings)
-    messages = [ServerMessage(n, uids[n], sizes.get(n, 0)) for n in sorted(uids)]
-    return _unique(Listing(messages, "uidl", warnings))
+    numbers = sorted(uids)  # already in order, as servers list: a single pass
+    listing = Listing(
+        numbers,
+        list(map(uids.__getitem__, numbers)),
+        list(map(sizes.get, numbers, repeat(0))),
+        "uidl",
+        warnings,
+    )
+    return _unique(listing)
 
 
 def _compare(
@@ -96,8 +128,9 @@ def _without_uidl(session: Session, sizes: Mapping[int, int], warnings: list[str
         note += f"; only those after LAST ({first - 1}) are considered"
     numbers = [number for number in sorted(sizes) if number >= first]
     ids = _header_digests(session, numbers, sizes)
-    messages = [ServerMessage(n, ids[n], sizes[n]) for n in numbers]
-    return _unique(Listing(messages, method, [note, *warnings]))
+    listing = Listing(numbers, [ids[n] for n in numbers], [sizes[n] for n in numbers], method)
+    listing.warnings = [note, *warnings]
+    return _unique(listing)
 
 
 def _header_digests(
@@ -120,22 +153,23 @@ def _header_digests(
 
 def _unique(listing: Listing) -> Listing:
     """Defend against duplicate ids (seen in the wild): later ones get ``#n``."""
-    if len({message.uid for message in listing.messages}) == len(listing.messages):
+    if len(set(listing.uids)) == len(listing.uids):
         return listing
     seen: dict[str, int] = {}
     unique = []
-    for message in listing.messages:
-        count = seen.get(message.uid, 0) + 1
-        seen[message.uid] = count
+    for uid in listing.uids:
+        count = seen.get(uid, 0) + 1
+        seen[uid] = count
         if count == 1:
-            unique.append(message)
+            unique.append(uid)
             continue
-        listing.warnings.append(f"the server gave id {message.uid!r} to more than one message")
-        unique.append(ServerMessage(message.number, f"{message.uid}#{count}", message.size))
-    listing.messages = unique
+        listing.warnings.append(f"the server gave id {uid!r} to more than one message")
+        unique.append(f"{uid}#{count}")
+    listing.uids = unique
     return listing
 
 
-def new_messages(listing: Listing, known: Container[str]) -> list[ServerMessage]:
+def new_messages(listing: Listing, known: AbstractSet[str]) -> list[ServerMessage]:
     """Messages whose id the state has never recorded, in server order."""
-    return [message for message in listing.messages if message.uid not in known]
+    unknown = set(listing.uids).difference(known)
+    return listing.select(unknown) if unknown else []

@@ -3,9 +3,20 @@
 ``AccountStore`` owns "commit a message": the poll spools each message into
 tmp/ under its UID (``spool``), then hands a batch to ``commit``, which makes
 the files durable in new/, records their UIDs in the state, and only then
-extracts attachments and indexes them for ``fetchd list``. What a file holds
-(the whole message or its headers only) is in its name and in its state row,
-so recovery after a crash can never mistake one for the other.
+extracts attachments and indexes them for ``fetchd list``, queueing the
+account's hooks in the same transaction (``fetchd.hooks`` runs them). What a
+file holds (the whole message or its headers only) is in its name and in its
+state row, so recovery after a crash can never mistake one for the other.
+
+Where the messages end:
+
+- fetchd's own Maildir, ``<data_dir>/<account>/Maildir`` (the default);
+- a Maildir others use too (``maildir``): the same order, in that Maildir;
+- an MDA command or an LMTP server (``mda``, ``lmtp``): the message is made
+  durable in fetchd's own Maildir as above, which keeps it (the copy
+  attachments are extracted from, that ``fetchd list`` shows and that
+  ``fetchd state rebuild`` reads), then handed over (``_hand_off``), and
+  recorded right after the destination confirmed it.
 """
 
 from __future__ import annotations
@@ -15,15 +26,16 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetchd.access import PRIVATE, SECRET_FILE, Access
 from fetchd.config import AccountConfig, attachments_root
 from fetchd.errors import AccountLockedError, StorageError
-from fetchd.store.maildir import Kind, Maildir, MessageFile, StoredFile, message_key
-from fetchd.store.state import Failure, Fetched, Indexed, Known, State
+from fetchd.store.handoff import Destination
+from fetchd.store.maildir import Kind, Maildir, MessageFile, StoredFile, message_key, owner_tag
+from fetchd.store.state import Failure, Fetched, Handoff, Indexed, Known, PendingHook, State
 
 if TYPE_CHECKING:
     from fetchd.mime.attachments import ExtractResult
@@ -47,6 +59,26 @@ class Spooled:
         self.file.discard()
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A message its destination did not take: not recorded, kept on the server."""
+
+    uid: str
+    error: str
+    #: The destination said "try later" (EX_TEMPFAIL, LMTP 4xx, not reachable).
+    retry_later: bool
+
+
+@dataclass
+class Committed:
+    """What ``commit`` or ``recover`` did: recorded messages, refused ones, warnings."""
+
+    #: UID -> what was recorded; only "stored" messages may be deleted on the server.
+    kinds: dict[str, Kind] = field(default_factory=dict)
+    refused: list[Refusal] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 @dataclass
 class AccountStore:
     """Where one account's mail goes: its Maildir, attachments and state."""
@@ -63,7 +95,11 @@ class AccountStore:
         # the tree inside it follows the setting (``prepare``): it marks the change done.
         PRIVATE.make_missing(self.data_dir)
         self.access.make_missing(self.root)
-        self.maildir = Maildir(self.root / "Maildir", self.access)
+        if self.account.maildir is not None:  # someone else's: its folders stay as they are
+            self.maildir = Maildir(self.account.maildir, PRIVATE, owner_tag(self.name))
+        else:
+            self.maildir = Maildir(self.root / "Maildir", self.access)
+        self.destination = _destination(self.account)
         self.attachments_root = attachments_root(self.account, self.data_dir)
 
     @contextlib.contextmanager
@@ -106,7 +142,8 @@ class AccountStore:
             self.access.ensure_dir(self.attachments_root)
         if self.access.matches(self.root):
             return
-        self.access.apply_tree(self.maildir.root)
+        if self.maildir.owner is None:  # a Maildir others use keeps its own modes
+            self.access.apply_tree(self.maildir.root)
         self.access.apply_tree(self.attachments_root)
         self.access.set_dir(self.root)
 
@@ -139,41 +176,96 @@ class AccountStore:
         """A new file in tmp/ for the message the server calls ``uid``."""
         return Spooled(uid, self.maildir.create(message_key(self.name, uid), kind))
 
-    def commit(self, spooled: Sequence[Spooled]) -> list[str]:
-        """Deliver, record, then index ``spooled``: after this they may be deleted on the server.
+    def commit(self, spooled: Sequence[Spooled]) -> Committed:
+        """Deliver, record, then index ``spooled``: after this the recorded ones
+        (``Committed.kinds``) may be deleted on the server.
 
-        Returns the indexing warnings (the messages are safe either way).
+        The warnings are the indexing's (the messages are safe either way) and
+        what a hand-off said.
         """
         self.maildir.deliver([s.file for s in spooled])  # flush, rename into new/, flush new/
         fetched = [
             Fetched(s.uid, s.file.kind, s.file.size, self._relative(s.file.new_path))
             for s in spooled
         ]
-        self.state.record(self.name, fetched)  # committed durably
-        return self._index([(f.uid, f.path) for f in fetched if f.status == "stored" and f.path])
+        return self._record(fetched)
 
-    def recover(self, sizes: Mapping[str, int]) -> dict[str, Kind]:
+    def _record(self, fetched: Sequence[Fetched], *, hand_off: bool = True) -> Committed:
+        """Record durable messages (handing them over first, for mda and lmtp), then index."""
+        if self.destination is not None and hand_off:
+            done = self._hand_off(fetched)
+        else:
+            self.state.record(self.name, fetched)  # committed durably
+            done = Committed({f.uid: _as_kind(f) for f in fetched})
+        stored = [(f.uid, f.path) for f in fetched if done.kinds.get(f.uid) == "stored" and f.path]
+        done.warnings.extend(self._index(stored))
+        return done
+
+    def _hand_off(self, fetched: Sequence[Fetched]) -> Committed:
+        """Hand each message to the destination; record it as soon as it confirmed.
+
+        The journal row is committed before the hand-off and leaves with the
+        message's record, in one transaction, right after the destination's
+        success: a crash can deliver a message twice only between those two.
+        A message not taken (every recipient's answer counts) is not
+        recorded, and its copy leaves fetchd's Maildir, so that it is fetched
+        again when its retry is due, and handed only to the recipients that
+        have not confirmed it yet.
+        """
+        assert self.destination is not None
+        journal = self.state.handoffs(self.name)
+        self.state.begin_handoffs(self.name, [f.uid for f in fetched if f.status == "stored"])
+        done = Committed()
+        with self.destination.session() as send:
+            for message in fetched:
+                if message.status != "stored" or message.path is None:  # nothing to hand over
+                    self.state.record(self.name, [message])
+                    done.kinds[message.uid] = _as_kind(message)
+                    continue
+                earlier = journal.get(message.uid, Handoff(message.uid, 0.0, False))
+                if earlier.open:
+                    done.warnings.append(_maybe_twice(message.uid))
+                todo = [r for r in self.destination.recipients if r not in earlier.done]
+                outcome = send(self.data_dir / message.path, todo)
+                if outcome.error is None:
+                    self.state.record(self.name, [message])  # the confirmation
+                    done.kinds[message.uid] = "stored"
+                    continue
+                confirmed = (*earlier.done, *outcome.delivered)
+                self.state.end_handoff(self.name, message.uid, confirmed, sure=outcome.sure)
+                (self.data_dir / message.path).unlink(missing_ok=True)
+                done.refused.append(Refusal(message.uid, outcome.error, outcome.retry_later))
+        return done
+
+    def recover(self, sizes: Mapping[str, int], *, hand_off: bool = True) -> Committed:
         """Record messages whose file reached the Maildir before a crash cut their commit short.
 
         ``sizes`` maps the candidate UIDs to their LIST size. Returns what was
-        recovered, UID -> kind; only whole messages ("stored") may be deleted.
+        recovered (``Committed.kinds``, UID -> kind; only whole messages,
+        "stored", may be deleted) and what a destination refused. For mda and
+        lmtp accounts a file there was not confirmed by the destination (else
+        it would be recorded), so it is handed over now,
+        unless ``hand_off`` is false (``fetchd state rebuild``, which finds
+        the copies of messages handed over long ago).
         """
         if not sizes:
-            return {}
+            return Committed()
         on_disk = self.maildir.stored_keys()
         found = {
             uid: on_disk[key] for uid in sizes if (key := message_key(self.name, uid)) in on_disk
         }
         if not found:
-            return {}
-        kinds = {uid: _kind_of(file, sizes[uid]) for uid, file in found.items()}
-        paths = {uid: self._relative(file.path) for uid, file in found.items()}
-        self.state.record(
-            self.name,
-            [Fetched(uid, kinds[uid], found[uid].path.stat().st_size, paths[uid]) for uid in found],
-        )
-        self._index([(uid, paths[uid]) for uid in found if kinds[uid] == "stored"])
-        return kinds
+            return Committed()
+        fetched = [
+            Fetched(
+                uid,
+                _kind_of(file, sizes[uid]),
+                file.path.stat().st_size,
+                self._relative(file.path),
+            )
+            for uid, file in found.items()
+        ]
+        return self._record(fetched, hand_off=hand_off)
 
     # -- attachments and the list index ----------------------------------------
 
@@ -199,7 +291,7 @@ class AccountStore:
                 continue
             warnings.extend(f"{path}: {warning}" for warning in done.warnings)
             rows.append(self._row(uid, path, done))
-        self.state.index_many(self.name, rows)
+        self.state.index_many(self.name, rows, _hooks_for(self.account, rows))
         return warnings
 
     def _has_partial_extractions(self) -> bool:
@@ -230,6 +322,44 @@ class AccountStore:
             folder=self._relative(done.folder) if done.folder else None,
             attachments=tuple(self._relative(file) for file in done.files),
         )
+
+
+def _destination(account: AccountConfig) -> Destination | None:
+    """Where ``account``'s messages are handed over, or None when a Maildir is where
+    they end."""
+    # Imported here: accounts that deliver into a Maildir never load them.
+    if account.mda is not None:
+        from fetchd.store.mda import Mda  # noqa: PLC0415
+
+        return Mda(account.mda, account.name, account.username, account.delivery_timeout)
+    if account.lmtp is not None and account.lmtp_recipient is not None:
+        from fetchd.store.lmtp import Lmtp  # noqa: PLC0415
+
+        return Lmtp(account.lmtp, account.lmtp_recipient, account.delivery_timeout)
+    return None
+
+
+def _as_kind(fetched: Fetched) -> Kind:
+    return "headers" if fetched.status == "headers" else "stored"
+
+
+def _maybe_twice(uid: str) -> str:
+    return (
+        f"message {uid!r} is handed over again after an earlier hand-off ended without an "
+        "answer (fetchd stopped, or the destination timed out): if that one delivered it, "
+        "it is there twice"
+    )
+
+
+def _hooks_for(account: AccountConfig, rows: Sequence[Indexed]) -> list[PendingHook]:
+    """The hooks ``account`` runs for these messages, queued with their index rows."""
+    hooks = []
+    for row in rows:
+        if account.on_message and row.path:
+            hooks.append(PendingHook(row.uid, "on_message", row.path))
+        if account.on_attachment:
+            hooks.extend(PendingHook(row.uid, "on_attachment", file) for file in row.attachments)
+    return hooks
 
 
 def _let_through(data_dir: Path, access: Access) -> None:

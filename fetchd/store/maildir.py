@@ -2,11 +2,24 @@
 
 File names follow the Maildir convention (``secs.MusecPpidRrand.host``) and
 add ``,FD=<key>`` (a whole message) or ``,FH=<key>`` (its headers only, for a
-message too big to fetch) and ``.eml``. The key is a digest of (account,
-UIDL): a message that reached new/ just before a crash, before its UIDL was
-recorded, is recognised by it on the next pass and not stored twice, and the
-tag says what was stored, so that a headers-only file is never taken for the
-whole message (which could then be deleted on the server).
+message too big to fetch). The key is a digest of (account, UIDL): a message
+that reached new/ just before a crash, before its UIDL was recorded, is
+recognised by it on the next pass and not stored twice, and the tag says what
+was stored, so that a headers-only file is never taken for the whole message
+(which could then be deleted on the server).
+
+Two layouts:
+
+- fetchd's own Maildir (``<data_dir>/<account>/Maildir``):
+  ``secs.MusecPpidRrand.host,FD=<key>.eml``; the ``.eml`` suffix lets a file
+  manager open the files, and fetchd is the only writer, so under the
+  account's lock everything of fetchd's in tmp/ is a leftover.
+- someone else's Maildir (the ``maildir`` key, which Dovecot or a mail client
+  also uses): ``secs.MusecPpidRrand,FD=<key>.host``, the key inside the
+  unique part and no suffix, as the Maildir spec has it; only names that
+  begin exactly so are taken for fetchd's, and in tmp/ fetchd touches only
+  the files of the account that holds the lock (their tmp/ name ends in that
+  account's ``,FA=`` tag; the tag is dropped by the rename into new/).
 
 Line endings are normalised to LF, the Maildir convention; the bytes are
 otherwise exactly what the server sent.
@@ -34,6 +47,9 @@ Kind = Literal["stored", "headers"]
 _TAGS: dict[Kind, str] = {"stored": "FD", "headers": "FH"}
 _KINDS: dict[str, Kind] = {tag: kind for kind, tag in _TAGS.items()}
 _KEY_IN_NAME = re.compile(r",(FD|FH)=([0-9a-f]{24})\.eml")
+_KEY_IN_FOREIGN_NAME = re.compile(r"\d+\.M\d+P\d+R[0-9a-f]{8},(FD|FH)=([0-9a-f]{24})\.")
+#: The Maildir++ marker file of a subfolder (``~/Maildir/.Work``).
+FOLDER_MARKER = "maildirfolder"
 #: Leftovers in tmp/ older than this are removed (the Maildir spec's 36 hours).
 STALE_TMP_SECONDS = 36 * 3600
 
@@ -42,6 +58,11 @@ def message_key(account: str, uid: str) -> str:
     """The digest that names a message's file; stable across passes."""
     # surrogateescape: UIDs keep the server's exact octets (see fetchd.pop3.inventory).
     return hashlib.sha256(f"{account}\0{uid}".encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def owner_tag(account: str) -> str:
+    """What marks an account's files in the tmp/ of a Maildir it shares with others."""
+    return hashlib.sha256(f"owner\0{account}".encode()).hexdigest()[:12]
 
 
 def _hostname() -> str:
@@ -63,12 +84,16 @@ class MessageFile:
     def __init__(self, maildir: Maildir, key: str, kind: Kind = "stored") -> None:
         now = time.time()
         seconds, micros = int(now), int(now % 1 * 1_000_000)
-        rand = secrets.token_hex(4)
+        unique = f"{seconds}.M{micros}P{os.getpid()}R{secrets.token_hex(4)}"
         tag = _TAGS[kind]
-        self.name = f"{seconds}.M{micros}P{os.getpid()}R{rand}.{maildir.host},{tag}={key}.eml"
+        if maildir.owner is None:
+            self.name = tmp_name = f"{unique}.{maildir.host},{tag}={key}.eml"
+        else:
+            self.name = f"{unique},{tag}={key}.{maildir.host}"
+            tmp_name = f"{self.name},FA={maildir.owner}"
         self.key = key
         self.kind = kind
-        self.tmp_path = maildir.tmp / self.name
+        self.tmp_path = maildir.tmp / tmp_name
         self.new_path = maildir.new / self.name
         self.size = 0
         self._pending_cr = False
@@ -120,16 +145,36 @@ class MessageFile:
 
 @dataclass
 class Maildir:
-    """One account's Maildir, created on first use, its files made as ``access`` says."""
+    """A Maildir, created on first use, its files made as ``access`` says.
+
+    ``owner`` is None for fetchd's own Maildir; for one that others write too
+    it is the ``owner_tag`` of the account delivering, and the folders that
+    exist are left as they are.
+    """
 
     root: Path
     access: Access = PRIVATE
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         self.tmp, self.new, self.cur = (self.root / sub for sub in ("tmp", "new", "cur"))
         self.host = _hostname()
+        self._key_in_name = _KEY_IN_NAME if self.owner is None else _KEY_IN_FOREIGN_NAME
+        if self.owner is not None:
+            _make_foreign(self.root)
+            return
         for directory in (self.root, self.tmp, self.new, self.cur):
             self.access.ensure_dir(directory)
+
+    def key_of(self, name: str) -> tuple[Kind, str] | None:
+        """What a file name in new/ or cur/ says fetchd stored, or None if not fetchd's."""
+        match = (
+            self._key_in_name.search(name) if self.owner is None else self._key_in_name.match(name)
+        )
+        if match is None:
+            return None
+        tag, key = match.groups()
+        return _KINDS[tag], key
 
     def create(self, key: str, kind: Kind = "stored") -> MessageFile:
         return MessageFile(self, key, kind)
@@ -157,26 +202,60 @@ class Maildir:
         found: dict[str, StoredFile] = {}
         for directory in (self.new, self.cur):
             for entry in os.scandir(directory):
-                match = _KEY_IN_NAME.search(entry.name)
-                if match is None:
+                ours = self.key_of(entry.name)
+                if ours is None:
                     continue
-                tag, key = match.groups()
+                kind, key = ours
                 earlier = found.get(key)
                 if earlier is None or earlier.kind == "headers":
-                    found[key] = StoredFile(Path(entry.path), _KINDS[tag])
+                    found[key] = StoredFile(Path(entry.path), kind)
         return found
 
     def clean_tmp(self) -> int:
         """Remove leftovers of a crash from tmp/; returns how many.
 
         The caller holds the account lock, so every fetchd file in tmp/ is a
-        leftover; anything else is removed once older than 36 hours.
+        leftover; anything else is removed once older than 36 hours. In a
+        Maildir others write too, only the files of the account holding the
+        lock are: the rest belongs to other accounts or other programs.
         """
         removed = 0
         deadline = time.time() - STALE_TMP_SECONDS
         for entry in os.scandir(self.tmp):
-            ours = _KEY_IN_NAME.search(entry.name) is not None
-            if ours or entry.stat(follow_symlinks=False).st_mtime < deadline:
+            if self.owner is not None:
+                ours = entry.name.endswith(f",FA={self.owner}")
+                stale = False
+            else:
+                ours = _KEY_IN_NAME.search(entry.name) is not None
+                stale = entry.stat(follow_symlinks=False).st_mtime < deadline
+            if ours or stale:
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _make_foreign(root: Path) -> None:
+    """Create what is missing of a Maildir others use too; what exists stays as it is.
+
+    A Maildir++ folder (``~/Maildir/.Work``) gets its parent made a Maildir
+    too, and the ``maildirfolder`` marker the spec asks for (Dovecot and
+    Courier read it to know a folder from a top-level Maildir).
+    """
+    subfolder = root.name.startswith(".") and root.name not in (".", "..")
+    folders = [root.parent / sub for sub in ("tmp", "new", "cur")] if subfolder else []
+    folders += [root / sub for sub in ("tmp", "new", "cur")]
+    try:
+        for folder in folders:
+            # Parents too are made 0700 (mail is private), whatever the umask allows.
+            missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+            for directory in reversed(missing):
+                directory.mkdir(mode=0o700, exist_ok=True)
+        if subfolder:
+            marker = root / FOLDER_MARKER
+            if not marker.exists():
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise StorageError(f"cannot create the Maildir {root}: {exc.strerror}") from exc
+    for sub in ("tmp", "new", "cur"):
+        if not (root / sub).is_dir():
+            raise StorageError(f"{root} is no Maildir: {sub} is not a folder")

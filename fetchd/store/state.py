@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -119,6 +120,88 @@ _MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX messages_fetched_at ON messages (fetched_at);
     """,
+    # Hooks still to run (``fetchd.hooks``): queued with the message's index
+    # row, deleted once run. ``starts`` bounds the runs a crash may repeat.
+    """
+    CREATE TABLE pending_hooks (
+        account TEXT NOT NULL,
+        uid BLOB NOT NULL,
+        hook TEXT NOT NULL,             -- on_message | on_attachment
+        target TEXT NOT NULL,           -- the .eml or attachment, relative to the data dir
+        queued REAL NOT NULL,
+        starts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account, uid, hook, target)
+    ) WITHOUT ROWID;
+    """,
+    # What ``fetchd status`` and the daemon's status line count, kept per account
+    # by triggers in the transaction that changes ``messages``: a poll's cost no
+    # longer grows with the history of every account. Initialised once here.
+    """
+    CREATE TABLE fetched_counts (
+        account TEXT PRIMARY KEY,
+        total INTEGER NOT NULL,         -- messages stored whole or as headers, ever
+        day TEXT NOT NULL,              -- the local date that ``today`` counts
+        today INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO fetched_counts (account, total, day, today)
+        SELECT account, COUNT(*), date('now', 'localtime'),
+            SUM(date(fetched_at, 'unixepoch', 'localtime') = date('now', 'localtime'))
+        FROM messages WHERE status IN ('stored', 'headers') GROUP BY account;
+    CREATE TRIGGER messages_counted AFTER INSERT ON messages
+    WHEN new.status IN ('stored', 'headers') BEGIN
+        INSERT INTO fetched_counts (account, total, day, today)
+        VALUES (new.account, 1, date(new.fetched_at, 'unixepoch', 'localtime'), 1)
+        ON CONFLICT (account) DO UPDATE SET
+            total = total + 1,
+            today = CASE WHEN excluded.day = day THEN today + 1
+                         WHEN excluded.day > day THEN 1 ELSE today END,
+            day = max(day, excluded.day);
+    END;
+    CREATE TRIGGER messages_uncounted AFTER DELETE ON messages
+    WHEN old.status IN ('stored', 'headers') BEGIN
+        UPDATE fetched_counts SET total = total - 1,
+            today = today - (day = date(old.fetched_at, 'unixepoch', 'localtime'))
+        WHERE account = old.account;
+    END;
+    CREATE TRIGGER messages_recounted_old AFTER UPDATE OF account, status, fetched_at
+    ON messages WHEN old.status IN ('stored', 'headers') BEGIN
+        UPDATE fetched_counts SET total = total - 1,
+            today = today - (day = date(old.fetched_at, 'unixepoch', 'localtime'))
+        WHERE account = old.account;
+    END;
+    CREATE TRIGGER messages_recounted_new AFTER UPDATE OF account, status, fetched_at
+    ON messages WHEN new.status IN ('stored', 'headers') BEGIN
+        INSERT INTO fetched_counts (account, total, day, today)
+        VALUES (new.account, 1, date(new.fetched_at, 'unixepoch', 'localtime'), 1)
+        ON CONFLICT (account) DO UPDATE SET
+            total = total + 1,
+            today = CASE WHEN excluded.day = day THEN today + 1
+                         WHEN excluded.day > day THEN 1 ELSE today END,
+            day = max(day, excluded.day);
+    END;
+    -- Every poll asks for its account's stored messages not yet indexed: only those.
+    CREATE INDEX messages_unindexed ON messages (account)
+        WHERE status = 'stored' AND extracted = 0 AND path IS NOT NULL;
+    CREATE TABLE daemon_load (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        overloaded_since REAL,          -- NULL: the daemon keeps up with the schedule
+        achieved REAL,                  -- polls per minute started, the last minute
+        configured REAL,                -- polls per minute the schedule asks for
+        max_wait REAL,                  -- seconds the longest-waiting due poll waited
+        updated REAL NOT NULL
+    );
+    """,
+    # The hand-off journal of mda and lmtp accounts (see fetchd.store.handoff).
+    """
+    CREATE TABLE handoffs (
+        account TEXT NOT NULL,
+        uid BLOB NOT NULL,
+        started REAL NOT NULL,          -- epoch seconds of the last hand-off begun
+        open INTEGER NOT NULL,          -- 1 from its start until its outcome is known
+        done TEXT NOT NULL DEFAULT '[]',-- JSON list of the recipients that confirmed
+        PRIMARY KEY (account, uid)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -140,6 +223,24 @@ class Fetched:
     status: Status
     size: int = 0
     path: str | None = None
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A message being handed to an mda or LMTP server that is not recorded yet.
+
+    The row is written before the hand-off begins and goes with the message's
+    ``record``; one still there at the next poll means fetchd stopped while
+    the destination had the message, which may have delivered it.
+    """
+
+    uid: str
+    started: float
+    #: The last hand-off's outcome is unknown: fetchd stopped, or the destination
+    #: timed out, while it had the message.
+    open: bool
+    #: Recipients that confirmed delivery already (LMTP answers per recipient).
+    done: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +270,35 @@ class Indexed:
     attachments: tuple[str, ...]
     fetched_at: float = 0.0
     size: int = 0
+
+
+#: The hooks fetchd records as pending until they ran, one per message or attachment.
+HookName = Literal["on_message", "on_attachment"]
+
+
+@dataclass(frozen=True)
+class PendingHook:
+    """A hook to run for one stored message: once for it, or once for one of its attachments."""
+
+    uid: str
+    hook: HookName
+    #: The .eml (on_message) or the attachment file, as the index records paths.
+    target: str
+
+
+@dataclass(frozen=True)
+class HookJob:
+    """A pending hook with what the index knows of its message (None: not indexed)."""
+
+    pending: PendingHook
+    #: How often it was started before; only a crash leaves a started hook pending.
+    starts: int
+    path: str | None
+    folder: str | None
+    sender: str | None
+    sender_address: str | None
+    subject: str | None
+    message_id: str | None
 
 
 @dataclass(frozen=True)
@@ -208,10 +338,25 @@ class PollStatus:
 
 @dataclass(frozen=True)
 class FetchedCount:
-    """Messages stored for one account: in all, and since a moment (say, midnight)."""
+    """Messages stored for one account: in all, and on one day (by default today)."""
 
     total: int
-    since: int
+    today: int
+
+
+@dataclass(frozen=True)
+class Load:
+    """Whether the daemon keeps up with its schedule, as it last said (``daemon_load``)."""
+
+    #: Epoch seconds since when polls run late; None while the daemon keeps up.
+    overloaded_since: float | None
+    #: Polls per minute started in the last period, and what the schedule asks for.
+    achieved: float
+    configured: float
+    #: Seconds the longest-waiting due poll waited in that period.
+    max_wait: float
+    #: When the daemon wrote this.
+    updated: float
 
 
 class State:
@@ -285,7 +430,7 @@ class State:
             if version > SCHEMA_VERSION:
                 raise StorageError(_version_problem(self.path, version))
             for script in _MIGRATIONS[version:]:
-                for statement in filter(str.strip, script.split(";")):
+                for statement in _statements(script):
                     db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -325,12 +470,24 @@ class State:
         """Every UIDL recorded for ``account``, and those of them still on the server.
 
         What a poll that deletes nothing needs of ``known``, at a fraction of
-        its cost: no row objects, and two columns of the four.
+        its cost: no row objects, and SQLite decodes the ids itself. The two
+        sets are one object when nothing recorded has left the server.
         """
-        rows = self._query("SELECT uid, on_server FROM messages WHERE account = ?", (account,))
-        uids = [key.decode("utf-8", "surrogateescape") for key, _ in rows]
-        on_server = {uid for uid, (_, flag) in zip(uids, rows, strict=True) if flag}
-        return set(uids), on_server
+        gone = self._uids(account, "NOT on_server")
+        on_server = self._uids(account, "on_server")
+        return (on_server | gone, on_server) if gone else (on_server, on_server)
+
+    def _uids(self, account: str, condition: str) -> set[str]:
+        """The ids of ``account``'s rows that meet ``condition`` (a fixed SQL expression)."""
+        sql = f"SELECT CAST(uid AS TEXT) FROM messages WHERE account = ? AND {condition}"  # noqa: S608
+        try:
+            return set(map(itemgetter(0), self._db.execute(sql, (account,))))
+        except sqlite3.OperationalError:
+            pass  # an id that is not UTF-8, kept as the server sent it: decoded below
+        except sqlite3.Error as exc:
+            raise StorageError(_failure_text(self.path, exc)) from exc
+        rows = self._query(sql.replace("CAST(uid AS TEXT)", "uid"), (account,))
+        return {_uid(key) for (key,) in rows}
 
     def record(self, account: str, fetched: Sequence[Fetched]) -> None:
         """Commit a batch durably; only after this may the batch be deleted on the server.
@@ -340,11 +497,56 @@ class State:
         now = time.time()
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO messages (account, uid, status, fetched_at, size, path)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(account, _key(f.uid), f.status, now, f.size, f.path) for f in fetched],
+                _RECORD, [(account, _key(f.uid), f.status, now, f.size, f.path) for f in fetched]
             )
             _delete_failures(db, account, (f.uid for f in fetched))
+            db.executemany(
+                "DELETE FROM handoffs WHERE account = ? AND uid = ?",
+                [(account, _key(f.uid)) for f in fetched],
+            )
+
+    # -- the hand-off journal (mda and lmtp accounts) ---------------------------
+
+    def begin_handoffs(self, account: str, uids: Sequence[str]) -> None:
+        """Note, durably, that these messages go to their destination now.
+
+        Recipients that confirmed an earlier attempt are kept.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO handoffs (account, uid, started, open) VALUES (?, ?, ?, 1)"
+                " ON CONFLICT (account, uid) DO UPDATE SET started = excluded.started, open = 1",
+                [(account, _key(uid), now) for uid in uids],
+            )
+
+    def handoffs(self, account: str) -> dict[str, Handoff]:
+        """The journal's rows of ``account``: hand-offs begun and not recorded."""
+        rows = self._query(
+            "SELECT uid, started, open, done FROM handoffs WHERE account = ?", (account,)
+        )
+        return {
+            _uid(uid): Handoff(_uid(uid), started, bool(is_open), tuple(json.loads(done)))
+            for uid, started, is_open, done in rows
+        }
+
+    def end_handoff(self, account: str, uid: str, done: Sequence[str], *, sure: bool) -> None:
+        """A hand-off that did not deliver to every recipient ended.
+
+        ``done`` are the recipients that confirmed; they are not sent the
+        message again. Unless some did, or the outcome is unknown (``sure``
+        false: a timeout), the row goes: nothing can have been delivered.
+        """
+        with self._transaction() as db:
+            if done or not sure:
+                db.execute(
+                    "UPDATE handoffs SET done = ?, open = ? WHERE account = ? AND uid = ?",
+                    (json.dumps(list(done)), int(not sure), account, _key(uid)),
+                )
+            else:
+                db.execute(
+                    "DELETE FROM handoffs WHERE account = ? AND uid = ?", (account, _key(uid))
+                )
 
     def mark_gone(self, account: str, uids: Sequence[str]) -> None:
         """These messages are no longer on the server (our QUIT succeeded, or someone else's)."""
@@ -354,9 +556,16 @@ class State:
                 [(account, _key(uid)) for uid in uids],
             )
 
-    def index_many(self, account: str, rows: Sequence[Indexed]) -> None:
-        """Record what stored messages hold, for ``fetchd list``; one transaction."""
+    def index_many(
+        self, account: str, rows: Sequence[Indexed], hooks: Sequence[PendingHook] = ()
+    ) -> None:
+        """Record what stored messages hold, for ``fetchd list``, and queue their hooks.
+
+        One transaction: a message is indexed with its hooks pending, or neither
+        (and indexed again on the next poll), so no hook is lost or queued twice.
+        """
         with self._transaction() as db:
+            _queue_hooks(db, account, hooks)
             db.executemany(
                 "UPDATE messages SET extracted = 1, date = ?, sender = ?, sender_address = ?,"
                 " subject = ?, message_id = ?, folder = ?, attachments = ?"
@@ -429,6 +638,34 @@ class State:
         with self._transaction() as db:
             _delete_failures(db, account, uids)
 
+    # -- hooks still to run (``fetchd.hooks``) ----------------------------------
+
+    def pending_hooks(self, account: str) -> list[HookJob]:
+        """The hooks of ``account`` not run yet, in the order their messages were indexed."""
+        rows = self._query(_PENDING_HOOKS, (account,))
+        return [
+            HookJob(PendingHook(_uid(uid), hook, target), starts, *facts)
+            for uid, hook, target, starts, *facts in rows
+        ]
+
+    def start_hooks(self, account: str, hooks: Sequence[PendingHook], step: int = 1) -> None:
+        """Count a start of each of ``hooks`` before they run (``step=-1``: take it back)."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE pending_hooks SET starts = starts + ?"
+                " WHERE account = ? AND uid = ? AND hook = ? AND target = ?",
+                [(step, account, _key(h.uid), h.hook, h.target) for h in hooks],
+            )
+
+    def hooks_done(self, account: str, hooks: Sequence[PendingHook]) -> None:
+        """These hooks ran (whatever their exit status): they never run again."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM pending_hooks WHERE account = ? AND uid = ? AND hook = ?"
+                " AND target = ?",
+                [(account, _key(h.uid), h.hook, h.target) for h in hooks],
+            )
+
     # -- poll bookkeeping (the daemon writes, ``fetchd status`` reads) ----------
 
     @classmethod
@@ -474,6 +711,40 @@ class State:
                 (account, when),
             )
 
+    def set_next_polls(self, when: dict[str, float | None]) -> None:
+        """``set_next_poll`` for many accounts in one transaction (the daemon's start)."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO polls (account, next_poll) VALUES (?, ?)"
+                " ON CONFLICT (account) DO UPDATE SET next_poll = excluded.next_poll",
+                list(when.items()),
+            )
+
+    def record_load(self, load: Load | None) -> None:
+        """What the daemon says of its load; None once it stops (nothing is scheduled)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM daemon_load")
+            if load is not None:
+                db.execute(
+                    "INSERT INTO daemon_load (id, overloaded_since, achieved, configured,"
+                    " max_wait, updated) VALUES (1, ?, ?, ?, ?, ?)",
+                    (
+                        load.overloaded_since,
+                        load.achieved,
+                        load.configured,
+                        load.max_wait,
+                        load.updated,
+                    ),
+                )
+
+    def load(self) -> Load | None:
+        """The daemon's last word on its load, if a daemon runs and has said one."""
+        rows = self._query(
+            "SELECT overloaded_since, achieved, configured, max_wait, updated FROM daemon_load",
+            (),
+        )
+        return Load(*rows[0]) if rows else None
+
     def clear_next_polls(self) -> None:
         """The daemon stops: no account has a scheduled poll any more."""
         with self._transaction() as db:
@@ -504,30 +775,29 @@ class State:
             for a, s, f, o, e, new, st, d, oc, ls, fails, nxt in rows
         ]
 
-    def fetched_since(self, since: float | None = None) -> int:
-        """Messages stored (whole or headers only) since ``since``, by default today.
+    def fetched_today(self) -> int:
+        """Messages stored (whole or headers only) today, local time, in all accounts.
 
-        The daemon asks after every poll: an index range over ``fetched_at``,
-        so the cost follows today's mail, not the whole history.
+        The daemon asks after every poll: one row per account from the
+        counters the triggers keep, whatever the size of the history.
         """
         rows = self._query(
-            "SELECT COUNT(*) FROM messages"
-            " WHERE fetched_at >= ? AND status IN ('stored', 'headers')",
-            (_midnight() if since is None else since,),
+            "SELECT COALESCE(SUM(today), 0) FROM fetched_counts WHERE day = ?", (_today(),)
         )
         return int(rows[0][0])
 
-    def fetched_counts(self, since: float | None = None) -> dict[str, FetchedCount]:
-        """Per account: messages stored (whole or headers only) in all and since ``since``.
+    def fetched_counts(self, day: str | None = None) -> dict[str, FetchedCount]:
+        """Per account: messages stored (whole or headers only) in all and on ``day``.
 
-        ``since`` defaults to the start of today, local time ("fetched today").
+        ``day`` is an ISO date, by default today's, local time ("fetched today").
+        Read from the counters: one row per account, never the messages.
         """
         rows = self._query(
-            "SELECT account, COUNT(*), COALESCE(SUM(fetched_at >= ?), 0) FROM messages"
-            " WHERE status IN ('stored', 'headers') GROUP BY account",
-            (_midnight() if since is None else since,),
+            "SELECT account, total, CASE WHEN day = ? THEN today ELSE 0 END FROM fetched_counts"
+            " WHERE total > 0",
+            (_today() if day is None else day,),
         )
-        return {account: FetchedCount(total, recent) for account, total, recent in rows}
+        return {account: FetchedCount(total, today) for account, total, today in rows}
 
     def _query(self, sql: str, args: tuple[object, ...]) -> list[Any]:
         try:
@@ -535,6 +805,16 @@ class State:
         except sqlite3.Error as exc:
             raise StorageError(_failure_text(self.path, exc)) from exc
 
+
+# A message recorded again starts afresh, as if its row were new; an upsert and not
+# INSERT OR REPLACE, whose implicit delete would bypass the counting triggers.
+_RECORD = """
+INSERT INTO messages (account, uid, status, fetched_at, size, path) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (account, uid) DO UPDATE SET
+    status = excluded.status, fetched_at = excluded.fetched_at, size = excluded.size,
+    path = excluded.path, on_server = 1, extracted = 0, date = NULL, sender = NULL,
+    sender_address = NULL, subject = NULL, message_id = NULL, folder = NULL, attachments = NULL
+"""
 
 # A failed poll keeps the previous last_success; a successful one resets the streak.
 # Without a next_poll the one set before stays until set_next_poll replaces it.
@@ -590,6 +870,24 @@ def _indexed(row: Any) -> Indexed:
         attachments,
         at,
         size,
+    )
+
+
+_PENDING_HOOKS = (
+    "SELECT h.uid, h.hook, h.target, h.starts, m.path, m.folder, m.sender, m.sender_address,"
+    " m.subject, m.message_id FROM pending_hooks AS h"
+    " LEFT JOIN messages AS m ON m.account = h.account AND m.uid = h.uid"
+    " WHERE h.account = ? ORDER BY h.queued, h.uid, h.hook DESC, h.target"
+)
+
+
+def _queue_hooks(db: sqlite3.Connection, account: str, hooks: Sequence[PendingHook]) -> None:
+    """Queue ``hooks``; one queued before (a message indexed again) is not queued twice."""
+    now = time.time()
+    db.executemany(
+        "INSERT OR IGNORE INTO pending_hooks (account, uid, hook, target, queued)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(account, _key(h.uid), h.hook, h.target, now) for h in hooks],
     )
 
 
@@ -719,7 +1017,17 @@ def integrity_problems(path: Path) -> list[str]:
     return problems
 
 
-def _midnight() -> float:
-    """The start of today, local time: what "fetched today" counts from."""
-    now = datetime.now().astimezone()
-    return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration script; a trigger's body holds semicolons too."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+
+
+def _today() -> str:
+    """Today's local date as SQLite's ``date(t, 'unixepoch', 'localtime')`` writes it."""
+    return datetime.now().astimezone().date().isoformat()

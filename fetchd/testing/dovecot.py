@@ -1,4 +1,4 @@
-"""A private Dovecot POP3 server for integration tests and the benchmark.
+"""A private Dovecot POP3 (and LMTP) server for integration tests and the benchmark.
 
 fetchd is only as good as its behaviour against a real server, so the
 integration tests run a Dovecot instance of their own: its own config, base,
@@ -8,6 +8,11 @@ and a throwaway certificate. The system's Dovecot service is never touched.
 Mail is put straight into each user's ``Maildir/new`` (Dovecot reads Maildir
 without any delivery agent), and a mailbox is reset by deleting its files and
 Dovecot's index and UID list, so that UIDLs start over.
+
+When Dovecot's LMTP server is installed (Debian: dovecot-lmtpd) the instance
+also serves LMTP, on a unix socket (``lmtp_socket``) and a loopback port
+(``lmtp_port``), and ``lda_command`` is the argv of Dovecot's LDA delivering
+into a user's mailbox of this instance: the destinations fetchd delivers to.
 
 Dovecot refuses to access mail as root, so mail belongs to ``nobody``; every
 directory above the root must therefore be searchable by other users.
@@ -60,7 +65,7 @@ instance_name = {instance}
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-protocols = pop3
+protocols = {protocols}
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <{cert}
@@ -81,6 +86,9 @@ mail_location = maildir:~/Maildir
 mail_fsync = never
 pop3_fast_size_lookups = yes
 pop3_uidl_format = %08Xu%08Xv
+# For dovecot-lda and LMTP: where rejections would come from, and folders made on demand.
+postmaster_address = postmaster@example.org
+lda_mailbox_autocreate = yes
 
 passdb {{
   driver = passwd-file
@@ -107,7 +115,22 @@ service pop3-login {{
     ssl = yes
   }}
 }}
+{lmtp_service}"""
+
+_LMTP_SERVICE = """\
+service lmtp {{
+  unix_listener lmtp-test {{
+    mode = 0666
+  }}
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
 """
+#: Dovecot's LMTP server; the LMTP protocol is served only when it is installed.
+_LMTP_BINARY = Path("/usr/lib/dovecot/lmtp")
+_LDA_BINARY = Path("/usr/lib/dovecot/dovecot-lda")
 
 
 @dataclass(frozen=True)
@@ -140,6 +163,9 @@ class Dovecot:
         self.root = root.resolve()
         self.pop3_port = 0
         self.pop3s_port = 0
+        self.lmtp_port = 0
+        #: Whether this instance serves LMTP (Dovecot's LMTP server is installed).
+        self.lmtp = _LMTP_BINARY.exists()
         self.ca_file = self.root / "tls" / "ca.pem"
         self._users = {
             name: DovecotUser(name, password, self.root / "home" / name / "Maildir")
@@ -165,6 +191,24 @@ class Dovecot:
         self.stop()
 
     @property
+    def lmtp_socket(self) -> Path:
+        """The unix socket of this instance's LMTP server."""
+        return self.root / "run" / "lmtp-test"
+
+    def lda_command(self, user: str) -> list[str]:
+        """The argv of Dovecot's LDA delivering stdin into ``user``'s mailbox of this instance."""
+        return [str(_LDA_BINARY), "-c", str(self.root / "dovecot.conf"), "-d", user]
+
+    def doveadm(self, *args: str) -> str:
+        """Run ``doveadm`` against this instance; returns its stdout."""
+        binary = shutil.which("doveadm") or "/usr/bin/doveadm"
+        command = [binary, "-c", str(self.root / "dovecot.conf"), *args]
+        done = subprocess.run(command, capture_output=True, check=False, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
+        return done.stdout.decode(errors="replace")
+
+    @property
     def log_path(self) -> Path:
         """Dovecot's own log: where to look when a test session misbehaves."""
         return self.root / "dovecot.log"
@@ -181,6 +225,9 @@ class Dovecot:
             while (pop3s_port := _free_port()) == self.pop3_port:
                 pass
             self.pop3s_port = pop3s_port
+            while (lmtp_port := _free_port()) in (self.pop3_port, self.pop3s_port):
+                pass
+            self.lmtp_port = lmtp_port
             config = self._write_config()
             with (self.root / "dovecot.stderr").open("wb") as stderr:
                 # -F: stay in the foreground, so this object owns the master process.
@@ -229,13 +276,21 @@ class Dovecot:
             os.chown(path, self._uid, self._gid)
 
     def reset(self, user: str) -> None:
-        """Empty the mailbox and forget Dovecot's index, so that UIDs start again at 1."""
+        """Empty the mailbox and forget Dovecot's index, so that UIDs start again at 1.
+
+        Maildir++ folders (``.Name``) and the files Dovecot keeps beside the
+        mail (indexes, UID lists, subscriptions) go too.
+        """
         maildir = self.user(user).maildir
         for sub in ("new", "cur", "tmp"):
             for entry in (maildir / sub).iterdir():
                 entry.unlink()
         for entry in maildir.iterdir():
-            if entry.is_file() and entry.name.startswith(("dovecot.index", "dovecot-uidlist")):
+            if entry.is_dir() and entry.name.startswith("."):
+                shutil.rmtree(entry)
+            elif entry.is_file() and entry.name.startswith(
+                ("dovecot", "subscriptions", "maildirfolder")
+            ):
                 entry.unlink()
 
     def messages(self, user: str) -> list[Path]:
@@ -307,6 +362,8 @@ class Dovecot:
                 oauth2_mechanisms=" xoauth2 oauthbearer" if url else "",
                 passwd_mechanisms="\n  mechanisms = plain login" if url else "",
                 oauth2_passdb=_OAUTH2_PASSDB.format(root=self.root) if url else "",
+                protocols="pop3 lmtp" if self.lmtp else "pop3",
+                lmtp_service=_LMTP_SERVICE.format(lmtp_port=self.lmtp_port) if self.lmtp else "",
             )
         )
         return config
@@ -315,7 +372,7 @@ class Dovecot:
         """True once both listeners accept; False if Dovecot exits or the wait times out."""
         assert self._process is not None
         deadline = time.monotonic() + _START_TIMEOUT
-        pending = [self.pop3_port, self.pop3s_port]
+        pending = [self.pop3_port, self.pop3s_port, *([self.lmtp_port] if self.lmtp else [])]
         while pending and time.monotonic() < deadline:
             if self._process.poll() is not None:
                 return False

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from fetchd.cli import main
 from fetchd.config import load_config
-from fetchd.store.state import PollRecord, State
+from fetchd.store.state import Load, PollRecord, State
 from fetchd.testing.dovecot import Dovecot
 from tests.daemon.conftest import account_toml, write_config
 from tests.messages import make_message
@@ -102,6 +103,21 @@ def test_account_add_writes_a_drop_in_and_leaves_the_main_file_alone(
     assert not account.delete_after_fetch
     assert "systemctl reload fetchd" in capsys.readouterr().out
     assert add(config, "work", "--user", "other", "--password-env", "X") == 2
+
+
+def test_adding_an_account_twice_names_the_file_that_defines_it(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert add(config, "work", "--user", "alice", "--password-env", "WORK_PW") == 0
+    capsys.readouterr()
+    assert add(config, "work", "--user", "other", "--password-env", "X") == 2
+    drop_in = config.parent / "accounts.d" / "work.toml"
+    assert f"account work already exists in {drop_in}" in capsys.readouterr().err
+    before = config.read_text()
+    config.write_text(before + '\n[accounts.home]\nhost = "h"\nusername = "u"\n')
+    line = before.count("\n") + 2
+    assert add(config, "home", "--user", "u", "--password-env", "X") == 2
+    assert f"account home already exists in {config}:{line}\n" in capsys.readouterr().err
 
 
 def test_account_add_follows_a_main_file_opened_for_the_service(config: Path) -> None:
@@ -310,6 +326,14 @@ def test_status_before_any_poll_and_after_some(
     [a, b] = status(config, capsys, "--json")  # a success clears it
     assert (b["outcome"], b["poll_failed"], b["failures"]) == ("ok", False, 0)
     assert "last poll failed" not in status(config, capsys)
+
+    assert "overloaded" not in status(config, capsys)
+
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_load(Load(time.time() - 120, 300.0, 6000.0, 42.0, time.time()))
+    state.close()
+    [line] = [line for line in status(config, capsys).splitlines() if "overloaded" in line]
+    assert "300 polls a minute of 6000 scheduled, polls wait up to 42 s" in line
 
 
 def test_status_ignores_a_failure_of_a_disabled_account(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +61,11 @@ def test_fetched_counts_count_stored_messages_only(state: State) -> None:
     state.record("a", [Fetched("1", "stored", 10, "a/1.eml"), Fetched("2", "headers", 5, "p")])
     state.record("a", [Fetched("3", "seen"), Fetched("4", "seen", 7)])
     state.record("b", [Fetched("1", "stored", 10, "b/1.eml")])
-    counts = state.fetched_counts()  # since midnight: all of them were fetched just now
-    assert (counts["a"].total, counts["a"].since) == (2, 2)
-    assert (counts["b"].total, counts["b"].since) == (1, 1)
-    later = state.fetched_counts(since=time.time() + 60)
-    assert (later["a"].total, later["a"].since) == (2, 0)
+    counts = state.fetched_counts()  # today: all of them were fetched just now
+    assert (counts["a"].total, counts["a"].today) == (2, 2)
+    assert (counts["b"].total, counts["b"].today) == (1, 1)
+    later = state.fetched_counts(day="2999-01-01")
+    assert (later["a"].total, later["a"].today) == (2, 0)
 
 
 def test_read_only_access_never_writes_or_creates(tmp_path: Path, state: State) -> None:

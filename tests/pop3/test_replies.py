@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from fetchd.errors import ProtocolError
 from fetchd.pop3.commands import Command
-from fetchd.pop3.replies import parse_capa, parse_scan_listing, parse_uidl_listing, split_lines
+from fetchd.pop3.replies import (
+    parse_capa,
+    parse_scan_listing,
+    parse_uidl_listing,
+    scan_listing_by_line,
+    split_lines,
+    uidl_listing_by_line,
+)
 from tests.pop3.test_core import body_of, feed, in_transaction, stuff
 
 
@@ -136,3 +143,51 @@ def test_a_listing_almost_plain_still_warns() -> None:
     assert parse_uidl_listing(b"1 a\r\n2 b c\r\n", warnings) == {1: "a", 2: "b"}
     assert len(warnings) == 2
     assert parse_uidl_listing(b"1 a\r\n2 b") == {1: "a", 2: "b"}  # no end of line at the end
+
+
+# Listings made of lines that are plain, nearly plain (a tab, two spaces, a third
+# word, a sign, an underscore, a long id) or mixed in their line ends: the bulk
+# path must give what the line-by-line reference gives, or the same error.
+_LISTING_WORD = st.one_of(
+    st.integers(0, 10**6).map(lambda n: str(n).encode()),
+    st.sampled_from([b"+1", b"1_0", b"-2", b"\xd9\xa3", b"x" * 71, b"u\xff", b"a\x0bb"]),
+    st.binary(min_size=1, max_size=8).filter(lambda word: b"\n" not in word),
+)
+_LISTING_LINE = st.tuples(
+    st.lists(_LISTING_WORD, min_size=0, max_size=3),
+    st.sampled_from([b" ", b"  ", b"\t", b" \t"]),
+    st.sampled_from([b"\r\n", b"\n"]),
+).map(lambda parts: parts[1].join(parts[0]) + parts[2])
+_PLAIN_LINE = st.tuples(st.integers(1, 10**6), st.integers(0, 10**9)).map(
+    lambda pair: b"%d %d\r\n" % pair
+)
+
+
+def _outcome(parse: object, body: bytes) -> tuple[str, object]:
+    warnings: list[str] = []
+    try:
+        return "ok", (parse(body, warnings), warnings)  # type: ignore[operator]
+    except ProtocolError as exc:
+        return "error", str(exc)
+
+
+@given(st.lists(st.one_of(_PLAIN_LINE, _LISTING_LINE), max_size=12).map(b"".join))
+def test_a_listing_parsed_in_bulk_reads_as_it_does_line_by_line(body: bytes) -> None:
+    assert _outcome(parse_scan_listing, body) == _outcome(scan_listing_by_line, body)
+    assert _outcome(parse_uidl_listing, body) == _outcome(uidl_listing_by_line, body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"1 2 3\r\n4\r\n",  # as many words and spaces as two plain lines
+        b"1 a b\r\n2\r\n",
+        b"1 a\r\n2 b\n",  # line ends mixed
+        b"1 " + b"x" * 71 + b"\r\n",
+        b"1 1_0\r\n",
+        b"",
+    ],
+)
+def test_near_misses_of_a_plain_listing_read_as_line_by_line(body: bytes) -> None:
+    assert _outcome(parse_scan_listing, body) == _outcome(scan_listing_by_line, body)
+    assert _outcome(parse_uidl_listing, body) == _outcome(uidl_listing_by_line, body)

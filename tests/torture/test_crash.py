@@ -11,6 +11,7 @@ to be deleted.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,10 +21,12 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,8 +162,9 @@ def inject(config: Path, target: str, when: str, nth: int) -> subprocess.Complet
 _NUMBERED = re.compile(r" \(\d+\)$")
 
 
-def stored_files(tmp_path: Path) -> list[Path]:
-    maildir = tmp_path / "data" / "work" / "Maildir"
+def stored_files(tmp_path: Path, maildir: Path | None = None) -> list[Path]:
+    """The messages in the Maildir they were delivered to: fetchd's own by default."""
+    maildir = maildir or tmp_path / "data" / "work" / "Maildir"
     return [
         p for sub in ("new", "cur") if (maildir / sub).exists() for p in (maildir / sub).iterdir()
     ]
@@ -179,19 +183,23 @@ def identity(folder: Path) -> object:
     return (st.st_dev, st.st_ino)
 
 
-def identities(tmp_path: Path) -> dict[object, Path]:
+def identities(tmp_path: Path, maildir: Path | None = None) -> dict[object, Path]:
     """Each stored message by the identities a folder may give it (inode, Maildir name)."""
     found: dict[object, Path] = {}
-    for path in stored_files(tmp_path):
+    for path in stored_files(tmp_path, maildir):
         st = path.stat()
         found[(st.st_dev, st.st_ino)] = path
         found[maildir_name(path)] = path
     return found
 
 
-def assert_no_duplicates(tmp_path: Path, root: Path | None = None) -> None:
+def assert_no_duplicates(
+    tmp_path: Path, root: Path | None = None, maildir: Path | None = None
+) -> None:
     """What must hold even right after a kill: no message stored twice, no folder made twice."""
-    ids = [message_from_bytes(p.read_bytes())["Message-ID"] for p in stored_files(tmp_path)]
+    ids = [
+        message_from_bytes(p.read_bytes())["Message-ID"] for p in stored_files(tmp_path, maildir)
+    ]
     assert len(ids) == len(set(ids)), "a message was stored twice"
     root = root or default_root(tmp_path)
     folders = [p for p in root.iterdir() if not p.name.startswith(".")] if root.exists() else []
@@ -200,12 +208,14 @@ def assert_no_duplicates(tmp_path: Path, root: Path | None = None) -> None:
     assert len(links) == len(set(links)), "two folders for one message"
 
 
-def assert_folders_once(tmp_path: Path, mails: list[Mail], root: Path | None = None) -> None:
+def assert_folders_once(
+    tmp_path: Path, mails: list[Mail], root: Path | None = None, maildir: Path | None = None
+) -> None:
     """Each message with files has one folder, naming its .eml, holding exactly its files."""
     root = root or default_root(tmp_path)
     entries = list(root.iterdir()) if root.exists() else []
     assert not [e.name for e in entries if e.name.startswith(".partial-")], "partial folder left"
-    stored = identities(tmp_path)
+    stored = identities(tmp_path, maildir)
     folders: dict[bytes, Path] = {}
     for entry in entries:
         assert entry.is_dir(), f"{entry.name} is not a folder"
@@ -227,7 +237,7 @@ def assert_folders_once(tmp_path: Path, mails: list[Mail], root: Path | None = N
         assert held == with_files[content].files, f"{folder.name} holds the wrong files"
 
 
-def assert_index_matches(tmp_path: Path) -> None:
+def assert_index_matches(tmp_path: Path, maildir: Path | None = None) -> None:
     """The state records each stored message with the folder it really has."""
     data = tmp_path / "data"
     db = State.open_readonly(data / "state.sqlite3")
@@ -235,9 +245,12 @@ def assert_index_matches(tmp_path: Path) -> None:
         rows = db.listing("work")
     finally:
         db.close()
-    on_disk = {os.path.relpath(p, data) for p in stored_files(tmp_path)}
+    on_disk = {
+        os.path.relpath(p, data) if p.is_relative_to(data) else str(p)
+        for p in stored_files(tmp_path, maildir)
+    }
     assert {r.path for r in rows} == on_disk, "the state and the Maildir disagree"
-    stored = identities(tmp_path)
+    stored = identities(tmp_path, maildir)
     for row in rows:
         assert row.path is not None
         if row.folder is None:
@@ -252,13 +265,14 @@ def assert_exactly_once(
     *,
     deleted: bool = True,
     root: Path | None = None,
+    maildir: Path | None = None,
 ) -> None:
-    contents = [p.read_bytes() for p in stored_files(tmp_path)]
-    assert_no_duplicates(tmp_path, root)
+    contents = [p.read_bytes() for p in stored_files(tmp_path, maildir)]
+    assert_no_duplicates(tmp_path, root, maildir)
     assert sorted(contents) == sorted(m.stored for m in mails), "a message missing or incomplete"
-    assert list((tmp_path / "data" / "work" / "Maildir" / "tmp").iterdir()) == []
-    assert_folders_once(tmp_path, mails, root)
-    assert_index_matches(tmp_path)
+    assert list((maildir or tmp_path / "data" / "work" / "Maildir").joinpath("tmp").iterdir()) == []
+    assert_folders_once(tmp_path, mails, root, maildir)
+    assert_index_matches(tmp_path, maildir)
     left = sorted(p.read_bytes() for p in dovecot.messages("alice"))
     assert left == ([] if deleted else sorted(m.raw for m in mails))
 
@@ -271,17 +285,18 @@ def finish_and_check(
     *,
     delete: bool,
     root: Path | None = None,
+    maildir: Path | None = None,
 ) -> None:
     """A clean run completes the work; with deletion off, one more run stores nothing new."""
     final = fetch(config)
     assert final.returncode == 0, final.stderr.decode()[-2000:]
-    assert_exactly_once(tmp_path, dovecot, mails, deleted=delete, root=root)
+    assert_exactly_once(tmp_path, dovecot, mails, deleted=delete, root=root, maildir=maildir)
     if not delete:
-        before = sorted(p.name for p in stored_files(tmp_path))
+        before = sorted(p.name for p in stored_files(tmp_path, maildir))
         again = fetch(config)
         assert again.returncode == 0, again.stderr.decode()[-2000:]
-        assert sorted(p.name for p in stored_files(tmp_path)) == before, "stored again"
-        assert_exactly_once(tmp_path, dovecot, mails, deleted=False, root=root)
+        assert sorted(p.name for p in stored_files(tmp_path, maildir)) == before, "stored again"
+        assert_exactly_once(tmp_path, dovecot, mails, deleted=False, root=root, maildir=maildir)
 
 
 # Each step boundary of the durability order (see fetchd.poll), in order. Six
@@ -309,8 +324,37 @@ INJECTION_POINTS = [
 ]
 
 
+#: After the poll, before its hooks run or with their starts counted: still exactly once.
+HOOK_POINTS = [
+    ("fetchd.hooks:run_pending", "before", 1),
+    ("fetchd.store.state:State.start_hooks", "after", 1),
+]
+
+
+def hooks_config(tmp_path: Path) -> str:
+    """on_message and on_attachment hooks that append one line per run to hooks.log."""
+    log = tmp_path / "hooks.log"
+    line = 'printf "%s %s %s\\n" "$FETCHD_HOOK" "$FETCHD_MESSAGE_ID" "${FETCHD_ATTACHMENT##*/}"'
+    return (
+        f'on_message = ["sh", "-c", \'{line} >> "$0"\', "{log}"]\n'
+        f'on_attachment = ["sh", "-c", \'{line} >> "$0"\', "{log}"]\n'
+    )
+
+
+def assert_hooks_once(tmp_path: Path, mails: list[Mail]) -> None:
+    """Each message's on_message, and on_attachment per file, ran exactly once."""
+    log = tmp_path / "hooks.log"
+    ran = sorted(log.read_text().splitlines()) if log.exists() else []
+    expected = []
+    for mail in mails:
+        message_id = message_from_bytes(mail.raw)["Message-ID"]
+        expected.append(f"on_message {message_id} ")
+        expected.extend(f"on_attachment {message_id} {name}" for name in mail.files)
+    assert ran == sorted(expected)
+
+
 @pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
-@pytest.mark.parametrize(("target", "when", "nth"), INJECTION_POINTS)
+@pytest.mark.parametrize(("target", "when", "nth"), INJECTION_POINTS + HOOK_POINTS)
 def test_kill_at_injected_point(
     tmp_path: Path,
     dovecot_alice: Dovecot,
@@ -320,12 +364,13 @@ def test_kill_at_injected_point(
     nth: int,
     delete: bool,
 ) -> None:
-    config = write_config(tmp_path, dovecot_alice, delete=delete)
+    config = write_config(tmp_path, dovecot_alice, hooks_config(tmp_path), delete=delete)
     crashed = inject(config, target, when, nth)
     # Killed, so the point was reached: not a clean exit, not an error.
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
     assert_no_duplicates(tmp_path)
     finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete)
+    assert_hooks_once(tmp_path, mailbox)
 
 
 @pytest.mark.parametrize("delete", [True, False], ids=["delete", "keep"])
@@ -485,3 +530,171 @@ def test_lost_state_never_deletes_mail_stored_as_headers(
     again = fetch(config)
     assert again.returncode == 0, again.stderr.decode()[-2000:]
     assert_big_ones_kept(tmp_path, dovecot_alice, *mixed_sizes)
+
+
+# -- delivering elsewhere: a shared Maildir, an MDA command, an LMTP server
+#
+# Mail goes into bob's mailbox of the same Dovecot (through dovecot-lda or its
+# LMTP server), or into a Maildir++ folder fetchd creates. After the kill and a
+# clean run every message is in the destination exactly once; only a kill right
+# after the destination confirmed a message, before fetchd recorded it (the one
+# window no order closes, see fetchd.poll), may leave that one message twice.
+
+
+@pytest.fixture
+def bob(dovecot_alice: Dovecot) -> Dovecot:
+    dovecot_alice.reset("bob")
+    return dovecot_alice
+
+
+def destination_keys(dovecot: Dovecot, kind: str) -> str:
+    """The account keys that send the mail to ``kind`` ("mda" or "lmtp"), into bob's mailbox."""
+    if kind == "mda":
+        return f"mda = {json.dumps(dovecot.lda_command('bob'))}\n"
+    return f'lmtp = "unix:{dovecot.lmtp_socket}"\nlmtp_recipient = "bob"\n'
+
+
+def delivered_counts(dovecot: Dovecot) -> Counter[str]:
+    """How often each Message-ID is in bob's mailbox."""
+    return Counter(
+        str(message_from_bytes(p.read_bytes())["Message-ID"]) for p in dovecot.messages("bob")
+    )
+
+
+def assert_delivered(dovecot: Dovecot, mails: list[Mail], *, window: bool) -> None:
+    """Each message in bob's mailbox once; in the window, one of them at most twice."""
+    counts = delivered_counts(dovecot)
+    expected = {str(message_from_bytes(m.raw)["Message-ID"]) for m in mails}
+    assert set(counts) == expected, "a message was never delivered"
+    twice = [mid for mid, n in counts.items() if n > 1]
+    if window:
+        assert len(twice) <= 1, f"more than the message in flight delivered twice: {twice}"
+        assert max(counts.values()) <= 2
+    else:
+        assert twice == [], f"delivered twice: {twice}"
+
+
+def assert_no_double_delivery(dovecot: Dovecot) -> None:
+    twice = [mid for mid, n in delivered_counts(dovecot).items() if n > 1]
+    assert twice == [], f"delivered twice right after the kill: {twice}"
+
+
+# Batches of 20 with one journal row each and one record per message handed over.
+HANDOFF_POINTS = [
+    ("fetchd.store.durable:sync_directory", "after", 3),  # copies kept, not handed over
+    ("fetchd.store.state:State.begin_handoffs", "after", 2),  # journal open, nothing sent
+    ("fetchd.store.state:State.record", "before", 25),  # confirmed, not recorded: the window
+    ("fetchd.store.state:State.record", "after", 25),  # recorded, next not sent
+    ("fetchd.mime.attachments:extract", "before", 6),  # handed over, recorded, not extracted
+    ("fetchd.poll:_dele", "after", 1),  # DELE sent, no QUIT
+]
+#: The hand-off itself: killed as it begins (nothing sent), and as it returns (the window).
+SEND = {"mda": "fetchd.store.mda:Mda.send", "lmtp": "fetchd.store.lmtp:_transaction"}
+
+
+def _handoff_cases() -> list[Any]:
+    cases = []
+    for kind in ("mda", "lmtp"):
+        points = list(HANDOFF_POINTS)
+        points += [(SEND[kind], "before", 25), (SEND[kind], "after", 25)]
+        for target, when, nth in points:
+            label = f"{kind}-{target.rpartition(':')[2]}-{when}-{nth}"
+            cases.append(pytest.param(kind, target, when, nth, id=label))
+    return cases
+
+
+@pytest.mark.parametrize(("kind", "target", "when", "nth"), _handoff_cases())
+def test_kill_around_the_hand_off(
+    tmp_path: Path,
+    bob: Dovecot,
+    mailbox: list[Mail],
+    kind: str,
+    target: str,
+    when: str,
+    nth: int,
+) -> None:
+    window = (target, when) in (
+        (SEND[kind], "after"),
+        ("fetchd.store.state:State.record", "before"),
+    )
+    config = write_config(tmp_path, bob, destination_keys(bob, kind))
+    crashed = inject(config, target, when, nth)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    assert_no_double_delivery(bob)
+    assert_no_duplicates(tmp_path)
+    # fetchd's own copies, folders and index: exactly once; the server emptied.
+    finish_and_check(config, tmp_path, bob, mailbox, delete=True)
+    assert_delivered(bob, mailbox, window=window)
+
+
+@pytest.mark.parametrize("kind", ["mda", "lmtp"])
+def test_kill_around_the_hand_off_keeping_mail(
+    tmp_path: Path, bob: Dovecot, mailbox: list[Mail], kind: str
+) -> None:
+    """Deletion off: after the window's kill, two more runs deliver nothing more."""
+    config = write_config(tmp_path, bob, destination_keys(bob, kind), delete=False)
+    crashed = inject(config, SEND[kind], "after", 25)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    finish_and_check(config, tmp_path, bob, mailbox, delete=False)
+    assert_delivered(bob, mailbox, window=True)
+
+
+def test_kill_at_timed_instants_with_an_mda(
+    tmp_path: Path, bob: Dovecot, mailbox: list[Mail]
+) -> None:
+    config = write_config(tmp_path, bob, destination_keys(bob, "mda"))
+    for delay in (0.5, 0.9, 1.3, 1.8):
+        process = subprocess.Popen(
+            [sys.executable, "-c", INJECTOR, str(config), "-", "never", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert_no_duplicates(tmp_path)
+    finish_and_check(config, tmp_path, bob, mailbox, delete=True)
+    # A timed kill may land in the window once per run: each at most twice, and
+    # no more messages twice than there were kills.
+    counts = delivered_counts(bob)
+    assert set(counts) == {str(message_from_bytes(m.raw)["Message-ID"]) for m in mailbox}
+    assert max(counts.values()) <= 2
+    assert sum(n - 1 for n in counts.values()) <= 4
+
+
+# A Maildir++ folder fetchd creates, which others may share: every Maildir point.
+FOREIGN_POINTS = [
+    ("fetchd.store.maildir:MessageFile.write", "after", 17),
+    ("fetchd.store.durable:sync_files", "after", 2),
+    ("fetchd.store.durable:sync_directory", "after", 3),
+    ("fetchd.store.state:State.record", "before", 2),
+    ("fetchd.store.state:State.record", "after", 4),
+    ("fetchd.mime.attachments:extract", "before", 6),
+    ("fetchd.mime.folders:publish", "after", 4),
+    ("fetchd.poll:_dele", "after", 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "when", "nth", "delete"),
+    [(*point, True) for point in FOREIGN_POINTS]
+    + [(*FOREIGN_POINTS[2], False), (*FOREIGN_POINTS[4], False)],
+)
+def test_kill_delivering_into_a_shared_maildir(
+    tmp_path: Path,
+    dovecot_alice: Dovecot,
+    mailbox: list[Mail],
+    target: str,
+    when: str,
+    nth: int,
+    delete: bool,
+) -> None:
+    shared = tmp_path / "home" / "Maildir" / ".Work"
+    config = write_config(tmp_path, dovecot_alice, f'maildir = "{shared}"\n', delete=delete)
+    crashed = inject(config, target, when, nth)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    assert_no_duplicates(tmp_path, maildir=shared)
+    finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete, maildir=shared)
+    assert not (tmp_path / "data" / "work" / "Maildir").exists()
+    assert all(".eml" not in p.name for p in stored_files(tmp_path, shared))
