@@ -40,6 +40,7 @@ _HANDLERS = {
     "check": "check:run",
     "init": "init:run",
     "account": "account:run",
+    "oauth": "oauth:run",
     "import": "migrate:run",
     "state": "state:run",
     "service": "service:run",
@@ -227,6 +228,32 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     remove = actions.add_parser("remove", help="remove an account added with 'account add'")
     remove.add_argument("name", metavar="NAME", help="the account to remove")
+    oauth = commands.add_parser(
+        "oauth", help="log an account in with OAuth2 (Gmail, Microsoft 365)"
+    )
+    steps = oauth.add_subparsers(dest="action", required=True, metavar="ACTION")
+    login = steps.add_parser(
+        "login",
+        help="get and store an OAuth2 grant: open the address shown, enter the code; "
+        "fetchd then renews the token by itself",
+    )
+    login.add_argument("account", metavar="ACCOUNT", help="an account with an oauth2 table")
+    flow = login.add_mutually_exclusive_group()
+    flow.add_argument(
+        "--browser",
+        action="store_const",
+        const="browser",
+        dest="flow",
+        help="open the address in a browser on this machine, which comes back to fetchd "
+        "on a loopback port (default for Google, whose device flow has no mail scope)",
+    )
+    flow.add_argument(
+        "--device",
+        action="store_const",
+        const="device",
+        dest="flow",
+        help="enter a code in a browser on any device (default for other providers)",
+    )
     _add_state_command(commands)
     _add_import_command(commands)
     _add_unit_command(commands)

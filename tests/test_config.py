@@ -25,6 +25,7 @@ from fetchd.config import (
     AttachmentsConfig,
     Config,
     DaemonConfig,
+    OAuth2Config,
     default_config_path,
     load_config,
     parse_duration,
@@ -814,9 +815,9 @@ def test_example_config_loads(tmp_path: Path) -> None:
 
 def test_example_documents_every_key() -> None:
     example = shipped_example()
-    keys = set(re.findall(r"^#?\s*([a-z_]+)\s*= ", example, flags=re.MULTILINE))
-    for model in (DaemonConfig, AccountConfig, AttachmentsConfig):
-        assert set(model.model_fields) - {"name", "attachments"} <= keys, model.__name__
+    keys = set(re.findall(r"^(?:#\s*)*([a-z_]+)\s*= ", example, flags=re.MULTILINE))
+    for model in (DaemonConfig, AccountConfig, AttachmentsConfig, OAuth2Config):
+        assert set(model.model_fields) - {"name", "attachments", "oauth2"} <= keys, model.__name__
     assert "\n[accounts.work.attachments]\n" in example
 
 
@@ -826,7 +827,9 @@ def test_example_gmail_account_loads_when_uncommented(tmp_path: Path) -> None:
     uncommented = re.sub(r"^# ?", "", "# [accounts.gmail]" + gmail, flags=re.MULTILINE)
     gmail_account = load_text(tmp_path, head + uncommented).accounts["gmail"]
     assert (gmail_account.auth, gmail_account.host) == ("xoauth2", "pop.gmail.com")
-    assert gmail_account.password_command is not None
+    assert gmail_account.oauth2 is not None
+    assert gmail_account.oauth2.provider == "google"
+    assert gmail_account.oauth2.token_file == Path.home() / "Mail/fetchd/oauth/gmail.json"
 
 
 # --- durations and sizes --------------------------------------------------------------

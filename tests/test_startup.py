@@ -30,6 +30,8 @@ def test_mail_commands_leave_out_what_they_do_not_use(command: str) -> None:
     modules = _imported_after(f"from fetchd.cli import _handler\n_handler({command!r})")
     # rich, colorama: optional extras of structlog that fetchd does not use (fetchd.log).
     assert not {"apscheduler", "rich", "colorama", "fetchd.daemon"} & modules
+    # The HTTP stack is for OAuth2 accounts, imported when one logs in.
+    assert not {"urllib.request", "fetchd.oauth"} & modules
     if command == "fetch":  # the MIME code is imported once a message arrives
         assert not {name for name in modules if name.startswith("fetchd.mime")}
 

@@ -17,8 +17,8 @@ import os
 from fetchd import access
 from fetchd.commands import load, say
 from fetchd.commands.state import verdict as state_verdict
-from fetchd.config import AccountConfig
-from fetchd.errors import FetchdError
+from fetchd.config import AccountConfig, OAuth2Config
+from fetchd.errors import AuthError, FetchdError
 from fetchd.pop3.replies import Capabilities
 from fetchd.rules import expire_warnings
 from fetchd.session import login
@@ -71,7 +71,13 @@ def _sharing(account: AccountConfig) -> list[str]:
 
 
 def _source(account: AccountConfig) -> str:
-    for key in ("password_file", "password_env", "password_command", "password_credential"):
+    for key in (
+        "password_file",
+        "password_env",
+        "password_command",
+        "password_credential",
+        "password_keyring",
+    ):
         if getattr(account, key) is not None:
             return key
     return "password"
@@ -79,9 +85,13 @@ def _source(account: AccountConfig) -> str:
 
 def _secret_check(account: AccountConfig) -> str:
     """Read the password where that is harmless; a command is run only with --connect."""
+    if account.oauth2 is not None:
+        return _grant_check(account.name, account.oauth2)
     source = _source(account)
     if source == "password_command":
         return "password_command not run (it runs with --connect)"
+    if source == "password_keyring":  # unlocking it may ask the person at the desktop
+        return "password_keyring not read (it is read with --connect)"
     if source == "password_credential" and not os.environ.get("CREDENTIALS_DIRECTORY"):
         return "password_credential is read from $CREDENTIALS_DIRECTORY under systemd"
     account.resolve_secret()
@@ -124,3 +134,10 @@ def _warnings(account: AccountConfig, interval: float, capabilities: Capabilitie
             "fetchd polls no more often than that"
         )
     return found
+
+
+def _grant_check(name: str, oauth2: OAuth2Config) -> str:
+    """Whether ``fetchd oauth login`` has stored a grant; the token endpoint is not asked."""
+    if oauth2.token_file is None or not oauth2.token_file.exists():
+        raise AuthError(f"account {name}: no OAuth2 grant yet; run `fetchd oauth login {name}`")
+    return f"OAuth2 grant in {oauth2.token_file} (refreshed at login)"

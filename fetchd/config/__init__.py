@@ -24,8 +24,9 @@ account private).
 Parts: ``_models`` the models; ``_values`` their field types and the duration
 and size parsers; ``_load`` reading the files and merging drop-ins; ``_lines``
 the line each key is set on; ``_messages`` wording pydantic's errors;
-``passwords`` the password sources; ``drop_ins`` writing one account's
-``accounts.d`` file for ``fetchd account add``. Where the config is looked for
+``_oauth2`` the ``oauth2`` table and its provider presets; ``passwords`` the
+password sources (also of an OAuth2 client secret); ``drop_ins`` writing one
+account's ``accounts.d`` file for ``fetchd account add``. Where the config is looked for
 is decided in ``fetchd.paths``.
 
 Import cost matters (the CLI imports this module for every command): beyond
@@ -41,6 +42,7 @@ from fetchd.config._models import (
     attachments_root,
     load_config,
 )
+from fetchd.config._oauth2 import OAuth2Config
 from fetchd.config._values import MDA_PLACEHOLDERS, parse_duration, parse_lmtp_address, parse_size
 from fetchd.paths import default_config_path
 
@@ -50,6 +52,7 @@ __all__ = [
     "AttachmentsConfig",
     "Config",
     "DaemonConfig",
+    "OAuth2Config",
     "attachments_root",
     "default_config_path",
     "load_config",

@@ -49,15 +49,15 @@ def _drop_in_files(directory: Path) -> list[Path]:
     return sorted(p for p in entries if p.suffix == ".toml" and not p.name.startswith("."))
 
 
-def _mode_problem(path: Path) -> str | None:
-    """Refuse an inline password in a file other users can read."""
+def _mode_problem(path: Path, key: str = "password") -> str | None:
+    """Refuse an inline password (or client secret) in a file other users can read."""
     mode = path.stat().st_mode & 0o777
     if not mode & 0o077:
         return None
     return (
-        f"this file holds a password but is readable by group or others "
-        f"(mode {mode:03o}); run `chmod 600 {path}`, or use password_file, "
-        "password_command or password_credential instead"
+        f"this file holds a {key.replace('_', ' ')} but is readable by group or others "
+        f"(mode {mode:03o}); run `chmod 600 {path}`, or use {key}_file, "
+        f"{key}_command or {key}_credential instead"
     )
 
 
@@ -113,6 +113,13 @@ class Sources:
             problem = _mode_problem(file)
             if problem:
                 self.problem(file, (*prefix, "password"), problem)
+        oauth2 = table.get("oauth2")
+        if isinstance(oauth2, dict) and "client_secret" in oauth2:
+            if isinstance(oauth2["client_secret"], str):
+                self.passwords.append(oauth2["client_secret"])
+            problem = _mode_problem(file, "client_secret")
+            if problem:
+                self.problem(file, (*prefix, "oauth2", "client_secret"), problem)
         accounts[name] = {**table, "name": name}
 
 

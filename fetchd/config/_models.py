@@ -20,6 +20,7 @@ from fetchd import access
 from fetchd.config import passwords
 from fetchd.config._load import Sources, gather, scrub
 from fetchd.config._messages import describe_errors
+from fetchd.config._oauth2 import OAuth2Config
 from fetchd.config._values import (
     AccountName,
     CommandLine,
@@ -33,6 +34,7 @@ from fetchd.config._values import (
     HookCommand,
     HostName,
     Integer,
+    KeyringEntry,
     LmtpAddress,
     MdaCommand,
     PositiveDuration,
@@ -101,8 +103,10 @@ PASSWORD_SOURCES = (
     "password_env",
     "password_command",
     "password_credential",
+    "password_keyring",
 )
 _DEFAULT_PORTS = {"tls": 995, "starttls": 110, "plain": 110}
+_OAUTH_METHODS = ("xoauth2", "oauthbearer")
 
 
 def _combination_problems(values: Mapping[str, Any]) -> Iterator[str]:
@@ -111,10 +115,7 @@ def _combination_problems(values: Mapping[str, Any]) -> Iterator[str]:
     It accepts raw tables too because pydantic skips cross-field checks once a
     field is invalid, and one run of fetchd should still report everything.
     """
-    given = [source for source in PASSWORD_SOURCES if values.get(source) is not None]
-    if len(given) != 1:
-        found = f"found {', '.join(given)}" if given else "found none"
-        yield f"exactly one of {', '.join(PASSWORD_SOURCES)} is required ({found})"
+    yield from _secret_problems(values)
     host = values.get("host")
     if (
         values.get("security") == "plain"
@@ -156,6 +157,25 @@ def _destination_problems(values: Mapping[str, Any]) -> Iterator[str]:
         )
 
 
+def _secret_problems(values: Mapping[str, Any]) -> Iterator[str]:
+    """One password source, or an oauth2 table (whose tokens fetchd gets itself)."""
+    given = [source for source in PASSWORD_SOURCES if values.get(source) is not None]
+    if values.get("oauth2") is not None:
+        if values.get("auth") not in _OAUTH_METHODS:
+            yield 'an oauth2 table needs auth = "xoauth2" or "oauthbearer"'
+        if given:
+            yield (
+                f"{', '.join(given)}: not used with an oauth2 table (fetchd gets the "
+                "token itself); remove one or the other"
+            )
+        return
+    if len(given) != 1:
+        found = f"found {', '.join(given)}" if given else "found none"
+        yield f"exactly one of {', '.join(PASSWORD_SOURCES)} is required ({found})"
+        if values.get("auth") in _OAUTH_METHODS and not given:
+            yield "or, for OAuth2, an [oauth2] table (see `fetchd init --example`)"
+
+
 class AccountConfig(_Frozen):
     """One POP3 account (an ``[accounts.NAME]`` table or ``accounts.d/NAME.toml``)."""
 
@@ -171,6 +191,7 @@ class AccountConfig(_Frozen):
     password_env: EnvName | None = None
     password_command: CommandLine | None = None
     password_credential: CredentialName | None = None
+    password_keyring: KeyringEntry | None = None
     auth: Literal["auto", "user", "apop", "plain", "login", "xoauth2", "oauthbearer"] = "auto"
     delete_after_fetch: Flag = False
     delete_after_days: Annotated[Integer, Field(ge=0)] | None = None
@@ -187,6 +208,8 @@ class AccountConfig(_Frozen):
     #: Where attachment folders go; None: ``<data_dir>/<name>/attachments``.
     attachments_dir: ResolvedPath | None = None
     attachments: AttachmentsConfig = Field(default_factory=AttachmentsConfig)
+    #: Where the OAuth2 access token comes from, instead of a password source.
+    oauth2: OAuth2Config | None = None
     #: Deliver into this existing Maildir (or Maildir++ folder) instead of fetchd's own.
     maildir: ResolvedPath | None = None
     #: Deliver by piping each message to this command (argv, no shell).
@@ -247,6 +270,8 @@ class AccountConfig(_Frozen):
             return passwords.run_command(self.name, self.password_command)
         if self.password_credential is not None:
             return passwords.read_credential(self.name, self.password_credential)
+        if self.password_keyring is not None:
+            return passwords.read_keyring(self.name, self.password_keyring)
         raise ConfigError(f"account {self.name}: no password source is configured")
 
 
@@ -277,6 +302,29 @@ class Config(_Frozen):
             for name, table in accounts.items()
         }
         return {**data, "accounts": inherited}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_files(cls, data: Any) -> Any:
+        """Give every oauth2 table without a ``token_file`` one in ``<data_dir>/oauth``.
+
+        The raw ``data_dir`` goes in as text, so the path is resolved as ``data_dir`` is.
+        """
+        daemon = data.get("daemon") if isinstance(data, dict) else None
+        data_dir = daemon.get("data_dir") if isinstance(daemon, dict) else None
+        if not isinstance(data_dir, str):
+            data_dir = str(DaemonConfig.model_fields["data_dir"].default)
+        accounts = data.get("accounts") if isinstance(data, dict) else None
+        if not isinstance(accounts, dict):
+            return data
+        filled = {}
+        for name, table in accounts.items():
+            oauth2 = table.get("oauth2") if isinstance(table, dict) else None
+            filled[name] = table
+            if isinstance(oauth2, dict) and "token_file" not in oauth2:
+                oauth2 = {**oauth2, "token_file": f"{data_dir}/oauth/{name}.json"}
+                filled[name] = {**table, "oauth2": oauth2}
+        return {**data, "accounts": filled}
 
     @model_validator(mode="after")
     def _attachments_dirs_apart(self) -> Self:

@@ -178,6 +178,13 @@ def _credential_name(name: str) -> str:
     return name
 
 
+def _keyring_entry(entry: str) -> str:
+    service, _, user = entry.rpartition("/")
+    if not service.strip() or not user.strip():
+        raise ValueError('must be "SERVICE/USER", as stored with `keyring set SERVICE USER`')
+    return entry
+
+
 def _command(command: str) -> str:
     try:
         words = shlex.split(command)
@@ -299,6 +306,7 @@ HostName = Annotated[str, AfterValidator(_host)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 CredentialName = Annotated[str, AfterValidator(_credential_name)]
 CommandLine = Annotated[str, AfterValidator(_command)]
+KeyringEntry = Annotated[str, AfterValidator(_keyring_entry)]
 HookCommand = Annotated[tuple[str, ...], AfterValidator(_argv)]
 CronExpression = Annotated[str, AfterValidator(_cron)]
 GroupName = Annotated[str, AfterValidator(_group)]

@@ -9,6 +9,7 @@ anything a password command printed (its output may be the secret itself).
 
 from __future__ import annotations
 
+import importlib
 import os
 import shlex
 import subprocess
@@ -25,10 +26,10 @@ def _strip_newline(text: str) -> str:
     return text.rstrip("\r\n")
 
 
-def _non_empty(account: str, source: str, secret: str) -> str:
+def _non_empty(account: str, source: str, secret: str, key: str = "password") -> str:
     """An empty secret is always a mistake; say so here rather than as an AUTH failure."""
     if not secret:
-        raise ConfigError(f"account {account}: {source} gave an empty password")
+        raise ConfigError(f"account {account}: {source} gave an empty {key.replace('_', ' ')}")
     return secret
 
 
@@ -43,23 +44,27 @@ def _read_text(account: str, path: Path, what: str) -> str:
     return _strip_newline(text)
 
 
-def read_file(account: str, path: Path) -> str:
-    """Return the contents of ``password_file`` without its trailing newline."""
-    return _non_empty(account, f"password_file {path}", _read_text(account, path, "password_file"))
+def read_file(account: str, path: Path, *, key: str = "password") -> str:
+    """Return the contents of ``password_file`` without its trailing newline.
+
+    ``key`` names the secret (``client_secret`` reads ``client_secret_file``).
+    """
+    text = _read_text(account, path, f"{key}_file")
+    return _non_empty(account, f"{key}_file {path}", text, key)
 
 
-def read_env(account: str, variable: str) -> str:
+def read_env(account: str, variable: str, *, key: str = "password") -> str:
     """Return the value of the environment variable named by ``password_env``."""
     value = os.environ.get(variable)
     if value is None:
         raise ConfigError(
-            f"account {account}: password_env names ${variable}, which is not set "
+            f"account {account}: {key}_env names ${variable}, which is not set "
             "in fetchd's environment"
         )
-    return _non_empty(account, f"password_env ${variable}", value)
+    return _non_empty(account, f"{key}_env ${variable}", value, key)
 
 
-def read_credential(account: str, name: str) -> str:
+def read_credential(account: str, name: str, *, key: str = "password") -> str:
     """Return the systemd credential ``name`` from ``$CREDENTIALS_DIRECTORY``.
 
     systemd sets that variable for a unit with ``LoadCredential=`` or
@@ -68,21 +73,21 @@ def read_credential(account: str, name: str) -> str:
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         raise ConfigError(
-            f"account {account}: password_credential {name!r} needs $CREDENTIALS_DIRECTORY, "
+            f"account {account}: {key}_credential {name!r} needs $CREDENTIALS_DIRECTORY, "
             "which systemd sets for units with LoadCredential= or LoadCredentialEncrypted="
         )
     text = _read_text(account, Path(directory) / name, "credential")
-    return _non_empty(account, f"password_credential {name!r}", text)
+    return _non_empty(account, f"{key}_credential {name!r}", text, key)
 
 
-def run_command(account: str, command: str) -> str:
+def run_command(account: str, command: str, *, key: str = "password") -> str:
     """Run ``password_command`` without a shell and return its standard output.
 
     No shell means no quoting surprises and no injection through the config. The
     command's stderr passes through to fetchd's stderr (so a prompt or a warning
     reaches the journal); its stdout is the secret and never appears in a message.
     """
-    source = "password_command"
+    source = f"{key}_command"
     try:
         argv = shlex.split(command)
     except ValueError as exc:
@@ -113,4 +118,48 @@ def run_command(account: str, command: str) -> str:
         text = done.stdout.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"account {account}: {source} printed something not UTF-8") from exc
-    return _non_empty(account, source, _strip_newline(text))
+    return _non_empty(account, source, _strip_newline(text), key)
+
+
+#: Environment variables systemd sets for the processes of a service.
+_SYSTEMD_MARKERS = ("INVOCATION_ID", "JOURNAL_STREAM")
+
+
+def read_keyring(account: str, entry: str, *, key: str = "password") -> str:
+    """Return the secret stored for ``entry`` ("SERVICE/USER") in the system keyring.
+
+    The optional ``keyring`` package (``pip install 'fetchd[keyring]'``) is
+    imported only here. A service started by systemd usually reaches no
+    keyring: the Secret Service lives in a desktop session's D-Bus, which a
+    system service does not have, so the error says what to use instead.
+    """
+    source = f"{key}_keyring {entry!r}"
+    service, _, user = entry.rpartition("/")
+    try:
+        keyring = importlib.import_module("keyring")
+    except ImportError as exc:
+        raise ConfigError(
+            f"account {account}: {source} needs the keyring package: pip install 'fetchd[keyring]'"
+        ) from exc
+    try:
+        secret = keyring.get_password(service, user)
+    except Exception as exc:  # any backend's failure: D-Bus, locked, none
+        raise ConfigError(f"account {account}: {source}: {_keyring_problem(exc)}") from None
+    if secret is None:
+        raise ConfigError(
+            f"account {account}: {source}: the keyring holds no {key.replace('_', ' ')} for "
+            f"user {user!r} of service {service!r} (store one with `keyring set {service} {user}`)"
+        )
+    return _non_empty(account, source, secret, key)
+
+
+def _keyring_problem(exc: Exception) -> str:
+    """Why the keyring failed, without anything the backend might have echoed back."""
+    what = f"no keyring could be reached ({type(exc).__name__})"
+    if any(os.environ.get(name) for name in _SYSTEMD_MARKERS):
+        return (
+            f"{what}; a service run by systemd has no desktop keyring: store the "
+            "secret as a systemd credential (LoadCredentialEncrypted=) and use "
+            "the _credential key instead"
+        )
+    return f"{what}; is a keyring (Secret Service, KWallet) unlocked in this session?"

@@ -4,7 +4,8 @@ Pure policy, no threads or I/O: ``fetchd.daemon`` applies it. Failing accounts
 back off without touching the others. Rules, in order of precedence:
 
 - a refused login (``AuthError``, RFC 3206 ``[AUTH]``) will not succeed with
-  the same credentials: it is retried hourly until the config changes;
+  the same credentials: it is retried hourly until the config (or the
+  account's OAuth2 grant) changes;
 - a server's ``LOGIN-DELAY n`` (RFC 2449 section 6.8) is a floor between logins;
 - any other failure doubles the wait, from the account's interval up to an hour.
 """
@@ -12,6 +13,7 @@ back off without touching the others. Rules, in order of precedence:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,8 @@ class JobSpec:
     #: Seconds between polls; a ``schedule`` account backs off from the daemon's interval.
     interval: float
     jitter: float
+    #: When the account's OAuth2 grant file last changed (``fetchd oauth login``), if any.
+    grant_changed: int | None = None
 
     @property
     def name(self) -> str:
@@ -106,11 +110,17 @@ class JobSpec:
         return IntervalTrigger(seconds=self.interval, jitter=self.jitter or None)
 
 
-def specs_for(config: Config) -> dict[str, JobSpec]:
-    """The job of every enabled account, by account name."""
+def specs_for(config: Config, grants: Mapping[str, int] | None = None) -> dict[str, JobSpec]:
+    """The job of every enabled account, by account name.
+
+    ``grants`` holds when each OAuth2 account's grant file last changed: a
+    reload after ``fetchd oauth login`` then sees the account as changed and
+    polls it at once, instead of an hour after its refused login.
+    """
     daemon = config.daemon
+    grants = grants or {}
     return {
-        name: JobSpec(account, account.interval or daemon.interval, daemon.jitter)
+        name: JobSpec(account, account.interval or daemon.interval, daemon.jitter, grants.get(name))
         for name, account in config.accounts.items()
         if account.enabled
     }

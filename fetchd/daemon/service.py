@@ -82,6 +82,17 @@ _HEARTBEAT_JOB = ":heartbeat"  # ':' cannot occur in an account name
 _LOAD_JOB = ":load"
 
 
+def grant_stamps(config: Config) -> dict[str, int]:
+    """When each OAuth2 account's grant file last changed; see ``specs_for``."""
+    stamps = {}
+    for name, account in config.accounts.items():
+        path = account.oauth2.token_file if account.oauth2 is not None else None
+        with contextlib.suppress(OSError):
+            if path is not None:
+                stamps[name] = path.stat().st_ctime_ns
+    return stamps
+
+
 class Daemon:
     """Schedules every enabled account of ``config`` and keeps systemd informed.
 
@@ -98,7 +109,7 @@ class Daemon:
         load_period: float = LOAD_PERIOD,
     ) -> None:
         self._config = config
-        self._specs = specs_for(config)
+        self._specs = specs_for(config, grant_stamps(config))
         self._notifier = notifier or Notifier()
         self._on_reload = on_reload
         self._lock = threading.Lock()
@@ -227,7 +238,7 @@ class Daemon:
 
     def _apply(self, config: Config) -> tuple[list[str], list[str], list[str]]:
         """Swap in ``config``; only accounts whose job changed are touched."""
-        new = specs_for(config)
+        new = specs_for(config, grant_stamps(config))
         with self._lock:
             old, old_config = self._specs, self._config
             self._specs, self._config = new, config

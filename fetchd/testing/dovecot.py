@@ -42,6 +42,23 @@ _MAIL_GROUP = "nogroup"
 _START_ATTEMPTS = 3
 _START_TIMEOUT = 15.0
 
+# With an introspection URL, XOAUTH2 and OAUTHBEARER tokens are checked by asking
+# it (RFC 7662); passwords still go to the passwd-file passdb, and tokens only here.
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+_OAUTH2_CONFIG = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
 _CONFIG = """\
 # Private test instance of fetchd; generated, do not edit.
 instance_name = {instance}
@@ -55,7 +72,7 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 auth_verbose = yes
 # Tests log in with wrong passwords on purpose: no failure delay, and no
 # per-IP brute-force penalty (the auth process cannot open the anvil socket).
@@ -75,9 +92,9 @@ lda_mailbox_autocreate = yes
 
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {root}/users
+  args = scheme=PLAIN {root}/users{passwd_mechanisms}
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = {root}/users
 }}
@@ -134,7 +151,11 @@ class Dovecot:
     host: str = "127.0.0.1"
 
     def __init__(
-        self, root: Path, users: Sequence[tuple[str, str]] = (("alice", "secret"),)
+        self,
+        root: Path,
+        users: Sequence[tuple[str, str]] = (("alice", "secret"),),
+        *,
+        oauth2_introspection_url: str | None = None,
     ) -> None:
         for name, password in users:
             if any(c in name + password for c in ":\n") or not name.isascii():
@@ -155,6 +176,7 @@ class Dovecot:
         self._process: subprocess.Popen[bytes] | None = None
         self._tls: TLSFiles | None = None
         self._counter = itertools.count()
+        self._introspection_url = oauth2_introspection_url
 
     def __enter__(self) -> Dovecot:
         self.start()
@@ -324,6 +346,11 @@ class Dovecot:
     def _write_config(self) -> Path:
         assert self._tls is not None
         config = self.root / "dovecot.conf"
+        url = self._introspection_url
+        if url is not None:
+            oauth2 = self.root / "dovecot-oauth2.conf.ext"
+            oauth2.write_text(_OAUTH2_CONFIG.format(url=url))
+            oauth2.chmod(0o644)  # read by Dovecot's unprivileged auth processes
         config.write_text(
             _CONFIG.format(
                 instance=f"fetchd-test-{os.getpid()}-{id(self):x}",
@@ -332,6 +359,9 @@ class Dovecot:
                 key=self._tls.key_file,
                 pop3_port=self.pop3_port,
                 pop3s_port=self.pop3s_port,
+                oauth2_mechanisms=" xoauth2 oauthbearer" if url else "",
+                passwd_mechanisms="\n  mechanisms = plain login" if url else "",
+                oauth2_passdb=_OAUTH2_PASSDB.format(root=self.root) if url else "",
                 protocols="pop3 lmtp" if self.lmtp else "pop3",
                 lmtp_service=_LMTP_SERVICE.format(lmtp_port=self.lmtp_port) if self.lmtp else "",
             )

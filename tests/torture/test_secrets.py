@@ -25,12 +25,20 @@ import pytest
 from fetchd.config import AccountConfig
 from fetchd.errors import AuthError, FetchdError
 from fetchd.log import configure_logging, get_logger
+from fetchd.oauth import REFRESH_MARGIN
 from fetchd.pop3 import auth, replies
 from fetchd.runner import run_account
 from fetchd.session import login
 from fetchd.store.state import State
+from fetchd.testing.dovecot import Dovecot
+from fetchd.testing.oauth2 import OAuth2TestServer
 from fetchd.testing.server import Mailbox, POP3TestServer, ServerOptions
 from tests.messages import make_message
+from tests.oauth.conftest import CLIENT_SECRET, auth_server, mail, oauth_dovecot, reset
+from tests.oauth.conftest import write_config as write_oauth_config
+
+# The OAuth2 fixtures, used by the token canary test at the end.
+__all__ = ["auth_server", "mail", "oauth_dovecot"]
 
 Start = Callable[..., POP3TestServer]
 
@@ -315,3 +323,67 @@ def test_a_crash_during_login_logs_its_traceback_without_the_secret(
     text = out.getvalue()
     assert "a bug while logging in" in text  # the traceback was logged
     assert PASSWORD not in text
+
+
+# --- OAuth2: tokens fetchd gets itself ------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_no_oauth2_token_in_output_or_data(
+    auth_server: OAuth2TestServer, mail: Dovecot, tmp_path: Path, fmt: str
+) -> None:
+    """Login, fetches that refresh and rotate, then a revoked grant: no token escapes.
+
+    The canaries are everything secret the flow handled: the client secret, the
+    device code, every access and refresh token the server issued, and the
+    SASL payloads that carried the access tokens. Only the grant file may hold them.
+    """
+    server = reset(auth_server)
+    setup = write_oauth_config(tmp_path, server, mail)
+    debug = 'log_level = "debug"'
+    setup.path.write_text(setup.path.read_text().replace(debug, f'{debug}\nlog_format = "{fmt}"'))
+    # Never more than fetchd's margin away from expiry: every login refreshes.
+    server.options.expires_in = int(REFRESH_MARGIN)
+    server.options.rotate = True
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "NO_COLOR": "1"}
+    outputs: list[tuple[str, subprocess.CompletedProcess[bytes]]] = []
+    for args in (("oauth", "login", "work"), ("fetch",), ("check", "--connect"), ("fetch",)):
+        mail.deliver("alice", make_message("for alice", "nothing secret here\n"))
+        done = subprocess.run(
+            [sys.executable, "-m", "fetchd", "-c", str(setup.path), *args],
+            capture_output=True, env=env, cwd=tmp_path, timeout=60, check=False,
+        )  # fmt: skip
+        outputs.append((" ".join(args), done))
+    server.revoke_all()
+    revoked = subprocess.run(
+        [sys.executable, "-m", "fetchd", "-c", str(setup.path), "fetch", "work"],
+        capture_output=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    outputs.append(("fetch after revocation", revoked))
+
+    for label, done in outputs[:-1]:
+        assert done.returncode == 0, (label, done.stderr[-2000:])
+    assert revoked.returncode == 1
+    assert b"fetchd oauth login work" in revoked.stderr
+    assert b"pop3" in outputs[1][1].stderr  # the transcript was on
+    assert server.count("refresh_token") >= 3  # the tokens really changed hands
+    forbidden = oauth_canaries(server, mail.pop3s_port)
+    assert leaks(setup.token_file.read_bytes(), forbidden)  # the canaries are the real tokens
+    for label, done in outputs:
+        assert not leaks(done.stdout, forbidden), f"{label} stdout: {leaks(done.stdout, forbidden)}"
+        assert not leaks(done.stderr, forbidden), f"{label} stderr: {leaks(done.stderr, forbidden)}"
+    for path in stored_files(setup.data_dir):
+        if path.parent != setup.token_file.parent:
+            assert not leaks(path.read_bytes(), forbidden), path
+    assert len(list(setup.data_dir.rglob("*.eml"))) >= 3
+
+
+def oauth_canaries(server: OAuth2TestServer, port: int) -> dict[bytes, str]:
+    found = {CLIENT_SECRET.encode(): "client secret"}
+    for token in server.issued:
+        found[token.encode()] = "issued"
+        for method in ("xoauth2", "oauthbearer"):
+            exchange = auth.sasl_exchange(method, "alice", token, "127.0.0.1", port)
+            assert exchange.initial is not None
+            found[exchange.initial.encode()] = method
+    return found
