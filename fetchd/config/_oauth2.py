@@ -10,7 +10,6 @@ client. ``token_file`` is where ``fetchd oauth login`` keeps the grant;
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from fetchd.config._values import (
     EnvName,
     KeyringEntry,
     ResolvedPath,
+    is_loopback,
 )
 
 
@@ -70,18 +70,9 @@ def _endpoint(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return url
     raise ValueError("must be an https:// URL (http:// only to localhost)")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _tenant(tenant: str) -> str:
