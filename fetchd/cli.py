@@ -221,6 +221,16 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     source.add_argument(
         "--password-credential", metavar="NAME", help="a systemd credential holding the password"
     )
+    source.add_argument(
+        "--password-keyring",
+        metavar="SERVICE/USER",
+        help="an entry of the desktop keyring holding the password",
+    )
+    source.add_argument(
+        "--keyring",
+        action="store_true",
+        help="ask for the password and keep it in the desktop keyring (as fetchd/NAME)",
+    )
     add.add_argument(
         "--delete-after-fetch",
         action="store_true",

@@ -7,12 +7,14 @@ which can also fail as a backend does when no keyring is reachable.
 
 from __future__ import annotations
 
+import io
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
+from fetchd.cli import main
 from fetchd.config import AccountConfig, load_config
 from fetchd.errors import ConfigError
 
@@ -106,3 +108,78 @@ def test_an_oauth2_client_secret_may_come_from_the_keyring(
     oauth2 = load_config(path).accounts["work"].oauth2
     assert oauth2 is not None
     assert oauth2.resolve_client_secret("work") == SECRET
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def writable_keyring(stored: dict[tuple[str, str], str], fails: bool = False) -> types.ModuleType:
+    """The stand-in, able to store and delete as ``fetchd account add --keyring`` does."""
+    module = fake_keyring(stored, fails)
+
+    def set_password(service: str, user: str, secret: str) -> None:
+        if fails:
+            raise NoKeyringError(f"no backend; was given {secret}")
+        stored[service, user] = secret
+
+    def delete_password(service: str, user: str) -> None:
+        del stored[service, user]
+
+    module.set_password = set_password  # type: ignore[attr-defined]
+    module.delete_password = delete_password  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture
+def starter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    config = tmp_path / "config.toml"
+    assert main(["init", str(config)]) == 0
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: SECRET)
+    return config
+
+
+def add_with_keyring(config: Path, *extra: str) -> int:
+    argv = ["account", "add", "work", "--host", "pop.example.com", "--user", "u", "--keyring"]
+    return main(["-c", str(config), *argv, *extra])
+
+
+def test_account_add_keeps_the_password_in_the_keyring(
+    starter: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stored: dict[tuple[str, str], str] = {}
+    monkeypatch.setitem(sys.modules, "keyring", writable_keyring(stored))
+    assert add_with_keyring(starter) == 0
+    assert stored == {("fetchd", "work"): SECRET}
+    drop_ins = sorted(p.name for p in (starter.parent / "accounts.d").iterdir())
+    assert drop_ins == ["work.toml"]  # no password file
+    assert SECRET not in (starter.parent / "accounts.d" / "work.toml").read_text()
+    account = load_config(starter).accounts["work"]
+    assert account.password_keyring == "fetchd/work"
+    assert account.resolve_secret() == SECRET
+    assert "keyring as fetchd/work" in capsys.readouterr().out
+
+
+def test_account_add_that_fails_takes_the_password_out_of_the_keyring_again(
+    starter: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored: dict[tuple[str, str], str] = {}
+    monkeypatch.setitem(sys.modules, "keyring", writable_keyring(stored))
+    assert add_with_keyring(starter, "--port", "70000") != 0  # the config does not load
+    assert stored == {}
+    assert list((starter.parent / "accounts.d").glob("*")) == []
+
+
+def test_account_add_without_a_reachable_keyring_writes_nothing(
+    starter: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "keyring", writable_keyring({}, fails=True))
+    assert add_with_keyring(starter) != 0
+    err = capsys.readouterr().err
+    assert "no keyring could be reached" in err
+    assert SECRET not in err
+    assert not (starter.parent / "accounts.d").exists() or not any(
+        (starter.parent / "accounts.d").iterdir()
+    )

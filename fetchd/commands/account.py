@@ -4,7 +4,8 @@
 daemon would; if that fails, the new files are removed again and every
 problem is printed. A password is never taken as an argument (it would land
 in the shell's history): without a password source option fetchd asks for it
-on the terminal and keeps it in ``accounts.d/NAME.password`` (mode 0600).
+on the terminal and keeps it in ``accounts.d/NAME.password`` (mode 0600), or
+with ``--keyring`` in the desktop keyring as ``fetchd/NAME``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from fetchd.commands import say
-from fetchd.config import default_config_path, drop_ins, load_config
+from fetchd.config import default_config_path, drop_ins, load_config, passwords
 from fetchd.errors import UsageError
 
-_SOURCES = ("password_command", "password_file", "password_env", "password_credential")
+_SOURCES = (
+    "password_command",
+    "password_file",
+    "password_env",
+    "password_credential",
+    "password_keyring",
+)
+#: The keyring's service for the passwords ``account add --keyring`` stores.
+KEYRING_SERVICE = "fetchd"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,19 +49,32 @@ def _add(args: argparse.Namespace, config_path: Path) -> int:
         raise UsageError(f"account {name} already exists in {existing}")
     table = _table(args)
     written: list[Path] = []
+    in_keyring = None
     try:
         if not any(key in table for key in _SOURCES):
             secret = _ask_password(args.user, args.host)
-            written.append(drop_ins.write_password_file(config_path, name, secret))
-            # Relative paths in drop-ins are read relative to the main config's directory.
-            table["password_file"] = f"{drop_ins.DROP_IN_DIR}/{name}.password"
+            if args.keyring:
+                in_keyring = f"{KEYRING_SERVICE}/{name}"
+                passwords.store_keyring(name, in_keyring, secret)
+                table["password_keyring"] = in_keyring
+            else:
+                written.append(drop_ins.write_password_file(config_path, name, secret))
+                # Relative paths in drop-ins are read relative to the main config's directory.
+                table["password_file"] = f"{drop_ins.DROP_IN_DIR}/{name}.password"
         written.append(drop_ins.write_drop_in(config_path, name, table))
         load_config(config_path)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
+        if in_keyring is not None:
+            passwords.forget_keyring(in_keyring)
         raise
     say(f"added account {name}: {drop_in}")
+    if in_keyring is not None:
+        say(
+            f"the password is in your keyring as {in_keyring}; only programs in this "
+            "desktop session reach it (a user service, not the system service)"
+        )
     if len(written) == 2 and os.geteuid() == 0:
         say(
             "note: a service running as its own user cannot read that password file; "
@@ -85,7 +107,8 @@ def _ask_password(user: str, host: str) -> str:
     if not sys.stdin.isatty():
         raise UsageError(
             "no password source given: use --password-command, --password-file, "
-            "--password-env or --password-credential, or run in a terminal to be asked"
+            "--password-env, --password-credential or --password-keyring, or run in a "
+            "terminal to be asked"
         )
     secret = getpass.getpass(f"Password for {user} at {host}: ")
     if not secret:

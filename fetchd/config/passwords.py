@@ -9,11 +9,13 @@ anything a password command printed (its output may be the secret itself).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from fetchd.errors import ConfigError
 
@@ -135,12 +137,7 @@ def read_keyring(account: str, entry: str, *, key: str = "password") -> str:
     """
     source = f"{key}_keyring {entry!r}"
     service, _, user = entry.rpartition("/")
-    try:
-        keyring = importlib.import_module("keyring")
-    except ImportError as exc:
-        raise ConfigError(
-            f"account {account}: {source} needs the keyring package: pip install 'fetchd[keyring]'"
-        ) from exc
+    keyring = _keyring_module(account, source)
     try:
         secret = keyring.get_password(service, user)
     except Exception as exc:  # any backend's failure: D-Bus, locked, none
@@ -151,6 +148,33 @@ def read_keyring(account: str, entry: str, *, key: str = "password") -> str:
             f"user {user!r} of service {service!r} (store one with `keyring set {service} {user}`)"
         )
     return _non_empty(account, source, secret, key)
+
+
+def store_keyring(account: str, entry: str, secret: str) -> None:
+    """Keep ``secret`` in the keyring as ``entry`` ("SERVICE/USER"): ``account add --keyring``."""
+    service, _, user = entry.rpartition("/")
+    source = f"password_keyring {entry!r}"
+    keyring = _keyring_module(account, source)
+    try:
+        keyring.set_password(service, user, secret)
+    except Exception as exc:  # any backend's failure, as when reading
+        raise ConfigError(f"account {account}: {source}: {_keyring_problem(exc)}") from None
+
+
+def forget_keyring(entry: str) -> None:
+    """Remove what ``store_keyring`` kept, if it can be; an undo, so nothing is raised."""
+    service, _, user = entry.rpartition("/")
+    with contextlib.suppress(Exception):
+        importlib.import_module("keyring").delete_password(service, user)
+
+
+def _keyring_module(account: str, source: str) -> Any:
+    try:
+        return importlib.import_module("keyring")
+    except ImportError as exc:
+        raise ConfigError(
+            f"account {account}: {source} needs the keyring package: pip install 'fetchd[keyring]'"
+        ) from exc
 
 
 def _keyring_problem(exc: Exception) -> str:
