@@ -7,6 +7,7 @@ them yields empty fields, never an error.
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
@@ -47,12 +48,34 @@ def _date(value: object) -> datetime | None:
         return None
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDRESS = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+#: The From forms nearly all mail uses, which ``parse_address`` reads without
+#: the stdlib's character-by-character parser: a bare address, or one in
+#: angle brackets after a name of plain words or a quoted name without escapes.
+_SIMPLE_FROM = re.compile(
+    rf"[ \t]*(?:(?P<bare>{_ADDRESS})"
+    rf'|(?:(?P<words>{_ATOM}(?: {_ATOM})*)|"(?P<quoted>[^"\\\r\n]*)")? ?<(?P<angled>{_ADDRESS})>)'
+    r"[ \t]*"
+)
+
+
+def parse_address(value: str) -> tuple[str, str]:
+    """``email.utils.parseaddr``, the same result, faster for the common forms."""
+    simple = _SIMPLE_FROM.fullmatch(value)
+    if simple is None:
+        return email.utils.parseaddr(value)
+    if simple["bare"] is not None:
+        return "", simple["bare"]
+    return simple["words"] or simple["quoted"] or "", simple["angled"]
+
+
 def _sender(headers: Message, warnings: list[str]) -> tuple[str, str]:
     raw = headers.get("from") or headers.get("sender")
     if raw is None:
         return "", ""
     try:
-        name, address = email.utils.parseaddr(unfold(str(raw)))
+        name, address = parse_address(unfold(str(raw)))
     except Exception:  # address parsing is not hardened against hostile input
         name, address = "", ""
     # Encoded words are decoded after parsing: a decoded name may contain ',' or '<'.
