@@ -14,13 +14,12 @@ import hashlib
 from collections.abc import Container, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import NamedTuple
 
 from fetchd.errors import ServerError
 from fetchd.pop3.client import Session, listing_caps
 from fetchd.pop3.commands import Command
-from fetchd.pop3.replies import parse_last, parse_scan_listing, parse_stat, parse_uidl_listing
+from fetchd.pop3.replies import Columns, parse_last, parse_stat, scan_columns, uidl_columns
 
 
 class ServerMessage(NamedTuple):
@@ -78,8 +77,8 @@ def read_listing(session: Session) -> Listing:
     (``client.listing_caps``): an endless listing ends in ReplyTooLongError.
     """
     count = 0
-    sizes: dict[int, int] = {}
-    uids: dict[int, str] | None = None
+    sizes: Columns[int] = ([], [])
+    uids: Columns[str] | None = None
     warnings: list[str] = []
     max_octets, max_lines = listing_caps(count)  # replaced once STAT answered
     for reply in session.pipelined([Command.stat(), Command.list(), Command.uidl()]):
@@ -87,34 +86,23 @@ def read_listing(session: Session) -> Listing:
         if name == "STAT":
             count = parse_stat(reply.check("STAT").response.text)[0]
             max_octets, max_lines = listing_caps(count)
+        # A listing may be long: its bytes are held only while it is parsed.
         elif name == "LIST":
             body = reply.check("LIST").read_all(max_octets=max_octets, max_lines=max_lines)
-            sizes = parse_scan_listing(body, warnings)
+            sizes, body = scan_columns(body, warnings), b""
         elif reply.ok:
             body = reply.read_all(max_octets=max_octets, max_lines=max_lines)
-            uids = parse_uidl_listing(body, warnings)
-    _compare(count, sizes, uids, warnings)
+            uids, body = uidl_columns(body, warnings), b""
+    if len(sizes[0]) != count:
+        warnings.append(f"STAT counts {count} messages but LIST lists {len(sizes[0])}")
     if uids is None:
-        return _without_uidl(session, sizes, warnings)
-    numbers = sorted(uids)  # already in order, as servers list: a single pass
-    listing = Listing(
-        numbers,
-        list(map(uids.__getitem__, numbers)),
-        list(map(sizes.get, numbers, repeat(0))),
-        "uidl",
-        warnings,
-    )
-    return _unique(listing)
-
-
-def _compare(
-    count: int, sizes: Mapping[int, int], uids: Mapping[int, str] | None, warnings: list[str]
-) -> None:
-    """Odd but harmless disagreements between STAT, LIST and UIDL become warnings."""
-    if len(sizes) != count:
-        warnings.append(f"STAT counts {count} messages but LIST lists {len(sizes)}")
-    if uids is not None and uids.keys() != sizes.keys():
-        warnings.append("LIST and UIDL list different message numbers")
+        return _without_uidl(session, dict(zip(*sizes, strict=True)), warnings)
+    numbers, ids = uids
+    if numbers == sizes[0]:  # as every sane server lists: one column of numbers for both
+        return _unique(Listing(numbers, ids, sizes[1], "uidl", warnings))
+    warnings.append("LIST and UIDL list different message numbers")
+    by_number = dict(zip(*sizes, strict=True))
+    return _unique(Listing(numbers, ids, [by_number.get(n, 0) for n in numbers], "uidl", warnings))
 
 
 def _without_uidl(session: Session, sizes: Mapping[int, int], warnings: list[str]) -> Listing:

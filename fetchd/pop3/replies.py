@@ -7,6 +7,7 @@ is lenient where it can be and raises ``ProtocolError`` where it cannot.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -125,21 +126,35 @@ def _numbered(entries: list[tuple[int, _T]], what: str) -> dict[int, _T]:
     return table
 
 
-def _numbered_plainly(table: dict[int, _T], lines: int) -> bool:
-    """Whether a listing read in bulk passes ``_numbered``'s checks; if not, the
-    line-by-line path raises its error."""
-    return len(table) == lines and (not table or min(table) >= 1)
+#: A listing as two columns: message numbers in increasing order, and what
+#: each line says of its message (size, or unique id).
+Columns = tuple[list[int], list[_T]]
+
+
+def _increasing(numbers: list[int]) -> bool:
+    """Whether message numbers rise strictly from at least 1: no repeats, none below 1."""
+    return not numbers or (numbers[0] >= 1 and all(map(operator.lt, numbers, numbers[1:])))
 
 
 def parse_scan_listing(body: bytes, warnings: list[str] | None = None) -> dict[int, int]:
     """The multi-line LIST reply: message number -> size in octets."""
+    numbers, sizes = scan_columns(body, warnings)
+    return dict(zip(numbers, sizes, strict=True))
+
+
+def scan_columns(body: bytes, warnings: list[str] | None = None) -> Columns[int]:
+    """``parse_scan_listing`` as columns, sorted by message number.
+
+    A plain listing in increasing order (what servers send) is read in bulk
+    without a dict: a mailbox of a million messages makes no object more
+    than it must.
+    """
     words = body.split()
     if _plain_scan(body, words):
-        numbers = list(map(int, words))  # ASCII digits only: _plain_scan said so
-        sizes = dict(zip(numbers[0::2], numbers[1::2], strict=True))
-        if _numbered_plainly(sizes, len(numbers) // 2):
-            return sizes
-    return scan_listing_by_line(body, warnings)
+        numbers = list(map(int, words[0::2]))  # ASCII digits only: _plain_scan said so
+        if _increasing(numbers):
+            return numbers, list(map(int, words[1::2]))
+    return _columns(scan_listing_by_line(body, warnings))
 
 
 def scan_listing_by_line(body: bytes, warnings: list[str] | None = None) -> dict[int, int]:
@@ -155,13 +170,24 @@ def scan_listing_by_line(body: bytes, warnings: list[str] | None = None) -> dict
 
 def parse_uidl_listing(body: bytes, warnings: list[str] | None = None) -> dict[int, str]:
     """The multi-line UIDL reply: message number -> unique id (see ``_uidl_entry``)."""
+    numbers, uids = uidl_columns(body, warnings)
+    return dict(zip(numbers, uids, strict=True))
+
+
+def uidl_columns(body: bytes, warnings: list[str] | None = None) -> Columns[str]:
+    """``parse_uidl_listing`` as columns, sorted by message number (see ``scan_columns``)."""
     words = body.split()
     if _plain_uidl(body, words):
-        # Printable ASCII only: decoding is the same as ``_uidl_entry``'s.
-        uids = dict(zip(map(int, words[0::2]), map(bytes.decode, words[1::2]), strict=True))
-        if _numbered_plainly(uids, len(words) // 2):
-            return uids
-    return uidl_listing_by_line(body, warnings)
+        numbers = list(map(int, words[0::2]))
+        if _increasing(numbers):
+            # Printable ASCII only: decoding is the same as ``_uidl_entry``'s.
+            return numbers, list(map(bytes.decode, words[1::2]))
+    return _columns(uidl_listing_by_line(body, warnings))
+
+
+def _columns(table: dict[int, _T]) -> Columns[_T]:
+    numbers = sorted(table)
+    return numbers, list(map(table.__getitem__, numbers))
 
 
 def uidl_listing_by_line(body: bytes, warnings: list[str] | None = None) -> dict[int, str]:

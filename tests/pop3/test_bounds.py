@@ -151,6 +151,28 @@ def test_odd_but_harmless_listings_warn() -> None:
     assert any("extra words" in warning for warning in listing.warnings)
 
 
+def test_listings_that_disagree_on_numbers_warn_and_keep_uidls_order() -> None:
+    wire = listing_wire(3, b"3 30\r\n1 10\r\n", b"1 a\r\n2 b\r\n3 c\r\n")
+    listing = read_listing(session_after_login(wire))
+    assert [(m.number, m.uid, m.size) for m in listing.messages] == [
+        (1, "a", 10),
+        (2, "b", 0),  # LIST did not say: no size limit can be applied to it
+        (3, "c", 30),
+    ]
+    assert any("list different message numbers" in warning for warning in listing.warnings)
+
+
+def test_a_listing_out_of_order_reads_as_in_order() -> None:
+    wire = listing_wire(3, b"2 20\r\n1 10\r\n3 30\r\n", b"3 c\r\n1 a\r\n2 b\r\n")
+    listing = read_listing(session_after_login(wire))
+    assert [(m.number, m.uid, m.size) for m in listing.messages] == [
+        (1, "a", 10),
+        (2, "b", 20),
+        (3, "c", 30),
+    ]
+    assert not any("different" in warning for warning in listing.warnings)
+
+
 @pytest.mark.parametrize("chunk", CHUNKS)
 def test_list_one_must_answer_the_number_asked(chunk: int | None) -> None:
     session = session_after_login([b"+OK 2 120\r\n", b"+OK 3 300\r\n"], chunk)
