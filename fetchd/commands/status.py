@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -63,9 +64,16 @@ def daemon_load(config: Config) -> Load | None:
         return state.load()
 
 
+#: A load record older than this is a daemon's that ended without clearing it
+#: (it writes one a minute while it runs): not a daemon overloaded now.
+_LOAD_STALE = 5 * 60.0
+
+
 def _load_line(load: Load | None) -> str | None:
     """One line for a daemon that cannot keep up; None while it does."""
     if load is None or load.overloaded_since is None:
+        return None
+    if time.time() - load.updated > _LOAD_STALE:
         return None
     since = _iso(load.overloaded_since) or ""
     return (

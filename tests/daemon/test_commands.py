@@ -335,6 +335,12 @@ def test_status_before_any_poll_and_after_some(
     [line] = [line for line in status(config, capsys).splitlines() if "overloaded" in line]
     assert "300 polls a minute of 6000 scheduled, polls wait up to 42 s" in line
 
+    # A daemon killed while overloaded leaves its last record: stale after minutes.
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_load(Load(time.time() - 900, 300.0, 6000.0, 42.0, time.time() - 600))
+    state.close()
+    assert "overloaded" not in status(config, capsys)
+
 
 def test_status_ignores_a_failure_of_a_disabled_account(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
