@@ -95,8 +95,12 @@ def _move_and_check(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     *args: str,
+    shared: Path | None = None,
 ) -> str:
-    """The scenario every tool goes through; returns what ``fetchd import`` printed."""
+    """The scenario every tool goes through; returns what ``fetchd import`` printed.
+
+    ``shared``: the old tool's Maildir, which fetchd now delivers into as well.
+    """
     for subject in FIRST:
         dovecot.deliver("alice", make_message(subject))
     fetch_first()
@@ -106,8 +110,10 @@ def _move_and_check(
     printed = capsys.readouterr().out
     (drop_in,) = (config.parent / "accounts.d").glob("*.toml")
     assert main(["-c", str(config), "fetch"]) == EXIT_OK
-    stored = _subjects(tmp_path / "data" / drop_in.stem / "Maildir")
-    assert stored == sorted(LATER)
+    if shared is None:
+        assert _subjects(tmp_path / "data" / drop_in.stem / "Maildir") == sorted(LATER)
+    else:  # what the old tool stored, then what fetchd stored: each once
+        assert _subjects(shared) == sorted(FIRST + LATER)
     assert len(dovecot.messages("alice")) == len(FIRST) + len(LATER)
     return printed
 
@@ -161,11 +167,13 @@ def test_mpop_move(
         f"passwordeval echo {user.password}\ndelivery maildir {maildir}\n\n"
         "account default : work\n",
     )
+    fetch = ["mpop", "-q", "work"]
     printed = _move_and_check(
-        server, "mpop", lambda: _run(["mpop", "-q", "work"], home), fetchd_config, tmp_path, capsys
+        server, "mpop", lambda: _run(fetch, home), fetchd_config, tmp_path, capsys, shared=maildir
     )
     assert "3 messages mpop had fetched are recorded as fetched" in printed
     table = tomllib.loads((fetchd_config.parent / "accounts.d" / "work.toml").read_text())
+    assert table["maildir"] == str(maildir)
     assert table["security"] == "tls"
     assert table["password_command"] == f"echo {user.password}"
     assert "account default: the same mailbox as an account above; imported once" in printed
@@ -203,10 +211,13 @@ def test_getmail_move(
     )
     fetch = ["getmail", "--rcfile", str(rc), "--getmaildir", str(directory)]
     printed = _move_and_check(
-        server, "getmail", lambda: _run(fetch, home), fetchd_config, tmp_path, capsys
-    )
+        server, "getmail", lambda: _run(fetch, home), fetchd_config, tmp_path, capsys,
+        shared=maildir,
+    )  # fmt: skip
     assert "3 messages getmail had fetched are recorded as fetched" in printed
-    assert "[destination] type = Maildir not translated" in printed
+    assert "[destination]" not in printed  # a Maildir destination translates
+    table = tomllib.loads(next((fetchd_config.parent / "accounts.d").glob("*.toml")).read_text())
+    assert table["maildir"] == str(maildir)
 
 
 # ---------------------------------------------------------------------------

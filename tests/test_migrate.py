@@ -103,15 +103,16 @@ def test_fetchmail_notes_name_each_construct_and_its_line(tmp_path: Path) -> Non
         "(the journal under systemd)" in notes
     )
     assert (
-        '12: mda "/usr/bin/procmail -d %T" not translated: fetchd stores every message '
-        "in its own Maildir" in notes
+        '12: mda "/usr/bin/procmail -d %T" not translated: fetchd delivers by its own '
+        "keys (maildir, mda, lmtp): set them by hand" in notes
     )
     assert (
         "7: fetchall not translated: fetchd fetches only the messages it has not fetched "
         "before" in notes
     )
     assert (
-        "10: is jane here not translated: fetchd stores every message in its own Maildir" in notes
+        "10: is jane here not translated: fetchd delivers by its own keys (maildir, mda, "
+        "lmtp): set them by hand" in notes
     )
     assert any(n.startswith("17: poll imap.example.org: protocol imap not imported") for n in notes)
     assert any(n.startswith("20: folder INBOX not translated") for n in notes)
@@ -271,6 +272,7 @@ def test_mpop_accounts_inherit_and_translate(tmp_path: Path) -> None:
         "password_command": "sh -c 'gpg -q -d ~/.work.gpg'",
         "delete_after_fetch": False,
         "max_message_size": 5 * 1024 * 1024,
+        "mda": ["sh", "-c", "/usr/bin/procmail -d jane"],  # mpop runs it through sh too
     }
     home = accounts["home"]
     assert (home.table["host"], home.table["port"], home.table["username"]) == (
@@ -282,10 +284,7 @@ def test_mpop_accounts_inherit_and_translate(tmp_path: Path) -> None:
     assert home.table["delete_after_fetch"] is True
     assert home.table["security"] == "starttls"
     notes = _notes(migration)
-    assert (
-        "12: delivery mda /usr/bin/procmail -d jane not translated: fetchd stores every "
-        "message in its own Maildir" in notes
-    )
+    assert not any(n.startswith("12: delivery") for n in notes)
     assert (
         "13: only_new off not translated: fetchd fetches only the messages it has not "
         "fetched before" in notes
@@ -374,6 +373,7 @@ max_messages_per_session = 10
         "delete_after_days": 30,
         "max_message_size": 1000000,
         "password_command": "/usr/bin/pass show 'mail work'",
+        "mda": ["/usr/bin/procmail"],
     }
     assert found.seen == {"U1", "U2"}
     notes = _notes(migration)
@@ -381,7 +381,7 @@ max_messages_per_session = 10
         "8: ssl_fingerprints = ('ab:cd',) not translated: fetchd checks the certificate "
         "against its CAs (ca_file)" in notes
     )
-    assert any(n.startswith("11: [destination] type = MDA_external not translated") for n in notes)
+    assert not any("[destination]" in n for n in notes)
     assert any(n.startswith("19: max_messages_per_session = 10 not translated") for n in notes)
     assert not any("read_all" in n for n in notes)
 
@@ -419,3 +419,54 @@ def test_fetchmail_ca_file_is_relative_to_the_rc_file(tmp_path: Path) -> None:
     (found,) = fetchmail.read(rc, tmp_path / "ids").accounts
     assert found.table["ca_file"] == str(tmp_path / "ca.pem")
     assert not _notes(fetchmail.read(rc, tmp_path / "ids"))
+
+
+@pytest.mark.parametrize(
+    ("delivery", "expected"),
+    [
+        ("delivery maildir ~/Maildir", {"maildir": "HOME/Maildir"}),
+        ("delivery mda /usr/bin/procmail -f %F", None),  # mpop's envelope sender: not ours
+        ("delivery mbox ~/mbox", None),
+    ],
+)
+def test_mpop_destinations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delivery: str, expected: dict[str, str] | None
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rc = _write(tmp_path / "rc", f"account a\nhost h.example\nuser u\n{delivery}\n")
+    migration = mpop.read(rc, None)
+    (found,) = migration.accounts
+    keys = {k: v for k, v in found.table.items() if k in ("maildir", "mda")}
+    if expected is None:
+        assert keys == {}
+        assert any(f"{delivery} not translated" in n for n in _notes(migration))
+    else:
+        assert keys == {k: v.replace("HOME", str(tmp_path)) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        ("type = Maildir\npath = /srv/mail/Maildir/", {"maildir": "/srv/mail/Maildir"}),
+        (
+            "type = MDA_external\npath = /usr/bin/maildrop\narguments = ('-d', 'jane')",
+            {"mda": ["/usr/bin/maildrop", "-d", "jane"]},
+        ),
+        ("type = MDA_external\npath = /usr/bin/procmail\narguments = ('-f', '%(sender)')", None),
+        ("type = MDA_external\npath = /bin/x\narguments = __import__('os')", None),
+        ("type = Mboxrd\npath = ~/mbox", None),
+    ],
+)
+def test_getmail_destinations(
+    tmp_path: Path, destination: str, expected: dict[str, object] | None
+) -> None:
+    rc = _write(
+        tmp_path / "getmailrc",
+        "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = pop.example.com\n"
+        f"username = u\npassword = p\n\n[destination]\n{destination}\n",
+    )
+    migration = getmail.read([rc])
+    (found,) = migration.accounts
+    keys = {k: v for k, v in found.table.items() if k in ("maildir", "mda")}
+    assert keys == (expected or {})
+    assert any("[destination]" in n for n in _notes(migration)) == (expected is None)

@@ -25,7 +25,7 @@ from typing import Any
 from fetchd.config.migrate import Found, Migration, Note, account_name, connection, distinct, shown
 from fetchd.config.migrate._fetchmail_lexer import PROTOCOLS, Token, tokens
 
-_DELIVERY = "fetchd stores every message in its own Maildir"
+_DELIVERY = "fetchd delivers by its own keys (maildir, mda, lmtp): set them by hand"
 _MULTIDROP = "fetchd stores a mailbox as one account's mail (no multidrop)"
 _AS_SENT = "fetchd stores messages as the server sent them"
 _BATCHES = "fetchd sizes its own batches and sessions"

@@ -21,7 +21,16 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from fetchd.config.migrate import Found, Migration, Note, account_name, connection, distinct, shown
+from fetchd.config.migrate import (
+    Found,
+    Migration,
+    Note,
+    account_name,
+    connection,
+    distinct,
+    expand_home,
+    shown,
+)
 
 #: POP3 retriever types -> the connection they make ("tls", or None: in clear).
 _POP3: dict[str, str | None] = {
@@ -135,15 +144,19 @@ def _read_one(path: Path, notes: list[Note]) -> Found | None:
                 line = f"{where}:{lines.get((section, key), 1)}"
                 notes.append(Note(line, f"{key} = {value} not translated: {reason}"))
     if parser.has_section("destination"):
-        dest = parser.get("destination", "type", fallback="")
-        line = f"{where}:{lines.get(('destination', 'type'), 1)}"
-        notes.append(
-            Note(
-                line,
-                f"[destination] type = {dest} not translated: fetchd stores "
-                "every message in its own Maildir",
+        destination = dict(parser.items("destination"))
+        translated = _destination(destination)
+        table.update(translated)
+        if not translated:
+            line = f"{where}:{lines.get(('destination', 'type'), 1)}"
+            dest = destination.get("type", "")
+            notes.append(
+                Note(
+                    line,
+                    f"[destination] type = {dest} not translated: fetchd delivers into a "
+                    "Maildir (maildir) or through an MDA without placeholders (mda) only",
+                )
             )
-        )
     if kind.startswith("BrokenUIDL"):
         notes.append(
             Note(
@@ -153,6 +166,26 @@ def _read_one(path: Path, notes: list[Note]) -> Found | None:
             )
         )
     return found
+
+
+def _destination(destination: dict[str, str]) -> dict[str, Any]:
+    """A ``Maildir`` or ``MDA_external`` destination as fetchd's ``maildir`` or ``mda``."""
+    kind, path = destination.get("type", "").strip(), destination.get("path", "").strip()
+    if kind == "Maildir" and path:
+        return {"maildir": str(expand_home(path).absolute())}
+    if kind != "MDA_external" or not path:
+        return {}
+    try:  # getmail writes the arguments as a Python tuple of strings
+        arguments = ast.literal_eval(destination.get("arguments", "()").strip() or "()")
+    except (ValueError, SyntaxError):
+        return {}
+    if isinstance(arguments, str):
+        arguments = (arguments,)
+    if not isinstance(arguments, tuple) or not all(isinstance(a, str) for a in arguments):
+        return {}
+    if any("%(" in word for word in (path, *arguments)):
+        return {}  # getmail fills in the sender and recipient; fetchd does not
+    return {"mda": [path, *arguments]}
 
 
 def _harmless(key: str, value: str) -> bool:

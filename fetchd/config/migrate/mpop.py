@@ -31,7 +31,7 @@ from fetchd.config.migrate import (
     shown,
 )
 
-_DELIVERY = "fetchd stores every message in its own Maildir"
+_DELIVERY = "fetchd delivers into a Maildir (maildir) or through an MDA (mda) only"
 _REASONS = {
     "delivery": _DELIVERY,
     "received_header": "fetchd stores messages as the server sent them",
@@ -176,6 +176,7 @@ def _found(block: Block, where: str, notes: list[Note]) -> Found | None:
     auth = settings.get("auth", "")
     if _AUTHS.get(auth):
         table["auth"] = _AUTHS[auth]
+    table.update(_delivery(settings.get("delivery", "")))
     for command, (value, line) in block.settings.items():
         if _noted(command, value, table, auth):
             reason = _REASONS.get(command, "fetchd has no such setting")
@@ -183,8 +184,21 @@ def _found(block: Block, where: str, notes: list[Note]) -> Found | None:
     return Found(account_name(block.name), table, here, secret=settings.get("password") or None)
 
 
+def _delivery(value: str) -> dict[str, Any]:
+    """``delivery maildir DIR`` and ``delivery mda CMD`` (without mpop's %F) as fetchd keys."""
+    method, _, where = value.strip().partition(" ")
+    where = where.strip()
+    if method == "maildir" and where:
+        return {"maildir": str(expand_home(where).absolute())}
+    if method == "mda" and where and "%F" not in where:
+        return {"mda": ["sh", "-c", where]}  # mpop runs it through the shell as well
+    return {}
+
+
 def _noted(command: str, value: str, table: dict[str, Any], auth: str) -> bool:
     """Whether a command of an account has no fetchd equivalent worth a note."""
+    if command == "delivery":
+        return "maildir" not in table and "mda" not in table
     if command == "tls_trust_file":
         return "ca_file" not in table and value not in ("system", "")
     if command == "auth":
