@@ -31,6 +31,7 @@ failure loses mail or fetches it again. They run under the account's lock, so
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import selectors
@@ -173,7 +174,7 @@ def message_facts(account: AccountConfig, data_dir: Path, job: HookJob) -> dict[
         "FETCHD_HOOK": job.pending.hook,
         "FETCHD_ACCOUNT": account.name,
         "FETCHD_UIDL": inert(job.pending.uid),
-        "FETCHD_MESSAGE": "" if job.path is None else str(data_dir / job.path),
+        "FETCHD_MESSAGE": "" if job.path is None else str(where_now(data_dir / job.path)),
         "FETCHD_ATTACHMENT_DIR": folder,
         "FETCHD_FROM": inert(job.sender),
         "FETCHD_FROM_ADDRESS": inert(job.sender_address),
@@ -183,6 +184,15 @@ def message_facts(account: AccountConfig, data_dir: Path, job: HookJob) -> dict[
     if job.pending.hook == "on_attachment":
         facts["FETCHD_ATTACHMENT"] = str(data_dir / job.pending.target)
     return facts
+
+
+def where_now(message: Path) -> Path:
+    """Where a message indexed in new/ is now: a mail client may have moved it to cur/,
+    adding ``:2,`` and its flags to the name (the Maildir convention), before the hook ran."""
+    if message.parent.name != "new" or message.exists():
+        return message
+    moved = sorted((message.parent.parent / "cur").glob(glob.escape(message.name) + ":*"))
+    return moved[0] if moved else message
 
 
 def error_facts(account: AccountConfig, error: BaseException, failures: int) -> dict[str, str]:

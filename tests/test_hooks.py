@@ -22,7 +22,13 @@ from structlog.testing import capture_logs
 
 from fetchd.cli import main
 from fetchd.config import load_config
-from fetchd.hooks import MAX_STARTS, DaemonHooks, inherited_environment, run_pending
+from fetchd.hooks import (
+    MAX_STARTS,
+    DaemonHooks,
+    inherited_environment,
+    run_pending,
+    where_now,
+)
 from fetchd.log import get_logger
 from fetchd.poll import poll_account, recover_account
 from fetchd.runner import AccountRun, run_account
@@ -536,3 +542,18 @@ def test_no_hook_inherits_any_account_password_or_stale_facts(tmp_path: Path) ->
     }
     env = inherited_environment(loaded.accounts["work"], shared.hidden, environ)
     assert sorted(env) == ["DBUS_SESSION_BUS_ADDRESS", "FETCHD_CONFIG", "PATH"]
+
+
+def test_a_message_a_mail_client_moved_to_cur_is_named_where_it_is_now(tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur"):
+        (maildir / sub).mkdir(parents=True)
+    name = "1.M2P3R4,FD=abc.host.eml"
+    indexed = maildir / "new" / name
+    assert where_now(indexed) == indexed  # not there at all: as indexed
+    indexed.write_bytes(b"x")
+    assert where_now(indexed) == indexed
+    moved = maildir / "cur" / f"{name}:2,S"
+    indexed.rename(moved)
+    (maildir / "cur" / "1.M2P3R4,FD=abcd.host.eml:2,").write_bytes(b"another message")
+    assert where_now(indexed) == moved
