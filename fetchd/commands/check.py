@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 
 from fetchd import access
 from fetchd.commands import load, say
@@ -51,8 +52,27 @@ def _verdict(account: AccountConfig, interval: float, *, connect: bool) -> list[
         return ["disabled (not polled)"]
     where = f"{account.host}:{account.port} ({account.security}), user {account.username}"
     if connect:
-        return [where, *_connect(account, interval), *_sharing(account)]
-    return [f"{where}, {_secret_check(account)}", *_sharing(account)]
+        return [where, *_connect(account, interval), *_sharing(account), *_hooks(account)]
+    return [f"{where}, {_secret_check(account)}", *_sharing(account), *_hooks(account)]
+
+
+def _hooks(account: AccountConfig) -> list[str]:
+    """A warning per hook or MDA whose program cannot be found: it would fail at every run."""
+    commands = {key: getattr(account, key) for key in ("on_message", "on_attachment", "on_error")}
+    commands["mda"] = account.mda
+    return [
+        f"warning: {key}: no program {argv[0]!r} on PATH"
+        if "/" not in argv[0]
+        else f"warning: {key}: {argv[0]} is not an executable file"
+        for key, argv in commands.items()
+        if argv and not _runnable(argv[0])
+    ]
+
+
+def _runnable(program: str) -> bool:
+    if "/" in program:
+        return os.path.isfile(program) and os.access(program, os.X_OK)
+    return shutil.which(program) is not None
 
 
 def _sharing(account: AccountConfig) -> list[str]:

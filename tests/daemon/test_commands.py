@@ -241,6 +241,25 @@ def test_check_says_who_may_read_the_mail(
     assert "warning" not in out
 
 
+def test_check_warns_of_hook_and_mda_programs_it_cannot_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[accounts.a]\nhost = "h"\nusername = "u"\npassword_env = "SET_PW"\n'
+        'on_message = ["sh", "-c", "true"]\non_error = ["no-such-notifier", "x"]\n'
+        'mda = ["/nonexistent/deliver"]\n'
+        '[accounts.b]\nhost = "h"\nusername = "u"\npassword_env = "SET_PW"\n'
+        'on_attachment = ["/bin/sh", "-c", "true"]\n'
+    )
+    monkeypatch.setenv("SET_PW", "x")
+    assert main(["-c", str(config), "check"]) == 0  # warnings: the account may still poll
+    out = capsys.readouterr().out
+    assert "  warning: on_error: no program 'no-such-notifier' on PATH" in out
+    assert "  warning: mda: /nonexistent/deliver is not an executable file" in out
+    assert out.count("warning") == 2
+
+
 def test_an_invalid_config_fails_check_with_every_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
