@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fetchd.config import OAuth2Config
-from fetchd.errors import AuthError, ProtocolError, UsageError
+from fetchd.errors import AuthError, NetworkError, ProtocolError, UsageError
 from fetchd.oauth._http import describe_error, post_form
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
@@ -22,6 +22,8 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_INTERVAL = 5.0
 #: What ``slow_down`` adds to the interval (RFC 8628 section 3.5).
 SLOW_DOWN_STEP = 5.0
+#: The longest wait between polls after network errors.
+MAX_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,14 @@ def _poll(
         clock.sleep(interval)
         if clock.monotonic() > deadline:
             break
-        answer = post_form(oauth2.token_endpoint, fields)
+        try:
+            answer = post_form(oauth2.token_endpoint, fields)
+        except NetworkError:
+            # Unreachable or overloaded for now: ask less often (RFC 8628 section 3.5)
+            # until the code expires, rather than give up a login the person may
+            # be approving at this moment.
+            interval = min(2 * max(interval, 1.0), MAX_INTERVAL)
+            continue
         error = answer.get("error")
         if error is None:
             return answer

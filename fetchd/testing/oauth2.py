@@ -43,6 +43,8 @@ class AuthServerOptions:
     approve_after: int = 2
     #: Poll numbers (1-based) answered ``slow_down`` instead.
     slow_down_at: frozenset[int] = frozenset()
+    #: Poll numbers (1-based) answered HTTP 503, as an overloaded endpoint does.
+    unavailable_at: frozenset[int] = frozenset()
     #: The person refuses: in the device flow, and at the authorization endpoint.
     deny: bool = False
     #: The person took too long: the poll after ``approve_after`` gets ``expired_token``.
@@ -227,14 +229,23 @@ class OAuth2TestServer:
         if time.time() > device.expires_at:
             return 400, {"error": "expired_token"}
         device.polls += 1
-        if device.polls in self.options.slow_down_at:
-            return 400, {"error": "slow_down"}
-        if device.polls <= self.options.approve_after:
-            return 400, {"error": "authorization_pending"}
+        waiting = self._waiting_answer(device.polls)
+        if waiting is not None:
+            return waiting
         del self._state.devices[code]
         if self.options.expired or self.options.deny:
             return 400, {"error": "expired_token" if self.options.expired else "access_denied"}
         return 200, self._issue(refresh=True)
+
+    def _waiting_answer(self, poll: int) -> tuple[int, dict[str, Any]] | None:
+        """What a device-code poll gets before the person's turn is over, if anything."""
+        if poll in self.options.unavailable_at:
+            return 503, {"error": "temporarily_unavailable"}
+        if poll in self.options.slow_down_at:
+            return 400, {"error": "slow_down"}
+        if poll <= self.options.approve_after:
+            return 400, {"error": "authorization_pending"}
+        return None
 
     def _issue(self, *, refresh: bool) -> dict[str, Any]:
         length = self.options.token_length

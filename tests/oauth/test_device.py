@@ -63,6 +63,19 @@ def test_polls_at_the_interval_and_slows_down_when_told(
     assert "user_code=" in said[1]
 
 
+def test_an_unavailable_token_endpoint_is_asked_less_often_not_given_up(
+    auth: OAuth2TestServer, tmp_path: Path
+) -> None:
+    auth.options.interval = 2
+    auth.options.approve_after = 4
+    auth.options.unavailable_at = frozenset({2, 3})
+    clock = FakeClock()
+    run(auth, tmp_path, clock)
+    # Two HTTP 503s double the wait each time (RFC 8628 section 3.5); the login succeeds.
+    assert clock.waits == [2, 2, 4, 8, 8]
+    assert (tmp_path / "oauth" / "work.json").is_file()
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [("deny", "access was denied"), ("expired", "the code expired")],
