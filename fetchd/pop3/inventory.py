@@ -16,7 +16,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from fetchd.errors import ServerError
+from fetchd.errors import ProtocolError, ServerError
 from fetchd.pop3.client import Session, listing_caps
 from fetchd.pop3.commands import Command
 from fetchd.pop3.replies import Columns, parse_last, parse_stat, scan_columns, uidl_columns
@@ -66,6 +66,9 @@ class Listing:
         return {message.uid: message for message in self.messages}
 
 
+#: The most messages one mailbox may list: ten times what mpop handles. A STAT
+#: beyond it is refused before any listing is read, whose caps it would set.
+MAX_MESSAGES = 10_000_000
 #: TOP n 0 is a message's header: far below this unless the server misbehaves.
 HEADER_MAX_OCTETS = 4 * 1024 * 1024
 
@@ -85,6 +88,11 @@ def read_listing(session: Session) -> Listing:
         name = reply.command.name
         if name == "STAT":
             count = parse_stat(reply.check("STAT").response.text)[0]
+            if count > MAX_MESSAGES:
+                raise ProtocolError(
+                    f"the server says it holds {count} messages, more than fetchd reads "
+                    f"in one mailbox ({MAX_MESSAGES}); nothing was fetched or deleted"
+                )
             max_octets, max_lines = listing_caps(count)
         # A listing may be long: its bytes are held only while it is parsed.
         elif name == "LIST":

@@ -219,3 +219,9 @@ def test_uidl_one_keeps_the_uid_exact_and_checks_the_number(chunk: int | None) -
     assert session.uidl_one(1).encode("utf-8", "surrogateescape") == b"u\xff"
     with pytest.raises(ProtocolError, match="about message 1"):
         session.uidl_one(2)
+
+
+def test_a_mailbox_beyond_any_sane_size_is_refused_before_its_listing() -> None:
+    session = session_after_login(listing_wire(10**12, b"1 10\r\n", b"1 a\r\n"))
+    with pytest.raises(ProtocolError, match="holds 1000000000000 messages"):
+        read_listing(session)
