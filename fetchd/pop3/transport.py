@@ -11,13 +11,17 @@ import functools
 import select
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from fetchd.errors import NetworkError, NetworkTimeout, TLSError
+
+#: One ``getaddrinfo`` answer: family, type, protocol, canonical name, address.
+_Address = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
 
 #: Bytes asked of the kernel per read: large reads keep Python's per-call cost low.
 READ_SIZE = 256 * 1024
@@ -87,6 +91,32 @@ def _context(ca_file: Path | None, stamp: int | None) -> ssl.SSLContext:
     return context
 
 
+def _resolve(host: str, port: int, seconds: float) -> list[_Address]:
+    """``getaddrinfo`` within ``seconds``, which the C resolver knows nothing of.
+
+    A DNS server that does not answer would otherwise hold the poll, and its
+    account's lock, for as long as the resolver retries. The lookup runs in a
+    thread of its own; one that outlives the deadline is left to finish alone.
+    """
+    found: list[_Address] = []
+    failed: list[OSError] = []
+
+    def lookup() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise NetworkTimeout(f"resolving {host} took longer than {seconds:g} s")
+    if failed:
+        raise NetworkError(f"cannot resolve {host}: {failed[0].strerror or failed[0]}")
+    return found
+
+
 def _connect(host: str, port: int, seconds: float) -> socket.socket:
     """A TCP connection within ``seconds`` in total, trying each address in turn.
 
@@ -94,10 +124,7 @@ def _connect(host: str, port: int, seconds: float) -> socket.socket:
     name with many dead addresses could take many times longer.
     """
     deadline = time.monotonic() + seconds
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise NetworkError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+    addresses = _resolve(host, port, seconds)
     error: OSError = OSError(f"no address for {host}")
     for family, kind, proto, _, address in addresses:
         left = deadline - time.monotonic()

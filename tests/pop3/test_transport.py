@@ -1,14 +1,19 @@
-"""The TLS context: verifying, shared between logins, rebuilt when the CA file changes."""
+"""The transport: the TLS context (verifying, shared, rebuilt when the CA file changes) and
+connecting within the connect timeout, name resolution included."""
 
 from __future__ import annotations
 
 import os
+import socket
 import ssl
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from fetchd.errors import TLSError
+from fetchd.errors import NetworkError, NetworkTimeout, TLSError
+from fetchd.pop3 import transport
 from fetchd.pop3.transport import tls_context
 from fetchd.testing.tlsfiles import make_test_ca, make_unrelated_ca
 
@@ -35,3 +40,35 @@ def test_a_changed_ca_file_gives_a_new_context(tmp_path: Path) -> None:
 def test_missing_ca_file_is_a_tls_error(tmp_path: Path) -> None:
     with pytest.raises(TLSError, match="cannot load the CA file"):
         tls_context(tmp_path / "nope.pem")
+
+
+def test_a_resolver_that_does_not_answer_is_bounded_by_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released = threading.Event()
+
+    def hangs(*args: object, **kwargs: object) -> list[object]:
+        released.wait(30)  # as a DNS server that never answers
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hangs)
+    started = time.monotonic()
+    with pytest.raises(NetworkTimeout, match=r"resolving pop\.example\.org took longer"):
+        transport._connect("pop.example.org", 995, 0.3)
+    assert time.monotonic() - started < 2
+    released.set()
+
+
+def test_a_name_that_does_not_resolve_is_a_network_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    with pytest.raises(NetworkError, match=r"cannot resolve nowhere\.invalid: Name or service"):
+        transport._connect("nowhere.invalid", 995, 5)
+
+
+def test_connects_to_a_listening_loopback_port() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        sock = transport._connect("localhost", server.getsockname()[1], 5)
+        sock.close()
