@@ -1113,3 +1113,17 @@ def test_hooks_are_argv_lists(tmp_path: Path) -> None:
 def test_a_hook_must_name_a_program_in_a_list(tmp_path: Path, value: str, problem: str) -> None:
     message = errors_of(tmp_path, MINIMAL + f"on_error = {value}\n")
     assert f"accounts.work.on_error: {problem}" in message
+
+
+def test_a_key_in_the_wrong_table_is_told_where_it_belongs(tmp_path: Path) -> None:
+    message = errors_of(
+        tmp_path, '[daemon]\nhost = "pop.example.com"\n' + MINIMAL + "max_parallel = 8\n"
+    )
+    assert "daemon.host: unknown key `host`; it belongs under [accounts.NAME]" in message
+    assert "accounts.work.max_parallel: unknown key `max_parallel`; it belongs under [daemon]" in (
+        message
+    )
+    # A near miss of a key of its own table is a typo, not a misplaced key.
+    message = errors_of(tmp_path, MINIMAL + 'hots = "x"\n')
+    assert "did you mean `host`?" in message
+    assert "belongs" not in message

@@ -163,6 +163,23 @@ def _nearest_line(sources: Sources, file: Path, keys: KeyPath) -> int:
     return 0
 
 
+def _elsewhere(root: type[BaseModel], keys: KeyPath) -> str:
+    """Where an unknown key belongs, when another top-level table of the config has it:
+    an account's key under ``[daemon]`` or a daemon setting in an account."""
+    key = str(keys[-1])
+    for name, field in root.model_fields.items():
+        table, _ = _unwrap(field.annotation)
+        if get_origin(table) is dict:
+            table, _ = _unwrap(get_args(table)[-1])
+            where = f"[{name}.NAME]"
+        else:
+            where = f"[{name}]"
+        is_model = isinstance(table, type) and issubclass(table, BaseModel)
+        if name != keys[0] and is_model and key in table.model_fields and key not in _FILLED_IN:
+            return f"; it belongs under {where}"
+    return ""
+
+
 def describe_errors(exc: ValidationError, sources: Sources, root: type[BaseModel]) -> Iterator[str]:
     """Turn pydantic's errors into ``FILE:LINE: key.path: message`` lines, without input values."""
     unions: dict[KeyPath, list[str]] = {}
@@ -172,6 +189,8 @@ def describe_errors(exc: ValidationError, sources: Sources, root: type[BaseModel
         if keys[-1:] == ("name",) and len(keys) == 3 and keys[0] == "accounts":
             keys = keys[:-1]  # the name was filled in from the table key or file name
         words = _message(error, allowed)
+        if error["type"] == "extra_forbidden" and "did you mean" not in words:
+            words += _elsewhere(root, keys)
         if words == _ARRAY and keys[-1:] and keys[-1] in _COMMAND_KEYS:
             words = _COMMAND
         if not tagged:
