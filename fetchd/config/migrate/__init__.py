@@ -163,6 +163,17 @@ def shell_command(command: str) -> str:
     return shlex.join(["sh", "-c", command])
 
 
+def read_state_file(path: Path, notes: list[Note]) -> bytes | None:
+    """The old tool's record of what it fetched; None if it has none, or (noted) if unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        notes.append(Note(shown(path), f"cannot read: {exc.strerror}"))
+        return None
+
+
 def expand_home(text: str) -> Path:
     """A file name from an old config: a leading ``~`` is the home directory."""
     return Path(os.path.expanduser(text))

@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fetchd.config.migrate import Found, Migration, Note, account_name, connection, distinct, shown
+from fetchd.config.migrate import (
+    Found,
+    Migration,
+    Note,
+    account_name,
+    connection,
+    distinct,
+    read_state_file,
+    shown,
+)
 from fetchd.config.migrate._fetchmail_lexer import PROTOCOLS, Token, tokens
 
 _DELIVERY = "fetchd delivers by its own keys (maildir, mda, lmtp): set them by hand"
@@ -531,12 +540,8 @@ def parse_ids(data: bytes) -> dict[tuple[str, str], set[str]]:
 
 
 def _read_ids(migration: Migration, path: Path) -> None:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        migration.notes.append(Note(shown(path), f"cannot read: {exc.strerror}"))
+    data = read_state_file(path, migration.notes)
+    if data is None:
         return
     seen = parse_ids(data)
     for found in migration.accounts:

@@ -29,6 +29,7 @@ from fetchd.config.migrate import (
     connection,
     distinct,
     expand_home,
+    read_state_file,
     shown,
 )
 
@@ -265,11 +266,7 @@ def _read_oldmail(found: Found, directory: Path, notes: list[Note]) -> None:
         return
     table = found.table
     path = directory / oldmail_name(table["host"], table["port"], table["username"])
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        notes.append(Note(shown(path), f"cannot read: {exc.strerror}"))
+    data = read_state_file(path, notes)
+    if data is None:
         return
     found.seen, found.state_file = parse_oldmail(data), path

@@ -27,6 +27,7 @@ from fetchd.config.migrate import (
     account_name,
     connection,
     expand_home,
+    read_state_file,
     shell_command,
     shown,
 )
@@ -264,12 +265,8 @@ def parse_uidls(data: bytes) -> dict[tuple[str, str], set[str]]:
 
 def _read_uidls(found: Found, block: Block, state: Path | None, notes: list[Note]) -> None:
     path = uidls_path(block, state)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        notes.append(Note(shown(path), f"cannot read: {exc.strerror}"))
+    data = read_state_file(path, notes)
+    if data is None:
         return
     uids = parse_uidls(data).get((found.table["host"], found.table["username"]))
     if uids:
