@@ -65,14 +65,8 @@ def _hooks(account: AccountConfig) -> list[str]:
         if "/" not in argv[0]
         else f"warning: {key}: {argv[0]} is not an executable file"
         for key, argv in commands.items()
-        if argv and not _runnable(argv[0])
+        if argv and shutil.which(argv[0]) is None  # a path is checked as it is, a name on PATH
     ]
-
-
-def _runnable(program: str) -> bool:
-    if "/" in program:
-        return os.path.isfile(program) and os.access(program, os.X_OK)
-    return shutil.which(program) is not None
 
 
 def _sharing(account: AccountConfig) -> list[str]:
