@@ -31,8 +31,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
+from fetchd.testing._running import Running
 from fetchd.testing.tlsfiles import TLSFiles, make_test_ca
 
 __all__ = ["Dovecot", "DovecotUser"]
@@ -142,7 +142,7 @@ class DovecotUser:
     maildir: Path
 
 
-class Dovecot:
+class Dovecot(Running):
     """A private Dovecot serving POP3 (plain and implicit TLS) on loopback ports.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -177,18 +177,6 @@ class Dovecot:
         self._tls: TLSFiles | None = None
         self._counter = itertools.count()
         self._introspection_url = oauth2_introspection_url
-
-    def __enter__(self) -> Dovecot:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def lmtp_socket(self) -> Path:

@@ -25,8 +25,9 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from fetchd.testing._running import Running
 
 __all__ = ["AuthServerOptions", "OAuth2TestServer"]
 
@@ -75,7 +76,7 @@ class _State:
     access_tokens: dict[str, float] = field(default_factory=dict)
 
 
-class OAuth2TestServer:
+class OAuth2TestServer(Running):
     """A threaded OAuth2 server on 127.0.0.1; a context manager."""
 
     def __init__(self, options: AuthServerOptions | None = None) -> None:
@@ -90,18 +91,6 @@ class OAuth2TestServer:
         self._state = _State()
         self._http: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> OAuth2TestServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"

@@ -21,10 +21,10 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, cast
 
 from fetchd.testing._connection import Hangup, shutdown_quietly
+from fetchd.testing._running import Running
 from fetchd.testing._session import Session
 
 __all__ = ["Mailbox", "POP3TestServer", "ServerOptions"]
@@ -154,7 +154,7 @@ class ServerOptions:
     endless_sasl: bool = False
 
 
-class POP3TestServer:
+class POP3TestServer(Running):
     """A threaded POP3 server on 127.0.0.1; a context manager.
 
     ``tls_context`` makes the listener implicit TLS (POP3S); STLS is configured
@@ -181,18 +181,6 @@ class POP3TestServer:
         self._connections: set[socket.socket] = set()
         self._tcp: _TCPServer | None = None
         self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> POP3TestServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Bind a free loopback port and serve in a background thread."""
