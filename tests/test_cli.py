@@ -202,7 +202,7 @@ def test_man_page_renders_without_warnings_and_names_everything(
 ) -> None:
     roff = _printed(capsys, "man")
     groff = subprocess.run(
-        ["groff", "-man", "-Tutf8", "-ww", "-z"],
+        ["groff", "-man", "-Tutf8", "-ww", "-Wbreak", "-z"],  # a long word may overflow
         check=False,
         input=roff,
         capture_output=True,
@@ -254,7 +254,7 @@ def test_roff_text_is_never_a_request_and_renders_without_warnings(text: str) ->
     assert re.fullmatch(r"(?:[^\\]|\\[e\-&]|\\\[u[0-9A-F]{4,6}\])*", line)
     page = f".TH X 1\n.SH NAME\nx\n.TP\n.B y\n{line}\n"
     groff = subprocess.run(
-        ["groff", "-man", "-Tutf8", "-ww", "-z"],
+        ["groff", "-man", "-Tutf8", "-ww", "-Wbreak", "-z"],  # a long word may overflow
         check=False,
         input=page.encode(),
         capture_output=True,
