@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import operator
 import re
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -127,13 +129,67 @@ def _numbered(entries: list[tuple[int, _T]], what: str) -> dict[int, _T]:
 
 
 #: A listing as two columns: message numbers in increasing order, and what
-#: each line says of its message (size, or unique id).
-Columns = tuple[list[int], list[_T]]
+#: each line says of its message (size, or unique id). The numbers are a
+#: ``range`` when they run 1..N, as they do on every sane server, and sizes an
+#: ``array``: a million of either would otherwise be a million int objects.
+Columns = tuple[Sequence[int], Sequence[_T]]
+
+#: Octets of a listing split into words at a time: bounds the word lists that
+#: a listing of a million lines would otherwise make all at once.
+CHUNK_OCTETS = 1 << 20
 
 
-def _increasing(numbers: list[int]) -> bool:
+def _chunks(body: bytes, octets: int) -> Iterator[bytes]:
+    """``body`` in pieces of whole lines, each about ``octets`` long."""
+    start = 0
+    while start < len(body):
+        end = body.find(b"\n", start + octets)
+        end = len(body) if end < 0 else end + 1
+        yield body[start:end]
+        start = end
+
+
+def _increasing(numbers: Sequence[int]) -> bool:
     """Whether message numbers rise strictly from at least 1: no repeats, none below 1."""
     return not numbers or (numbers[0] >= 1 and all(map(operator.lt, numbers, numbers[1:])))
+
+
+class _NumberColumn:
+    """The first column of a plain listing, read a chunk at a time.
+
+    Kept as ``range(1, N + 1)`` while every chunk continues the run 1..N,
+    and as a list of ints from the first that does not.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.listed: list[int] | None = None  # None: 1..count so far
+
+    def add(self, words: list[bytes]) -> bool:
+        """Take one chunk's numbers; False if they do not rise strictly from 1."""
+        numbers = list(map(int, words))  # ASCII digits only: the caller checked
+        if not _increasing(numbers):
+            return False
+        rising_by_one = not numbers or numbers[-1] - numbers[0] == len(numbers) - 1
+        if self.listed is None and rising_by_one and numbers[:1] in ([], [self.count + 1]):
+            self.count += len(numbers)
+            return True
+        if self.listed is None:
+            self.listed = list(range(1, self.count + 1))
+        if self.listed and numbers and numbers[0] <= self.listed[-1]:
+            return False
+        self.listed += numbers
+        return True
+
+    def column(self) -> Sequence[int]:
+        return range(1, self.count + 1) if self.listed is None else self.listed
+
+
+def _size_column(sizes: list[int]) -> Sequence[int]:
+    try:
+        return array("q", sizes)
+    except OverflowError:  # an absurd size: kept as it was sent, and refused later
+        return sizes
 
 
 def parse_scan_listing(body: bytes, warnings: list[str] | None = None) -> dict[int, int]:
@@ -142,19 +198,22 @@ def parse_scan_listing(body: bytes, warnings: list[str] | None = None) -> dict[i
     return dict(zip(numbers, sizes, strict=True))
 
 
-def scan_columns(body: bytes, warnings: list[str] | None = None) -> Columns[int]:
+def scan_columns(
+    body: bytes, warnings: list[str] | None = None, *, chunk: int = CHUNK_OCTETS
+) -> Columns[int]:
     """``parse_scan_listing`` as columns, sorted by message number.
 
-    A plain listing in increasing order (what servers send) is read in bulk
-    without a dict: a mailbox of a million messages makes no object more
-    than it must.
+    A plain listing in increasing order (what servers send) is read in bulk,
+    a chunk at a time, without a dict: a mailbox of a million messages makes
+    no object more than it must.
     """
-    words = body.split()
-    if _plain_scan(body, words):
-        numbers = list(map(int, words[0::2]))  # ASCII digits only: _plain_scan said so
-        if _increasing(numbers):
-            return numbers, list(map(int, words[1::2]))
-    return _columns(scan_listing_by_line(body, warnings))
+    numbers, sizes = _NumberColumn(), list[int]()
+    for piece in _chunks(body, chunk):
+        words = piece.split()
+        if not (_plain_scan(piece, words) and numbers.add(words[0::2])):
+            return _columns(scan_listing_by_line(body, warnings))
+        sizes += map(int, words[1::2])
+    return numbers.column(), _size_column(sizes)
 
 
 def scan_listing_by_line(body: bytes, warnings: list[str] | None = None) -> dict[int, int]:
@@ -174,18 +233,21 @@ def parse_uidl_listing(body: bytes, warnings: list[str] | None = None) -> dict[i
     return dict(zip(numbers, uids, strict=True))
 
 
-def uidl_columns(body: bytes, warnings: list[str] | None = None) -> Columns[str]:
+def uidl_columns(
+    body: bytes, warnings: list[str] | None = None, *, chunk: int = CHUNK_OCTETS
+) -> tuple[Sequence[int], list[str]]:
     """``parse_uidl_listing`` as columns, sorted by message number (see ``scan_columns``)."""
-    words = body.split()
-    if _plain_uidl(body, words):
-        numbers = list(map(int, words[0::2]))
-        if _increasing(numbers):
-            # Printable ASCII only: decoding is the same as ``_uidl_entry``'s.
-            return numbers, list(map(bytes.decode, words[1::2]))
-    return _columns(uidl_listing_by_line(body, warnings))
+    numbers, uids = _NumberColumn(), list[str]()
+    for piece in _chunks(body, chunk):
+        words = piece.split()
+        if not (_plain_uidl(piece, words) and numbers.add(words[0::2])):
+            return _columns(uidl_listing_by_line(body, warnings))
+        # Printable ASCII only: decoding is the same as ``_uidl_entry``'s.
+        uids += map(bytes.decode, words[1::2])
+    return numbers.column(), uids
 
 
-def _columns(table: dict[int, _T]) -> Columns[_T]:
+def _columns(table: dict[int, _T]) -> tuple[list[int], list[_T]]:
     numbers = sorted(table)
     return numbers, list(map(table.__getitem__, numbers))
 

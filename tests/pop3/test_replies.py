@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,8 +16,10 @@ from fetchd.pop3.replies import (
     parse_capa,
     parse_scan_listing,
     parse_uidl_listing,
+    scan_columns,
     scan_listing_by_line,
     split_lines,
+    uidl_columns,
     uidl_listing_by_line,
 )
 from tests.pop3.test_core import body_of, feed, in_transaction, stuff
@@ -191,3 +197,66 @@ def test_a_listing_parsed_in_bulk_reads_as_it_does_line_by_line(body: bytes) -> 
 def test_near_misses_of_a_plain_listing_read_as_line_by_line(body: bytes) -> None:
     assert _outcome(parse_scan_listing, body) == _outcome(scan_listing_by_line, body)
     assert _outcome(parse_uidl_listing, body) == _outcome(uidl_listing_by_line, body)
+
+
+# -- a listing read a piece at a time ------------------------------------------------------
+
+
+def _in_pieces(columns: Callable[..., tuple[Sequence[int], Sequence[object]]], chunk: int) -> Any:
+    def parse(body: bytes, warnings: list[str]) -> dict[int, object]:
+        return dict(zip(*columns(body, warnings, chunk=chunk), strict=True))
+
+    return parse
+
+
+_RUN = st.integers(0, 12).map(
+    lambda n: b"".join(b"%d %d\r\n" % (i, 100 + i) for i in range(1, n + 1))
+)
+
+
+@given(
+    st.lists(st.one_of(_RUN, _PLAIN_LINE, _LISTING_LINE), max_size=6).map(b"".join),
+    st.integers(1, 40),
+)
+def test_a_listing_read_in_pieces_reads_as_it_does_line_by_line(body: bytes, chunk: int) -> None:
+    """Pieces end at line ends; runs of 1..N, gaps, repeats and odd lines span them."""
+    assert _outcome(_in_pieces(scan_columns, chunk), body) == _outcome(scan_listing_by_line, body)
+    assert _outcome(_in_pieces(uidl_columns, chunk), body) == _outcome(uidl_listing_by_line, body)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
+def test_numbers_that_run_from_one_are_a_range_and_sizes_an_array(chunk: int) -> None:
+    numbers, sizes = scan_columns(b"1 10\r\n2 20\r\n3 30\r\n", chunk=chunk)
+    assert (numbers, list(sizes)) == (range(1, 4), [10, 20, 30])
+    assert isinstance(sizes, array)
+    numbers, uids = uidl_columns(b"1 a\n2 b\n3 c\n", chunk=chunk)
+    assert (numbers, uids) == (range(1, 4), ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
+@pytest.mark.parametrize(
+    ("body", "numbers"),
+    [
+        (b"1 1\n2 2\n4 4\n", [1, 2, 4]),  # the run breaks after two
+        (b"2 2\n3 3\n", [2, 3]),  # rises by one, but not from 1
+        (b"1 1\n3 3\n4 4\n5 5\n", [1, 3, 4, 5]),
+    ],
+)
+def test_numbers_that_do_not_run_from_one_are_a_list(
+    body: bytes, numbers: list[int], chunk: int
+) -> None:
+    assert scan_columns(body, chunk=chunk)[0] == numbers
+    assert uidl_columns(body, chunk=chunk)[0] == numbers
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
+def test_a_number_repeated_in_a_later_piece_is_refused(chunk: int) -> None:
+    with pytest.raises(ProtocolError, match="repeats message number 2"):
+        scan_columns(b"1 1\n2 2\n2 3\n", chunk=chunk)
+    with pytest.raises(ProtocolError, match="repeats message number 1"):
+        uidl_columns(b"1 a\n2 b\n1 c\n", chunk=chunk)
+
+
+def test_a_size_beyond_64_bits_is_kept_as_sent() -> None:
+    numbers, sizes = scan_columns(b"1 10\r\n2 99999999999999999999\r\n")
+    assert (list(numbers), list(sizes)) == ([1, 2], [10, 99999999999999999999])
