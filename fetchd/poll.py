@@ -59,7 +59,7 @@ from fetchd.errors import (
 )
 from fetchd.pop3.client import Session, Transcript, error_for
 from fetchd.pop3.commands import Command
-from fetchd.pop3.inventory import Listing, ServerMessage, new_messages, read_listing
+from fetchd.pop3.inventory import Listing, ServerMessage, compare, new_messages, read_listing
 from fetchd.session import login
 from fetchd.store.account import AccountStore, Committed, Spooled
 from fetchd.store.state import State
@@ -341,15 +341,16 @@ class Choice:
 
 def choose(account: AccountConfig, state: State, listing: Listing) -> Choice:
     """Decide from the state alone what ``listing`` calls for; changes nothing."""
-    recorded, on_server = state.known_uids(account.name)
-    unknown = new_messages(listing, recorded)
+    on_server = state.recorded_ids(account.name, on_server=True)
+    seen = compare(listing, on_server, state.recorded_ids(account.name, on_server=False))
+    unknown = seen.unknown
     fetch = rules.due(unknown, state.failing(account.name))
     due = {m.uid for m in fetch}
     return Choice(
         fetch=fetch,
         delete=_due_for_deletion(account, state, listing),
         backing_off=[m for m in unknown if m.uid not in due],
-        gone=_gone(listing, on_server),
+        gone=seen.vanished,
         unknown=len(unknown),
     )
 
@@ -520,13 +521,6 @@ def _due_for_deletion(
     known = state.known(account.name)
     due = {uid for uid in listing.uids if rules.should_delete(account, known.get(uid))}
     return listing.select(due) if due else []
-
-
-def _gone(listing: Listing, on_server: set[str]) -> list[str]:
-    """Messages another client deleted; only UIDL can tell (message numbers are reused)."""
-    if listing.method != "uidl":
-        return []
-    return sorted(on_server.difference(listing.uids))
 
 
 def _drop_oversized(run: _Pass, todo: list[ServerMessage]) -> list[ServerMessage]:

@@ -9,11 +9,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fetchd.errors import StorageError
+from fetchd.store import state as state_module
 from fetchd.store.state import (
     MAX_RETRY_DELAY,
     SCHEMA_VERSION,
@@ -77,6 +82,39 @@ def test_known_uids_of_utf8_ids_only_and_nothing_gone(state: State) -> None:
     state.mark_gone("a", ["ünï"])
     recorded, on_server = state.known_uids("a")
     assert (recorded, on_server) == (set(uids), set(uids) - {"ünï"})
+
+
+# Ids as a server may send them: UTF-8, raw bytes (surrogates), NUL, tab, the
+# separator SQLite joins them with, and nothing at all.
+_IDS = st.lists(
+    st.one_of(
+        st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=6),
+        st.sampled_from(["", "\n", "a\nb", "nul\x00", "tab\t", "ünï", ODD, ODDER, "\udce2\udc82"]),
+    ),
+    unique=True,
+    max_size=12,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(on_server=_IDS, gone=_IDS, chunk=st.integers(1, 8))
+def test_recorded_ids_come_whole_in_pieces(
+    on_server: list[str], gone: list[str], chunk: int
+) -> None:
+    gone = [uid for uid in gone if uid not in on_server]
+    state = State.in_memory()
+    try:
+        state.record("a", [Fetched(uid, "stored") for uid in on_server + gone])
+        state.record("other", [Fetched("elsewhere", "stored")])
+        state.mark_gone("a", gone)
+        with patch.object(state_module, "ID_CHUNK", chunk):
+            pieces = list(state.recorded_ids("a", on_server=True))
+            gone_pieces = list(state.recorded_ids("a", on_server=False))
+    finally:
+        state.close()
+    assert sorted(chain.from_iterable(pieces)) == sorted(on_server)
+    assert sorted(chain.from_iterable(gone_pieces)) == sorted(gone)
+    assert all(pieces), "no empty piece"
 
 
 def test_uid_columns_hold_the_wire_bytes(state: State) -> None:

@@ -11,9 +11,11 @@ read the mailbox) still cannot cause a duplicate.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Container, Mapping
+import operator
+from collections.abc import Container, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from typing import NamedTuple
 
 from fetchd.errors import ProtocolError, ServerError
@@ -41,11 +43,13 @@ class Listing:
     ``select`` make ServerMessages for the few a poll acts on.
     """
 
-    numbers: list[int]
+    numbers: Sequence[int]
     uids: list[str]
-    sizes: list[int]
+    sizes: Sequence[int]
     method: str  # "uidl" | "last" | "headers"
     warnings: list[str] = field(default_factory=list)
+    #: The set of ``uids`` that ``_unique`` made, until ``take_ids`` hands it over.
+    _ids: set[str] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -65,6 +69,16 @@ class Listing:
     def by_uid(self) -> dict[str, ServerMessage]:
         return {message.uid: message for message in self.messages}
 
+    def take_ids(self) -> set[str]:
+        """The listed ids as a set of the caller's own, to change as it likes.
+
+        The first call hands over the set ``read_listing`` made to find
+        repeated ids: at a million messages, making it again would cost about
+        as much as comparing the whole listing with the state.
+        """
+        ids, self._ids = self._ids, None
+        return set(self.uids) if ids is None else ids
+
 
 #: The most messages one mailbox may list: ten times what mpop handles. A STAT
 #: beyond it is refused before any listing is read, whose caps it would set.
@@ -80,8 +94,8 @@ def read_listing(session: Session) -> Listing:
     (``client.listing_caps``): an endless listing ends in ReplyTooLongError.
     """
     count = 0
-    sizes: Columns[int] = ([], [])
-    uids: Columns[str] | None = None
+    sizes: Columns[int] = (range(0), [])
+    uids: tuple[Sequence[int], list[str]] | None = None
     warnings: list[str] = []
     max_octets, max_lines = listing_caps(count)  # replaced once STAT answered
     for reply in session.pipelined([Command.stat(), Command.list(), Command.uidl()]):
@@ -106,11 +120,17 @@ def read_listing(session: Session) -> Listing:
     if uids is None:
         return _without_uidl(session, dict(zip(*sizes, strict=True)), warnings)
     numbers, ids = uids
-    if numbers == sizes[0]:  # as every sane server lists: one column of numbers for both
+    if _same(numbers, sizes[0]):  # as every sane server lists: one column of numbers for both
         return _unique(Listing(numbers, ids, sizes[1], "uidl", warnings))
     warnings.append("LIST and UIDL list different message numbers")
     by_number = dict(zip(*sizes, strict=True))
     return _unique(Listing(numbers, ids, [by_number.get(n, 0) for n in numbers], "uidl", warnings))
+
+
+def _same(numbers: Sequence[int], others: Sequence[int]) -> bool:
+    if isinstance(numbers, range) and isinstance(others, range):
+        return numbers == others
+    return len(numbers) == len(others) and all(map(operator.eq, numbers, others))
 
 
 def _without_uidl(session: Session, sizes: Mapping[int, int], warnings: list[str]) -> Listing:
@@ -149,7 +169,9 @@ def _header_digests(
 
 def _unique(listing: Listing) -> Listing:
     """Defend against duplicate ids (seen in the wild): later ones get ``#n``."""
-    if len(set(listing.uids)) == len(listing.uids):
+    ids = set(listing.uids)
+    if len(ids) == len(listing.uids):
+        listing._ids = ids  # handed over by take_ids
         return listing
     seen: dict[str, int] = {}
     unique = []
@@ -167,5 +189,38 @@ def _unique(listing: Listing) -> Listing:
 
 def new_messages(listing: Listing, known: AbstractSet[str]) -> list[ServerMessage]:
     """Messages whose id the state has never recorded, in server order."""
-    unknown = set(listing.uids).difference(known)
+    unknown = listing.take_ids().difference(known)
     return listing.select(unknown) if unknown else []
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A listing beside the state's record of the mailbox."""
+
+    #: Listed messages the state has never recorded, in server order.
+    unknown: list[ServerMessage]
+    #: Ids the state expects on the server that the listing does not show,
+    #: sorted: another client deleted them. Only UIDL can tell (message
+    #: numbers are reused), so other listings have none.
+    vanished: list[str]
+
+
+def compare(
+    listing: Listing, on_server: Iterable[Sequence[str]], gone: Iterable[Sequence[str]]
+) -> Comparison:
+    """Sort the listing out against the ids recorded as on the server and as gone.
+
+    The recorded ids come in pieces (``State.recorded_ids``) and are struck
+    off one set of the listed ids, so a mailbox of a million known messages
+    never has a second million-entry set of them in memory; what is left is
+    new. Every recorded id is one row, so it comes in one piece only.
+    """
+    unknown = listing.take_ids()
+    vanished: list[str] = []
+    for ids in on_server:
+        if listing.method == "uidl":
+            vanished += filterfalse(unknown.__contains__, ids)
+        unknown.difference_update(ids)
+    for ids in gone:
+        unknown.difference_update(ids)
+    return Comparison(listing.select(unknown) if unknown else [], sorted(vanished))

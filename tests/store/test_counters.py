@@ -140,3 +140,19 @@ def test_no_statement_of_a_poll_scans_the_messages_table(
     for sql, plan in plans.items():
         scans = [step for step in plan.split(" | ") if step.startswith("SCAN messages")]
         assert not scans, (sql, plan)
+
+
+def test_messages_left_to_extract_are_found_by_their_index_without_statistics(
+    state: State,
+) -> None:
+    """Without ANALYZE (fetchd never runs it) the planner would take the primary key
+    and read every message of the account on each poll."""
+    state.record("a", [Fetched(f"{i}", "stored", 1, f"p{i}") for i in range(50)])
+    statements: list[str] = []
+    state._db.set_trace_callback(statements.append)
+    try:
+        assert len(state.unindexed("a")) == 50
+    finally:
+        state._db.set_trace_callback(None)
+    (plan,) = _plans(state._db, statements).values()
+    assert plan == "SEARCH messages USING INDEX messages_unindexed (account=?)"
