@@ -26,6 +26,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bigbox_server import BigMailbox, serve
+from bench.interpreter import FETCHD_PYTHON
 from bench.measure import Measurement, rss_method, run_measured
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ class Clients:
         return {"PATH": "/usr/bin:/bin", "HOME": str(self.workdir), "PYTHONPATH": str(REPO)}
 
     def fetchd_argv(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "fetchd", "-c", str(self.fetchd_config), "fetch", *extra]
+        return [FETCHD_PYTHON, "-m", "fetchd", "-c", str(self.fetchd_config), "fetch", *extra]
 
     def learn(self, known: int) -> Measurement:
         """Both clients come to know the first ``known`` messages; the states are saved.
@@ -170,6 +171,8 @@ def _median(values: list[float]) -> float:
 def report(rows: list[Row], runs: int) -> str:
     lines = [
         f"## Big mailbox: poll cost by messages known (median of {runs}; peak RSS: {rss_method()})",
+        "",
+        f"fetchd runs under {FETCHD_PYTHON}.",
         "",
         "| known | new | fetchd | mpop | x mpop | fetchd µs per known | fetchd CPU | mpop CPU "
         "| fetchd peak RSS | mpop peak RSS |",

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.interpreter import FETCHD_PYTHON
 from bench.verify import bsmtp_messages, maildir_messages
 
 __all__ = ["Client", "Job", "Server", "all_clients"]
@@ -123,7 +124,7 @@ class Client(ABC):
 
 class Fetchd(Client):
     name = "fetchd"
-    program = sys.executable
+    program = FETCHD_PYTHON
     stores = "`python3 -m fetchd fetch` from the source tree: Maildir + extracted attachments"
 
     def env(self, job: Job) -> dict[str, str]:
@@ -147,7 +148,7 @@ class Fetchd(Client):
         )
 
     def command(self, job: Job) -> list[str]:
-        return [sys.executable, "-m", "fetchd", "-c", str(self.config_path(job)), "fetch"]
+        return [FETCHD_PYTHON, "-m", "fetchd", "-c", str(self.config_path(job)), "fetch"]
 
     def stored(self, job: Job) -> Iterator[bytes]:
         return maildir_messages(self.data_dir(job) / ACCOUNT / "Maildir")

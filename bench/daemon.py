@@ -34,6 +34,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):
+    sys.path.insert(0, str(REPO))
+
+from bench.interpreter import FETCHD_PYTHON  # noqa: E402  (after the path is set)
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -83,7 +88,7 @@ def _fill_history(work: Path, args: argparse.Namespace, env: dict[str, str]) -> 
         " State(state_path(Path(sys.argv[1]))).close()"
     )
     subprocess.run(
-        [sys.executable, "-c", create, str(work / "data")], env=env, cwd=args.fetchd, check=True
+        [FETCHD_PYTHON, "-c", create, str(work / "data")], env=env, cwd=args.fetchd, check=True
     )
     now = time.time()
     rows = ((b"big", str(i).encode(), "stored", now, 4000, f"p{i}") for i in range(args.history))
@@ -131,7 +136,7 @@ def _measure(args: argparse.Namespace, config: Path, env: dict[str, str]) -> dic
     log_path = config.parent / "daemon.log"
     with log_path.open("wb") as log:
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "fetchd", "-c", str(config), "run"],
+            [FETCHD_PYTHON, "-m", "fetchd", "-c", str(config), "run"],
             env=env,
             cwd=args.fetchd,  # python -m looks there first
             stdin=subprocess.DEVNULL,

@@ -73,6 +73,8 @@ def main(argv: list[str]) -> int:
 
 def _run(root: Path, dovecot: Dovecot, destination: str, count: int) -> float:
     """One timed ``fetchd fetch`` into ``destination``; checks every message arrived once."""
+    from bench.interpreter import FETCHD_PYTHON
+
     dovecot.reset("bob")
     data = root / "data"
     shutil.rmtree(data, ignore_errors=True)
@@ -91,7 +93,7 @@ def _run(root: Path, dovecot: Dovecot, destination: str, count: int) -> float:
     config.chmod(0o600)
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "fetchd", "-c", str(config), "fetch"],
+        [FETCHD_PYTHON, "-m", "fetchd", "-c", str(config), "fetch"],
         capture_output=True,
         check=False,
         cwd=ROOT,

@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.clients import all_clients
 from bench.harness import ClientResult, ProfileResult
+from bench.interpreter import FETCHD_PYTHON
 from bench.measure import rss_method
 from bench.startup import StartupResult
 
@@ -105,6 +106,7 @@ def machine_info(workroot: Path) -> dict[str, str]:
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "dovecot": _command_line([dovecot, "--version"]) if dovecot else "not installed",
         "python": platform.python_version(),
+        "fetchd runs under": FETCHD_PYTHON,
         "mpop": _command_line(["mpop", "--version"]),
         "fetchmail": _command_line(["fetchmail", "--version"]),
         "getmail6": _command_line(["getmail", "--version"]),

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.clients import REPO
+from bench.interpreter import FETCHD_PYTHON
 from bench.measure import Measurement, run_measured
 
 __all__ = ["StartupResult", "measure_startup"]
@@ -32,7 +32,7 @@ class StartupResult:
 
 
 def _commands() -> list[tuple[str, list[str]]]:
-    python = sys.executable
+    python = FETCHD_PYTHON
     return [
         ("python3 -c pass", [python, "-c", "pass"]),
         ("python3 -m fetchd --version", [python, "-m", "fetchd", "--version"]),
