@@ -202,6 +202,10 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account, uid)
     ) WITHOUT ROWID;
     """,
+    # Every poll asks for its account's messages gone from the server: only those.
+    """
+    CREATE INDEX messages_gone ON messages (account) WHERE NOT on_server;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -481,7 +485,11 @@ class State:
         are split off it as they are asked for: at a million messages, neither
         a row nor a str per id is ever held at once.
         """
-        where = f"FROM messages WHERE account = ? AND {'' if on_server else 'NOT '}on_server"
+        where = (
+            "FROM messages WHERE account = ? AND on_server"
+            if on_server
+            else "FROM messages INDEXED BY messages_gone WHERE account = ? AND NOT on_server"
+        )
         joined_ids = f"SELECT count(*), CAST(group_concat(uid, x'0a') AS BLOB) {where}"
         ((count, joined),) = self._query(joined_ids, (account,))
         if not count:

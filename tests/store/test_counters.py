@@ -156,3 +156,16 @@ def test_messages_left_to_extract_are_found_by_their_index_without_statistics(
         state._db.set_trace_callback(None)
     (plan,) = _plans(state._db, statements).values()
     assert plan == "SEARCH messages USING INDEX messages_unindexed (account=?)"
+
+
+def test_messages_gone_from_the_server_are_found_by_their_index(state: State) -> None:
+    state.record("a", [Fetched(f"{i}", "stored", 1, f"p{i}") for i in range(50)])
+    state.mark_gone("a", ["7"])
+    statements: list[str] = []
+    state._db.set_trace_callback(statements.append)
+    try:
+        assert list(state.recorded_ids("a", on_server=False)) == [["7"]]
+    finally:
+        state._db.set_trace_callback(None)
+    (plan,) = _plans(state._db, statements).values()
+    assert plan == "SEARCH messages USING INDEX messages_gone (account=?)"
