@@ -11,7 +11,6 @@ import shlex
 import sys
 import unicodedata
 from collections.abc import Sequence
-from importlib import resources
 
 from fetchd.config import AccountConfig, Config, default_config_path, load_config
 from fetchd.errors import UsageError
@@ -56,6 +55,8 @@ def read_state(config: Config) -> State | None:
 
 def shipped(name: str) -> str:
     """The text of a file shipped with fetchd in ``fetchd/data``: the example config, the units."""
+    from importlib import resources  # noqa: PLC0415  (a few ms that most commands never need)
+
     return resources.files("fetchd").joinpath("data", name).read_text(encoding="utf-8")
 
 
