@@ -4,7 +4,9 @@ Each session of a poll:
 
 1. lists the mailbox and decides what is new (``fetchd.pop3.inventory``);
 2. RETRs each new message into tmp/, reading no more than its LIST size
-   allows and checking the size it came in (``_retrieve``);
+   allows and checking the size it came in (``_retrieve``): a body of
+   another size is kept only in a careful session, once the server proved
+   it RETR's own reply (``_prove_own_reply``);
 3. checks that the server is still in step: ``LIST n`` of the batch's last
    message answers with that message, and nothing unasked-for is waiting;
 4. commits the batch (``AccountStore.commit``): flush, rename into new/,
@@ -44,7 +46,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fetchd import rules
@@ -57,7 +59,7 @@ from fetchd.errors import (
     ServerBusyError,
     ServerError,
 )
-from fetchd.pop3.client import Session, Transcript, error_for
+from fetchd.pop3.client import Session, Transcript, error_for, looks_like_status
 from fetchd.pop3.commands import Command
 from fetchd.pop3.inventory import Listing, ServerMessage, compare, new_messages, read_listing
 from fetchd.session import login
@@ -152,6 +154,8 @@ class _Pass:
     store: AccountStore
     result: PollResult
     options: _Options
+    #: The listing names messages by UIDL (set once the listing is read).
+    by_uidl: bool = False
 
 
 def poll_account(
@@ -298,6 +302,7 @@ def _session_pass(run: _Pass) -> str | None:
     session, result = run.session, run.result
     with collector_paused():  # many objects, no cycles: see fetchd.collector
         listing = read_listing(session)
+        run = replace(run, by_uidl=listing.method == "uidl")
         stored_before, failed_before = result.stored, result.failed_attempts
         todo, marked, unknown = _plan(run, listing)
     meter = _Meter(run.store.account.name, todo, run.options.progress)
@@ -416,9 +421,10 @@ def _retrieve(
     A message refused with -ERR is noted as failing and skipped. One that
     breaks the session is noted too: after a lost connection or a body longer
     than allowed the messages before it are kept; after any other protocol
-    error (a size that does not match LIST: its reply may belong to another
-    command) nothing of the batch is, unless each was checked on its own
-    (``PollResult.careful``).
+    error (a size that does not match LIST, a body that starts like a status
+    line: its reply may belong to another command) nothing of the batch is,
+    unless each was checked on its own (``PollResult.careful``), where a body
+    of another size is kept once proven RETR's own.
     """
     spooled: list[Spooled] = []
     # Lazy: once ``stop`` is set no further RETR is sent, and only the replies
@@ -435,9 +441,18 @@ def _retrieve(
                 _failed(run, message, error_for(reply.response, f"RETR {message.number}"))
                 continue
             current = run.store.spool(message.uid)
-            reply.read_into(current, limit=2 * message.size + BODY_MARGIN, expect=message.size)
+            limit = 2 * message.size + BODY_MARGIN
+            careful = run.result.careful
+            reply.read_into(current, limit=limit, expect=message.size, strict=not careful)
             current.file.close()
-            if run.result.careful:
+            if looks_like_status(reply.head):
+                raise ProtocolError(
+                    f"the body of RETR {message.number} starts like a status line: "
+                    "a reply out of place, so fetchd stops here"
+                )
+            if reply.unexpected_size:
+                _prove_own_reply(run, message, reply.octets)
+            if careful:
                 run.session.ensure_synchronized()
         except (ProtocolError, NetworkError) as exc:
             _discard([current] if current else [])
@@ -454,6 +469,29 @@ def _retrieve(
         current = None
         meter.advance(spooled[-1].file.size)
     return spooled, False
+
+
+def _prove_own_reply(run: _Pass, message: ServerMessage, octets: int) -> None:
+    """Keep a body whose size is not LIST's only if it can be nothing but RETR's reply.
+
+    Servers may announce sizes that are slightly off, or add a header as they
+    send (RFC 1939 asks for exact sizes; not every server keeps to it). Only
+    in a careful session, where each reply is read before the next command is
+    sent: a stray reply read as the RETR's status line would have left the
+    real one at the start of the body (the caller checked), and one that
+    shifted the replies would answer the next command, which must name this
+    very message (UIDL n: its id; LIST n: its listed size). Raises
+    ``ProtocolError`` otherwise: nothing is kept.
+    """
+    found = f"RETR {message.number} has {octets} octets, LIST announced {message.size}"
+    session = run.session
+    said = session.uidl_one(message.number) if run.by_uidl else session.list_one(message.number)
+    if said != (message.uid if run.by_uidl else message.size):
+        raise ProtocolError(f"{found}, and the server's replies are out of step")
+    run.result.warnings.append(
+        f"message {message.number}: {found}; the server's sizes are not exact, and the reply "
+        "was proven its own: stored"
+    )
 
 
 def _check_in_step(session: Session, last: ServerMessage) -> None:

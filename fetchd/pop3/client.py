@@ -20,6 +20,7 @@ trickling a byte a second cannot hold a poll for ever (``NetworkTimeout``).
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -94,6 +95,19 @@ def error_for(response: Response, doing: str) -> AccountError:
     return ServerError(said)
 
 
+#: How much of a body ``Reply.head`` keeps: enough to tell a status line.
+HEAD_OCTETS = 8
+
+
+def looks_like_status(head: bytes) -> bool:
+    """Whether a body starts like a status line: a stray reply read as the real
+    one's status line leaves the real one at the start of the body."""
+    return _STATUS_START.match(head) is not None
+
+
+_STATUS_START = re.compile(rb"(?:\+OK|-ERR)(?:[ \r\n]|\Z)", re.IGNORECASE)
+
+
 def listing_caps(count: int) -> tuple[int, int]:
     """(max_octets, max_lines) for a LIST or UIDL listing of a ``count``-message maildrop."""
     lines = count + LISTING_SLACK_LINES
@@ -113,6 +127,10 @@ class Reply:
         self.command = command
         self.response = response
         self.octets = 0
+        #: ``read_into`` was not strict and the body cannot be the size expected.
+        self.unexpected_size = False
+        #: The first octets of the body ``read_into`` read (up to ``HEAD_OCTETS``).
+        self.head = b""
         self._open = response.ok and command.multiline
 
     @property
@@ -144,13 +162,21 @@ class Reply:
             else:
                 raise ProtocolError(f"unexpected {type(event).__name__} inside a reply body")
 
-    def read_into(self, sink: Sink, *, limit: int | None = None, expect: int | None = None) -> int:
+    def read_into(
+        self,
+        sink: Sink,
+        *,
+        limit: int | None = None,
+        expect: int | None = None,
+        strict: bool = True,
+    ) -> int:
         """Stream the body into ``sink``; returns its size in octets.
 
         More than ``limit`` octets raise ``ReplyTooLongError`` at once (the
         excess is not written). ``expect`` is LIST's size: a body that cannot
         be that size under any CRLF/LF conversion raises ``SizeMismatchError``,
-        since it may be another command's reply.
+        since it may be another command's reply; unless not ``strict``, when
+        it sets ``unexpected_size`` for the caller to prove the reply its own.
         """
         ends = _LineEnds()
         # A body at most doubles when every bare LF of what LIST counted became CRLF;
@@ -162,8 +188,13 @@ class Reply:
                 self._too_long(f"more than {limit} octets", limit)
             if expect is not None:
                 ends.count(chunk)
+            if len(self.head) < HEAD_OCTETS:
+                self.head += chunk[: HEAD_OCTETS - len(self.head)]
             sink.write(chunk)
         if expect is not None and not ends.could_be(self.octets, expect):
+            if not strict:
+                self.unexpected_size = True
+                return self.octets
             self.session.connection.abandon()
             raise SizeMismatchError(
                 f"the reply to {self.command.redacted()} has {self.octets} octets but LIST "

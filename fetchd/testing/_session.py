@@ -50,6 +50,7 @@ class Options(SASLOptions, Protocol):
     stall_on: str | None
     greeting_delay: float
     multiline_lf_only: bool
+    listed_sizes_off_by: int
     late_capa: bool
     repeat_reply_to: str | None
     trickle: tuple[str, float] | None
@@ -339,17 +340,21 @@ class Session(Connection):
         assert self.txn is not None
         return [m for m in self.txn.messages if not m.deleted]
 
+    def listed_size(self, message: _Message) -> int:
+        return message.size + self.options.listed_sizes_off_by
+
     def cmd_stat(self, arg: str) -> None:
         live = self.live()
-        self.reply(f"+OK {len(live)} {sum(m.size for m in live)}")
+        self.reply(f"+OK {len(live)} {sum(map(self.listed_size, live))}")
 
     def cmd_list(self, arg: str) -> None:
         if arg:
             if (found := self.message(arg)) is not None:
-                self.reply(f"+OK {found.number} {found.size}")
+                self.reply(f"+OK {found.number} {self.listed_size(found)}")
             return
         live = self.live()
-        self.reply_lines(f"+OK {len(live)} messages", [f"{m.number} {m.size}" for m in live])
+        lines = [f"{m.number} {self.listed_size(m)}" for m in live]
+        self.reply_lines(f"+OK {len(live)} messages", lines)
 
     def cmd_uidl(self, arg: str) -> None:
         if not self.options.uidl:

@@ -138,6 +138,9 @@ class ServerOptions:
     stall_on: str | None = None
     greeting_delay: float = 0.0
     multiline_lf_only: bool = False
+    #: Octets added to every size STAT and LIST announce: a server whose sizes
+    #: are not exact (it counts its own files, or adds a header as it sends).
+    listed_sizes_off_by: int = 0
     #: Announce TOP, UIDL and PIPELINING only after login, as Gmail does.
     late_capa: bool = False
     #: Verb -> ``hook(session, arg)``, run before the normal handler; a hook

@@ -183,14 +183,77 @@ def test_a_body_far_longer_than_listed_is_cut_off_and_the_rest_stored(
     assert_faithful(data_dir, state, originals)
 
 
-def test_a_body_of_another_size_is_never_stored(
+def test_a_body_of_another_size_is_kept_only_as_its_own_retr_reply(
     pop3_server: Start, data_dir: Path, state: State
 ) -> None:
+    """The server answers RETR 3 with another body each time: that is its message 3.
+
+    The pipelined session drops its batch at the surprise; the careful one
+    reads each reply alone and proves it RETR's own with UIDL 3.
+    """
     mail = messages(3)
     server, originals = server_with(pop3_server, mail, RETR=lie_about_size(UIDS[2], 5000))
     result = poll(server, data_dir, state, delete_after_fetch=True)
+    assert (result.stored, result.careful) == (3, True)
+    assert any("sizes are not exact" in warning for warning in result.warnings)
+    assert state.failing("work") == {}
+    served = (b"X" * 998 + b"\r\n") * (5000 // 1000 + 1)
+    assert_faithful(data_dir, state, {**originals, UIDS[2]: served})
+    assert server.mailbox.snapshot() == []
+
+
+@pytest.mark.parametrize("uidl", [True, False])
+@pytest.mark.parametrize("off_by", [300, -300])
+def test_listed_sizes_that_are_not_exact_still_fetch_everything_once(
+    pop3_server: Start, data_dir: Path, state: State, uidl: bool, off_by: int
+) -> None:
+    """Every size STAT and LIST say is off: each message is proven its own reply
+    (UIDL n, or LIST n without UIDL), stored once, and deleted only then."""
+    mail = messages(4, body="a line of text long enough to count\n" * 20)
+    server, originals = server_with(pop3_server, mail)
+    server.options.listed_sizes_off_by = off_by
+    server.options.uidl = uidl
+    result = poll(server, data_dir, state, delete_after_fetch=True)
+    assert result.stored == 4
+    assert sum("sizes are not exact" in warning for warning in result.warnings) == 4
+    assert server.mailbox.snapshot() == []
+    if uidl:
+        assert_faithful(data_dir, state, originals)
+    stored = data_dir / "work" / "Maildir" / "new"
+    assert sorted(p.read_bytes() for p in stored.iterdir()) == sorted(
+        m.replace(b"\r\n", b"\n") for m in mail
+    )
+    assert poll(server, data_dir, state).stored == 0
+
+
+def stray_status_line(uid: str) -> Hook:
+    """Before its reply to RETR of ``uid``, the server sends a stray status line."""
+
+    def hook(session: Any, arg: str) -> bool:
+        if not target(session, arg, uid):
+            return False
+        session.reply("+OK")
+        session.cmd_retr(arg)
+        return True
+
+    return hook
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_stray_status_line_never_ends_up_in_a_message(
+    pop3_server: Start, data_dir: Path, state: State, pipelining: bool
+) -> None:
+    """Read as RETR's status, a stray "+OK" leaves the real status line as the
+    body's first line; the body may still be within LIST's size give or take
+    its line ends, so the size check alone would let it through."""
+    mail = messages(3, body="short line\n" * 40)
+    server, originals = server_with(pop3_server, mail, RETR=stray_status_line(UIDS[1]))
+    server.options.pipelining = pipelining
+    result = poll(server, data_dir, state, delete_after_fetch=True)
+    assert UIDS[1] in state.failing("work")
+    assert "starts like a status line" in state.failing("work")[UIDS[1]].error
     assert result.stored == 2
-    assert UIDS[2] in state.failing("work")
+    assert [uid for uid, _ in server.mailbox.snapshot()] == [UIDS[1]]
     assert_faithful(data_dir, state, originals)
 
 
