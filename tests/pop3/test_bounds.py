@@ -12,7 +12,13 @@ import io
 import pytest
 
 from fetchd.errors import ProtocolError, ReplyTooLongError, SizeMismatchError, UsageError
-from fetchd.pop3.client import CAPA_MAX_LINES, Session, listing_caps
+from fetchd.pop3.client import (
+    CAPA_MAX_LINES,
+    HEAD_OCTETS,
+    Session,
+    listing_caps,
+    looks_like_status,
+)
 from fetchd.pop3.commands import Command
 from fetchd.pop3.inventory import new_messages, read_listing
 from fetchd.pop3.states import State
@@ -76,6 +82,38 @@ def test_size_outside_tolerance_is_a_mismatch(chunk: int | None, body: bytes, si
     with pytest.raises(SizeMismatchError, match=f"LIST announced {size}"):
         retr(session, expect=size)
     assert session.state is State.ERROR
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+def test_a_size_outside_tolerance_may_be_left_to_the_caller(chunk: int | None) -> None:
+    session = session_after_login([b"+OK\r\nabc\r\n.\r\n+OK\r\n"], chunk)
+    reply = session.exchange(Command.retr(1))
+    sink = io.BytesIO()
+    assert reply.read_into(sink, expect=99, strict=False) == 5
+    assert (reply.unexpected_size, sink.getvalue()) == (True, b"abc\r\n")
+    assert session.exchange(Command("NOOP")).ok  # the session goes on
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"+OK 120 octets\r\nFrom: a\r\n", True),
+        (b"-err\r\n", True),
+        (b"+OK\n", True),
+        (b"+OKAY: header\r\n", False),
+        (b"From: +OK\r\n", False),
+        (b" +OK\r\n", False),
+    ],
+)
+def test_a_body_that_starts_like_a_status_line_is_told(
+    chunk: int | None, body: bytes, status: bool
+) -> None:
+    session = session_after_login([b"+OK\r\n" + body + b".\r\n"], chunk)
+    reply = session.exchange(Command.retr(1))
+    reply.read_into(io.BytesIO())
+    assert reply.head == body[:HEAD_OCTETS]
+    assert looks_like_status(reply.head) is status
 
 
 @pytest.mark.parametrize("chunk", CHUNKS)
