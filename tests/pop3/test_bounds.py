@@ -86,7 +86,7 @@ def test_size_outside_tolerance_is_a_mismatch(chunk: int | None, body: bytes, si
 
 @pytest.mark.parametrize("chunk", CHUNKS)
 def test_a_size_outside_tolerance_may_be_left_to_the_caller(chunk: int | None) -> None:
-    session = session_after_login([b"+OK\r\nabc\r\n.\r\n+OK\r\n"], chunk)
+    session = session_after_login([b"+OK\r\nabc\r\n.\r\n", b"+OK\r\n"], chunk)
     reply = session.exchange(Command.retr(1))
     sink = io.BytesIO()
     assert reply.read_into(sink, expect=99, strict=False) == 5
