@@ -117,6 +117,13 @@ def test_recorded_ids_come_whole_in_pieces(
     assert all(pieces), "no empty piece"
 
 
+def test_recorded_ids_longer_than_sqlites_longest_string_come_row_by_row(state: State) -> None:
+    ids = [f"id-{n:04}" for n in range(300)]
+    state.record("a", [Fetched(uid, "stored") for uid in ids])
+    state._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)  # the ids joined take 2,700
+    assert sorted(chain.from_iterable(state.recorded_ids("a", on_server=True))) == ids
+
+
 def test_uid_columns_hold_the_wire_bytes(state: State) -> None:
     state.record("a", [Fetched(ODD, "stored"), Fetched("plain-ü", "stored")])
     with sqlite3.connect(state.path) as db:

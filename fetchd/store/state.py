@@ -491,10 +491,15 @@ class State:
             else "FROM messages INDEXED BY messages_gone WHERE account = ? AND NOT on_server"
         )
         joined_ids = f"SELECT count(*), CAST(group_concat(uid, x'0a') AS BLOB) {where}"
-        ((count, joined),) = self._query(joined_ids, (account,))
-        if not count:
+        try:
+            ((count, joined),) = self._db.execute(joined_ids, (account,)).fetchall()
+        except sqlite3.DataError:  # longer than SQLite's longest string: row by row below
+            count, joined = None, None
+        except sqlite3.Error as exc:
+            raise StorageError(_failure_text(self.path, exc)) from exc
+        if count == 0:
             return iter(())
-        if joined.count(b"\n") == count - 1:  # no id holds the separator
+        if joined is not None and joined.count(b"\n") == count - 1:  # no id holds an LF
             # Decoded whole as each id alone: no UTF-8 sequence spans an LF.
             return _split_ids(joined.decode("utf-8", "surrogateescape"))
         return iter([[_uid(key) for (key,) in self._query(f"SELECT uid {where}", (account,))]])
