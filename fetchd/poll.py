@@ -400,7 +400,7 @@ def _fetch_batch(
     spooled, broken = _retrieve(run, batch, meter)  # 1. RETR streams into tmp/
     try:
         if spooled and not broken:
-            _check_in_step(run.session, batch[-1])  # 2. the replies belonged to their commands
+            _check_in_step(run, batch[-1])  # 2. the replies belonged to their commands
     except BaseException:
         _discard(spooled)
         raise
@@ -480,34 +480,47 @@ def _prove_own_reply(run: _Pass, message: ServerMessage, octets: int) -> None:
     sent: a stray reply read as the RETR's status line would have left the
     real one at the start of the body (the caller checked), and one that
     shifted the replies would answer the next command, which must name this
-    very message (UIDL n: its id; LIST n: its listed size). Raises
-    ``ProtocolError`` otherwise: nothing is kept.
+    very message (``_answer_about``). Raises ``ProtocolError`` otherwise:
+    nothing is kept.
     """
     found = f"RETR {message.number} has {octets} octets, LIST announced {message.size}"
-    session = run.session
-    said = session.uidl_one(message.number) if run.by_uidl else session.list_one(message.number)
-    if said != (message.uid if run.by_uidl else message.size):
-        raise ProtocolError(f"{found}, and the server's replies are out of step")
+    wrong = _answer_about(run, message)
+    if wrong is not None:
+        raise ProtocolError(f"{found}, and {wrong}: the server's replies are out of step")
     run.result.warnings.append(
         f"message {message.number}: {found}; the server's sizes are not exact, and the reply "
         "was proven its own: stored"
     )
 
 
-def _check_in_step(session: Session, last: ServerMessage) -> None:
+def _check_in_step(run: _Pass, last: ServerMessage) -> None:
     """Prove the session is in step before anything of it is recorded.
 
     A server that sent one reply too many (or too few) shifts every later
-    reply onto the wrong command; ``LIST n`` must answer for message n with
-    its size, and nothing else may be waiting.
+    reply onto the wrong command; the next one must answer for message n
+    (``_answer_about``), and nothing else may be waiting.
     """
-    size = session.list_one(last.number)
-    if size != last.size:
+    wrong = _answer_about(run, last)
+    if wrong is not None:
         raise ProtocolError(
-            f"LIST {last.number} said {size} octets, the listing said {last.size}: "
-            "the server's replies are out of step; nothing of this batch is recorded"
+            f"{wrong}: the server's replies are out of step; nothing of this batch is recorded"
         )
-    session.ensure_synchronized()
+    run.session.ensure_synchronized()
+
+
+def _answer_about(run: _Pass, message: ServerMessage) -> str | None:
+    """Ask the server about ``message`` alone: None if the answer names it, else what
+    was wrong. ``UIDL n`` must give its id; without UIDL, ``LIST n`` its listed size
+    (an id names the message even where sizes are loose or LIST left it out)."""
+    if run.by_uidl:
+        uid = run.session.uidl_one(message.number)
+        # A repeated id was listed as "id#2" (inventory._unique): the server still says "id".
+        named = uid == message.uid or message.uid.rpartition("#")[0] == uid
+        return None if named else f"UIDL {message.number} said {uid!r}"
+    size = run.session.list_one(message.number)
+    if size == message.size:
+        return None
+    return f"LIST {message.number} said {size} octets, the listing said {message.size}"
 
 
 def _failed(run: _Pass, message: ServerMessage, exc: Exception) -> None:
@@ -583,7 +596,7 @@ def _store_headers(run: _Pass, message: ServerMessage) -> None:
     spool = run.store.spool(message.uid, "headers")
     try:
         run.session.top(message.number, 0, spool, limit=HEADERS_LIMIT)
-        _check_in_step(run.session, message)  # the headers are this message's
+        _check_in_step(run, message)  # the headers are this message's
     except ServerError as exc:  # -ERR: the session is still in step
         spool.discard()
         _failed(run, message, exc)

@@ -257,6 +257,45 @@ def test_a_stray_status_line_never_ends_up_in_a_message(
     assert_faithful(data_dir, state, originals)
 
 
+def test_repeated_ids_are_fetched_and_proven_under_their_new_names(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    """Two messages under one id: the second is listed as "id#2", and the batch
+    check's UIDL n, which says "id", still names it."""
+    mail = messages(3)
+    server = pop3_server(Mailbox(mail, uidls=["same", "same", "other"]))
+    result = poll(server, data_dir, state, delete_after_fetch=True)
+    assert result.stored == 3
+    assert set(state.known("work")) == {"same", "same#2", "other"}
+    assert server.mailbox.snapshot() == []
+
+
+def list_leaves_out(number: str) -> Hook:
+    """LIST (the whole listing) leaves message ``number`` out; UIDL lists it."""
+
+    def hook(session: Any, arg: str) -> bool:
+        if arg:
+            return False
+        lines = [f"{m.number} {m.size}" for m in session.live() if str(m.number) != number]
+        session.reply_lines(f"+OK {len(lines)} messages", lines)
+        return True
+
+    return hook
+
+
+def test_a_message_list_leaves_out_is_still_fetched_once(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    """Its size is unknown (0): the body is proven its own and the batch checked by UIDL n."""
+    mail = messages(3)
+    server, originals = server_with(pop3_server, mail, LIST=list_leaves_out("3"))
+    result = poll(server, data_dir, state, delete_after_fetch=True)
+    assert result.stored == 3
+    assert any("different message numbers" in warning for warning in result.warnings)
+    assert server.mailbox.snapshot() == []
+    assert_faithful(data_dir, state, originals)
+
+
 # -- hostile listings ------------------------------------------------------------
 
 
