@@ -7,8 +7,9 @@ Each session of a poll:
    allows and checking the size it came in (``_retrieve``): a body of
    another size is kept only in a careful session, once the server proved
    it RETR's own reply (``_prove_own_reply``);
-3. checks that the server is still in step: ``LIST n`` of the batch's last
-   message answers with that message, and nothing unasked-for is waiting;
+3. checks that the server is still in step: ``UIDL n`` (``LIST n``) of the
+   batch's last message answers for that message, and nothing unasked-for
+   is waiting;
 4. commits the batch (``AccountStore.commit``): flush, rename into new/,
    flush new/, record the UIDs, then extract attachments. With ``maildir``
    the Maildir is the user's, and nothing else changes. With ``mda`` or
