@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -206,6 +206,11 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX messages_gone ON messages (account) WHERE NOT on_server;
     """,
+    # A poll's hooks (on_error, on_poll) are queued with the poll's record: after a
+    # crash the failure they report is gone, so what they are told is kept here.
+    """
+    ALTER TABLE pending_hooks ADD COLUMN facts TEXT;  -- JSON object; NULL: a message's hook
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -276,18 +281,39 @@ class Indexed:
     size: int = 0
 
 
-#: The hooks fetchd records as pending until they ran, one per message or attachment.
-HookName = Literal["on_message", "on_attachment"]
+#: The hooks of one poll, queued with its record (``State.record_poll``).
+PollHookName = Literal["on_error", "on_poll"]
+#: The hooks fetchd records as pending until they ran: one per message or
+#: attachment, and those of a poll.
+HookName = Literal["on_message", "on_attachment"] | PollHookName
+#: The hooks of a poll, in the order they run (``on_error`` first).
+POLL_HOOKS: tuple[PollHookName, ...] = ("on_error", "on_poll")
 
 
 @dataclass(frozen=True)
 class PendingHook:
-    """A hook to run for one stored message: once for it, or once for one of its attachments."""
+    """A hook to run once: for one stored message, one of its attachments, or one poll.
+
+    A poll's hook has no message: its ``uid`` is empty and its ``target`` the
+    poll's number among its account's queued polls.
+    """
 
     uid: str
     hook: HookName
     #: The .eml (on_message) or the attachment file, as the index records paths.
     target: str
+
+
+@dataclass(frozen=True)
+class PollHook:
+    """A hook of one poll to queue with its record, and the facts it is to be told.
+
+    The facts are kept because the poll's failure is gone after a crash;
+    they are what the hook's environment says of the poll, never a secret.
+    """
+
+    hook: PollHookName
+    facts: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -303,6 +329,8 @@ class HookJob:
     sender_address: str | None
     subject: str | None
     message_id: str | None
+    #: What a poll's hook is told, as queued (None for a message's hook).
+    facts: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -658,12 +686,9 @@ class State:
     # -- hooks still to run (``fetchd.hooks``) ----------------------------------
 
     def pending_hooks(self, account: str) -> list[HookJob]:
-        """The hooks of ``account`` not run yet, in the order their messages were indexed."""
-        rows = self._query(_PENDING_HOOKS, (account,))
-        return [
-            HookJob(PendingHook(_uid(uid), hook, target), starts, *facts)
-            for uid, hook, target, starts, *facts in rows
-        ]
+        """The hooks of ``account`` not run yet: its messages' in the order they were
+        indexed, then its polls' in the order they were recorded (``on_error`` first)."""
+        return [_hook_job(row) for row in self._query(_PENDING_HOOKS, (account,))]
 
     def start_hooks(self, account: str, hooks: Sequence[PendingHook], step: int = 1) -> None:
         """Count a start of each of ``hooks`` before they run (``step=-1``: take it back)."""
@@ -709,14 +734,23 @@ class State:
         """
         return cls(path, read_only=True)
 
-    def record_poll(self, record: PollRecord) -> int:
-        """Store a poll's outcome; returns the account's streak of failed polls (0 on success)."""
+    def record_poll(
+        self, record: PollRecord, hooks: Callable[[int], Sequence[PollHook]] | None = None
+    ) -> int:
+        """Store a poll's outcome; returns the account's streak of failed polls (0 on success).
+
+        ``hooks`` gives the poll's hooks for that streak (their facts tell it);
+        they are queued in the same transaction, so a crash after the record
+        leaves them queued for the next poll, never lost.
+        """
         ok = record.outcome == "ok"
         with self._transaction() as db:
             db.execute(_RECORD_POLL, (*_poll_values(record), record.finished if ok else None))
             (failures,) = db.execute(
                 "SELECT failures FROM polls WHERE account = ?", (record.account,)
             ).fetchone()
+            if hooks is not None:
+                _queue_poll_hooks(db, record.account, hooks(int(failures)))
         return int(failures)
 
     def set_next_poll(self, account: str, when: float | None) -> None:
@@ -890,12 +924,56 @@ def _indexed(row: Any) -> Indexed:
     )
 
 
+# A poll's hooks come after every message's, by the poll's number (the order they were
+# queued in, whatever the clock did), one poll's on_error before its on_poll. For the
+# messages' hooks the added terms change nothing: their order is as before.
 _PENDING_HOOKS = (
     "SELECT h.uid, h.hook, h.target, h.starts, m.path, m.folder, m.sender, m.sender_address,"
-    " m.subject, m.message_id FROM pending_hooks AS h"
+    " m.subject, m.message_id, h.facts FROM pending_hooks AS h"
     " LEFT JOIN messages AS m ON m.account = h.account AND m.uid = h.uid"
-    " WHERE h.account = ? ORDER BY h.queued, h.uid, h.hook DESC, h.target"
+    " WHERE h.account = ? ORDER BY h.hook IN ('on_error', 'on_poll'),"
+    " CASE WHEN h.hook IN ('on_error', 'on_poll') THEN CAST(h.target AS INTEGER)"
+    " ELSE h.queued END, h.uid, h.hook = 'on_poll', h.hook DESC, h.target"
 )
+
+# One past the highest number of the account's queued polls: never a number still queued.
+_NEXT_POLL_NUMBER = (
+    "SELECT COALESCE(MAX(CAST(target AS INTEGER)), 0) + 1 FROM pending_hooks"
+    " WHERE account = ? AND hook IN ('on_error', 'on_poll')"
+)
+
+
+def _queue_poll_hooks(db: sqlite3.Connection, account: str, hooks: Sequence[PollHook]) -> None:
+    """Queue one poll's hooks under a number no queued poll of ``account`` has.
+
+    The number is the row's target: two polls' hooks never share a key, even
+    when one is still queued after a crash. Once every one ran, numbers start
+    over, which names no hook twice: a done hook's row is gone.
+    """
+    if not hooks:
+        return
+    (number,) = db.execute(_NEXT_POLL_NUMBER, (account,)).fetchone()
+    now = time.time()
+    db.executemany(
+        "INSERT INTO pending_hooks (account, uid, hook, target, queued, facts)"
+        " VALUES (?, x'', ?, ?, ?, ?)",
+        [(account, h.hook, str(number), now, json.dumps(dict(h.facts))) for h in hooks],
+    )
+
+
+def _hook_job(row: Any) -> HookJob:
+    uid, hook, target, starts, path, folder, sender, address, subject, message_id, facts = row
+    pending = PendingHook(_uid(uid), hook, target)
+    return HookJob(
+        pending, starts, path, folder, sender, address, subject, message_id, _facts(facts)
+    )
+
+
+def _facts(stored: str | None) -> dict[str, str] | None:
+    """A poll's hook's facts as queued (None: a message's hook, whose facts are the index's)."""
+    if stored is None:
+        return None
+    return {str(name): str(value) for name, value in json.loads(stored).items()}
 
 
 def _queue_hooks(db: sqlite3.Connection, account: str, hooks: Sequence[PendingHook]) -> None:
