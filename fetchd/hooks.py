@@ -1,31 +1,35 @@
-"""Hooks: programs fetchd runs for each stored message, attachment and failed poll.
+"""Hooks: programs fetchd runs for each stored message, attachment and poll.
 
 An account's ``on_message`` runs once per message stored whole, after it is
 committed and its attachments extracted; ``on_attachment`` once per extracted
-file; ``on_error`` once per failed poll. Each is an argv list run without a
-shell, so nothing in a message is ever parsed as a command: the facts reach
-the program as environment variables (``FETCHD_*``, see ``message_facts``),
-with control characters replaced and lengths capped, and a script that quotes
-them ("$FETCHD_SUBJECT") keeps them inert.
+file; ``on_error`` once per failed poll; the daemon's ``on_poll`` once per
+poll of every account. Each is an argv list run without a shell, so nothing
+in a message is ever parsed as a command: the facts reach the program as
+environment variables (``FETCHD_*``, see ``message_facts``, ``error_facts``
+and ``poll_facts``), with control characters replaced and lengths capped,
+and a script that quotes them ("$FETCHD_SUBJECT") keeps them inert.
 
 Exactly once, with one window. A message's hooks are queued in the state in
-the transaction that indexes it (``State.index_many``), and deleted once they
-ran. A crash before a hook starts leaves it queued: the next poll runs it. A
-hook that ran is never run again, whatever its exit status: a failing hook
-(non-zero exit, killed at ``hook_timeout``, program missing) is logged as a
-warning and counts as done, since a retry could repeat what it did halfway
-and would never end for a broken script. The window: a crash while a hook
-runs, or before its end is recorded, runs it again on the next poll (at least
-once there); ``MAX_STARTS`` bounds that, so a hook that kills fetchd cannot
-loop. ``on_error`` has no message to queue with: it runs once when the poll
-fails, and is not recorded; nor is the daemon's ``on_poll``, run after every
-poll of every account.
+the transaction that indexes it (``State.index_many``), a poll's (``on_error``,
+``on_poll``; ``poll_hooks``) in the transaction that records it
+(``State.record_poll``), with their facts, since the failure they report is
+gone after a crash; each is deleted once it ran. A crash before a hook starts
+leaves it queued: the next poll runs it. A hook that ran is never run again,
+whatever its exit status: a failing hook (non-zero exit, killed at
+``hook_timeout``, program missing) is logged as a warning and counts as
+done, since a retry could repeat what it did halfway and would never end for
+a broken script. The window: a crash while a hook runs, or before its end is
+recorded, runs it again on the next poll (at least once there);
+``MAX_STARTS`` bounds that, so a hook that kills fetchd cannot loop. A hook
+no longer configured when its turn comes is dropped unrun.
 
-Hooks run after the poll's sessions ended (``run_pending``, from the runner),
-so a slow hook never holds a POP3 session open or delays a DELE, and no hook
-failure loses mail or fetches it again. They run under the account's lock, so
-``fetchd fetch`` and the daemon never run the same hook twice, and at most
-``max_hooks`` processes run at once in the whole process (``DaemonHooks``).
+Hooks run after the poll's sessions ended (``run_pending``, from the runner):
+the messages' first, ``max_hooks`` at once, then the polls', one at a time in
+the order they were queued. So a slow hook never holds a POP3 session open
+or delays a DELE, and no hook failure loses mail or fetches it again. They
+run under the account's lock, so ``fetchd fetch`` and the daemon never run
+the same hook twice, and at most ``max_hooks`` processes run at once in the
+whole process (``DaemonHooks``).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from typing import TYPE_CHECKING
 from fetchd.config import AccountConfig, Config
 from fetchd.errors import AccountLockedError, FetchdError
 from fetchd.store.account import AccountStore
-from fetchd.store.state import HookJob, State
+from fetchd.store.state import POLL_HOOKS, HookJob, PollHook, PollRecord, State
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -218,6 +222,43 @@ def error_facts(account: AccountConfig, error: BaseException, failures: int) -> 
     }
 
 
+def poll_facts(account: AccountConfig, record: PollRecord, failures: int) -> dict[str, str]:
+    """The ``FETCHD_*`` variables of ``on_poll``: the poll's counts (its error is on_error's)."""
+    return {
+        "FETCHD_HOOK": "on_poll",
+        "FETCHD_ACCOUNT": account.name,
+        "FETCHD_OUTCOME": record.outcome,
+        "FETCHD_NEW": str(record.new),
+        "FETCHD_STORED": str(record.stored),
+        "FETCHD_DELETED": str(record.deleted),
+        "FETCHD_FAILURES": str(failures),
+    }
+
+
+def poll_hooks(
+    account: AccountConfig,
+    shared: DaemonHooks,
+    record: PollRecord,
+    error: BaseException | None,
+    failures: int,
+) -> list[PollHook]:
+    """The hooks a poll queues with its record (``State.record_poll``), with their facts.
+
+    ``on_error`` if the poll failed and the account has one, then the
+    daemon's ``on_poll`` if set. Neither for a poll that found the account
+    locked: the fetchd process holding it queues its own. ``failures`` is
+    the streak the record makes, which both are told.
+    """
+    if record.outcome == "locked":
+        return []
+    queued = []
+    if error is not None and account.on_error is not None:
+        queued.append(PollHook("on_error", error_facts(account, error, failures)))
+    if shared.on_poll is not None:
+        queued.append(PollHook("on_poll", poll_facts(account, record, failures)))
+    return queued
+
+
 def run_hook(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> HookRun:
     """Run ``argv`` (no shell) with ``env``; kill its process group after ``timeout`` seconds.
 
@@ -327,19 +368,36 @@ def run_pending(
     shared: DaemonHooks,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run ``account``'s queued hooks, ``max_hooks`` at once; returns how many ran.
+    """Run ``account``'s queued hooks; returns how many ran.
 
-    Under the account's lock; if another fetchd process holds it, that one
-    runs them. Once ``stop`` is set no further hook starts: they stay queued.
+    Its messages' first, ``max_hooks`` at once; then its polls', one at a
+    time in the order queued (a poll's ``on_error`` before its ``on_poll``),
+    so a crash that left a poll's hooks queued changes nothing of their
+    order. Under the account's lock; if another fetchd process holds it,
+    that one runs them. Once ``stop`` is set no further hook starts: they
+    stay queued.
     """
     if not state.pending_hooks(account.name):  # the usual case, without taking the lock
         return 0
     context = _Context(account, data_dir, state, log, shared, stop)
     try:
         with AccountStore(account, data_dir, state).lock():
-            return _run_queued(context, state.pending_hooks(account.name))
+            jobs = state.pending_hooks(account.name)
+            messages = [job for job in jobs if job.pending.hook not in POLL_HOOKS]
+            polls = [job for job in jobs if job.pending.hook in POLL_HOOKS]
+            return _run_queued(context, messages) + _run_in_order(context, polls)
     except AccountLockedError:
         return 0
+
+
+def _run_in_order(context: _Context, jobs: list[HookJob]) -> int:
+    """Run ``jobs`` one after another, each counted, run and recorded as ``_run_queued`` does."""
+    ran = 0
+    for job in jobs:
+        if context.stop is not None and context.stop.is_set():
+            break  # the rest stay queued, their starts uncounted
+        ran += _run_queued(context, [job])
+    return ran
 
 
 def _run_queued(context: _Context, jobs: list[HookJob]) -> int:
@@ -366,7 +424,7 @@ def _run_queued(context: _Context, jobs: list[HookJob]) -> int:
                 state.start_hooks(name, stopped, step=-1)
             state.hooks_done(name, [job.pending for job, _ in done])  # never run again
             for job, run in done:
-                _log_run(context.log, job.pending.hook, run, target=job.pending.target)
+                _log_run(context.log, job.pending.hook, run, **_where(job))
             ran += len(done)
     return ran
 
@@ -375,14 +433,14 @@ def _runnable(context: _Context, jobs: list[HookJob]) -> list[HookJob]:
     """The jobs to run now; those no longer configured or started too often are dropped."""
     drop, keep = [], []
     for job in jobs:
-        argv = _argv(context.account, job)
+        argv = _argv(context, job)
         if argv is None or job.starts >= MAX_STARTS:
             drop.append(job)
             if argv is not None:
                 context.log.warning(
                     "hook given up",
                     hook=job.pending.hook,
-                    target=job.pending.target,
+                    **_where(job),
                     reason=f"started {job.starts} times, each cut short by a crash",
                 )
         else:
@@ -392,17 +450,39 @@ def _runnable(context: _Context, jobs: list[HookJob]) -> list[HookJob]:
     return keep
 
 
-def _argv(account: AccountConfig, job: HookJob) -> tuple[str, ...] | None:
-    """The command configured now for ``job``'s hook; None if unset (or its message unknown)."""
+def _argv(context: _Context, job: HookJob) -> Sequence[str] | None:
+    """The command configured now for ``job``'s hook; None if unset (or its message unknown).
+
+    Read from the config of this run, not the one that queued the hook: a
+    hook since removed is not run, and a fixed command is the one run.
+    """
+    account, hook = context.account, job.pending.hook
+    if hook == "on_error":
+        return account.on_error
+    if hook == "on_poll":
+        return context.shared.on_poll
     if job.path is None:
         return None
-    return account.on_message if job.pending.hook == "on_message" else account.on_attachment
+    return account.on_message if hook == "on_message" else account.on_attachment
+
+
+def _facts(context: _Context, job: HookJob) -> dict[str, str]:
+    """What ``job``'s hook is told: a poll's as queued, a message's from the index."""
+    if job.pending.hook not in POLL_HOOKS:
+        return message_facts(context.account, context.data_dir, job)
+    named = {"FETCHD_HOOK": job.pending.hook, "FETCHD_ACCOUNT": context.account.name}
+    return {**named, **(job.facts or {})}
+
+
+def _where(job: HookJob) -> dict[str, str]:
+    """What names ``job``'s run in the log: a message's file; a poll's number says nothing."""
+    return {} if job.pending.hook in POLL_HOOKS else {"target": job.pending.target}
 
 
 def _run_job(context: _Context, job: HookJob) -> HookRun | None:
-    argv = _argv(context.account, job)
+    argv = _argv(context, job)
     assert argv is not None  # _runnable kept only configured hooks
-    facts = message_facts(context.account, context.data_dir, job)
+    facts = _facts(context, job)
     return _run_in_slot(context.account, context.shared, argv, facts, context.stop)
 
 
@@ -420,35 +500,6 @@ def _run_in_slot(
         env = inherited_environment(account, shared.hidden)
         env.update(facts)
         return run_hook(argv, env, account.hook_timeout)
-
-
-def run_on_error(
-    account: AccountConfig,
-    error: BaseException,
-    failures: int,
-    log: FilteringBoundLogger,
-    shared: DaemonHooks,
-) -> None:
-    """Run ``on_error`` for a failed poll, unless another fetchd process held the account."""
-    if account.on_error is None or isinstance(error, AccountLockedError):
-        return
-    facts = error_facts(account, error, failures)
-    if run := _run_in_slot(account, shared, account.on_error, facts):
-        _log_run(log, "on_error", run)
-
-
-def run_on_poll(
-    account: AccountConfig,
-    facts: Mapping[str, str],
-    log: FilteringBoundLogger,
-    shared: DaemonHooks,
-) -> None:
-    """Run the daemon's ``on_poll`` after a poll of ``account``, with ``facts`` about it."""
-    if shared.on_poll is None or facts.get("FETCHD_OUTCOME") == "locked":
-        return  # the fetchd process holding the account runs it
-    facts = {"FETCHD_HOOK": "on_poll", "FETCHD_ACCOUNT": account.name, **facts}
-    if run := _run_in_slot(account, shared, shared.on_poll, facts):
-        _log_run(log, "on_poll", run)
 
 
 def _log_run(log: FilteringBoundLogger, hook: str, run: HookRun, **facts: str) -> None:
@@ -476,8 +527,7 @@ __all__ = [
     "HookRun",
     "inert",
     "inherited_environment",
+    "poll_hooks",
     "run_hook",
-    "run_on_error",
-    "run_on_poll",
     "run_pending",
 ]

@@ -55,11 +55,13 @@ def run_account(
     stop: threading.Event | None = None,
     daemon_hooks: DaemonHooks | None = None,
 ) -> AccountRun:
-    """Poll ``account``, log the result, record the poll, run its hooks.
+    """Poll ``account``, log the result, record the poll with its hooks, run the hooks.
 
-    Never raises a poll's failure. The queued hooks run after the poll,
-    failed or not (what it stored before failing is safe and gets its hooks);
-    then ``on_error``, for a failed poll, and last the daemon's ``on_poll``.
+    Never raises a poll's failure. The poll's ``on_error`` (if it failed)
+    and the daemon's ``on_poll`` are queued with its record, so a crash
+    cannot lose them. The queued hooks run after the poll, failed or not
+    (what it stored before failing is safe and gets its hooks): the
+    messages', then ``on_error``, and last ``on_poll``.
     """
     started = time.time()
     result: PollResult | None = None
@@ -86,10 +88,12 @@ def run_account(
     elif not isinstance(error, FetchdError):
         log.exception("poll crashed", exc_info=error)
     record = poll_record(account.name, started, result, error)
-    run = AccountRun(result, error, record, state.record_poll(record))
     shared = daemon_hooks or DaemonHooks()
-    _run_hooks(account, data_dir, state, log, run, shared=shared, stop=stop)
-    hooks.run_on_poll(account, _poll_facts(run), log, shared)
+    failures = state.record_poll(
+        record, lambda streak: hooks.poll_hooks(account, shared, record, error, streak)
+    )
+    run = AccountRun(result, error, record, failures)
+    _run_hooks(account, data_dir, state, log, shared=shared, stop=stop)
     return run
 
 
@@ -98,30 +102,15 @@ def _run_hooks(
     data_dir: Path,
     state: State,
     log: FilteringBoundLogger,
-    run: AccountRun,
     *,
     shared: DaemonHooks,
     stop: threading.Event | None,
 ) -> None:
-    """The queued hooks, then ``on_error``; a hook problem is logged, never the poll's outcome."""
+    """The queued hooks, this poll's too; a hook problem is logged, never the poll's outcome."""
     try:
         hooks.run_pending(account, data_dir, state, log, shared=shared, stop=stop)
     except FetchdError as exc:  # the state database: the hooks stay queued
         log.warning("hooks not run", error=str(exc))
-    if run.error is not None:
-        hooks.run_on_error(account, run.error, run.failures, log, shared)
-
-
-def _poll_facts(run: AccountRun) -> dict[str, str]:
-    """What ``on_poll`` is told about a poll (its error is ``on_error``'s)."""
-    record = run.record
-    return {
-        "FETCHD_OUTCOME": record.outcome,
-        "FETCHD_NEW": str(record.new),
-        "FETCHD_STORED": str(record.stored),
-        "FETCHD_DELETED": str(record.deleted),
-        "FETCHD_FAILURES": str(run.failures),
-    }
 
 
 def outcome_of(error: BaseException | None) -> Outcome:

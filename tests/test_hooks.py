@@ -21,18 +21,21 @@ import pytest
 from structlog.testing import capture_logs
 
 from fetchd.cli import main
-from fetchd.config import load_config
+from fetchd.config import AccountConfig, load_config
+from fetchd.errors import NetworkError
 from fetchd.hooks import (
     MAX_STARTS,
     DaemonHooks,
     inherited_environment,
+    poll_hooks,
     run_pending,
     where_now,
 )
 from fetchd.log import get_logger
 from fetchd.poll import poll_account, recover_account
 from fetchd.runner import AccountRun, run_account
-from fetchd.store.state import State
+from fetchd.store.account import AccountStore
+from fetchd.store.state import PollRecord, State
 from fetchd.testing.dovecot import Dovecot
 from tests.accounts import account as make_account
 from tests.messages import make_message
@@ -72,7 +75,12 @@ def runs(folder: Path) -> list[Env]:
 
 
 def poll(
-    dovecot: Dovecot, data_dir: Path, state: State, slots: int = 4, **settings: Any
+    dovecot: Dovecot,
+    data_dir: Path,
+    state: State,
+    slots: int = 4,
+    on_poll: list[str] | None = None,
+    **settings: Any,
 ) -> tuple[AccountRun, list[dict[str, Any]]]:
     account = make_account(dovecot.pop3_port, **settings)
     with capture_logs() as events:
@@ -82,7 +90,7 @@ def poll(
             state,
             get_logger(),
             transcript=False,
-            daemon_hooks=DaemonHooks(slots),
+            daemon_hooks=DaemonHooks(slots, on_poll),
         )
     return run, events
 
@@ -333,8 +341,16 @@ def test_at_most_max_hooks_run_at_once(
 
 
 def write_config(
-    tmp_path: Path, dovecot: Dovecot, hook: list[str], max_hooks: int = 4, on_poll: str = ""
+    tmp_path: Path,
+    dovecot: Dovecot,
+    hook: list[str],
+    max_hooks: int = 4,
+    on_poll: str = "",
+    *,
+    password: str = "secret",
+    on_error: list[str] | None = None,
 ) -> Path:
+    on_error_line = "" if on_error is None else f"on_error = {on_error!r}"
     config = tmp_path / "config.toml"
     config.write_text(
         textwrap.dedent(
@@ -350,9 +366,10 @@ def write_config(
             port = {dovecot.pop3_port}
             security = "plain"
             username = "alice"
-            password = "secret"
+            password = "{password}"
             delete_after_fetch = true
             on_message = {hook!r}
+            {on_error_line}
             """
         ).replace("'", '"')
     )
@@ -510,6 +527,167 @@ def test_on_poll_runs_after_each_poll_with_its_counts(
     assert sorted(polls) == [(b"on_poll", b"0", b"ok"), (b"on_poll", b"3", b"ok")]
     assert all(env[b"FETCHD_ACCOUNT"] == b"work" for env in runs(out))
     assert len(runs(messages)) == 3
+
+
+# -- a poll's hooks: queued with the poll's record, run once ------------------------
+
+#: Appends "<hook> <outcome> <failures>" to the file "$0": one line per run, in order.
+POLL_LINE = 'printf "%s %s %s\\n" "$FETCHD_HOOK" "$FETCHD_OUTCOME" "$FETCHD_FAILURES" >> "$0"'
+
+
+def lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_each_polls_on_error_then_on_poll_run_once_with_its_facts(
+    dovecot_alice: Dovecot, data_dir: Path, state: State, tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+    hook = ["sh", "-c", POLL_LINE, str(log)]
+    for _ in range(2):
+        run, events = poll(
+            dovecot_alice, data_dir, state, on_poll=hook, on_error=hook, password="wrong"
+        )
+        assert run.outcome == "auth"
+        assert [(e["event"], e["hook"]) for e in hook_events(events)] == [
+            ("hook ran", "on_error"),
+            ("hook ran", "on_poll"),
+        ]
+        assert state.pending_hooks("work") == []
+    assert lines(log) == ["on_error auth 1", "on_poll auth 1", "on_error auth 2", "on_poll auth 2"]
+    run, _ = poll(dovecot_alice, data_dir, state, on_poll=hook, on_error=hook)
+    assert run.outcome == "ok"
+    assert lines(log)[4:] == ["on_poll ok 0"]
+
+
+def test_a_poll_that_finds_the_account_locked_queues_and_runs_no_poll_hook(
+    dovecot_alice: Dovecot, data_dir: Path, state: State, tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+    hook = ["sh", "-c", POLL_LINE, str(log)]
+    account = make_account(dovecot_alice.pop3_port, on_error=hook)
+    with AccountStore(account, data_dir, state).lock():  # as another fetchd process would
+        run, _ = poll(dovecot_alice, data_dir, state, on_poll=hook, on_error=hook)
+        assert run.outcome == "locked"
+        assert state.pending_hooks("work") == []
+    assert lines(log) == []
+
+
+def test_a_kill_after_the_poll_is_recorded_runs_its_hooks_on_the_next_pass_exactly_once(
+    dovecot_alice: Dovecot, tmp_path: Path, recorder: Any
+) -> None:
+    on_message, _ = recorder("messages")
+    on_error, errors = recorder("errors")
+    on_poll, polls = recorder("polls")
+    config = write_config(
+        tmp_path,
+        dovecot_alice,
+        on_message,
+        on_poll=f"on_poll = {on_poll!r}",
+        password="wrong",
+        on_error=on_error,
+    )
+    # Killed with the failed poll recorded, before any of its hooks ran.
+    assert fetch_killed_at(config, "fetchd.store.state:State.record_poll", "after", 1) == -9
+    assert (runs(errors), runs(polls)) == ([], [])
+    with contextlib.closing(State(tmp_path / "data" / "state.sqlite3")) as state:
+        queued = [(job.pending.hook, job.starts) for job in state.pending_hooks("work")]
+    assert queued == [("on_error", 0), ("on_poll", 0)]
+    for _ in range(2):  # two more failed polls; the first's hooks run with the first's facts
+        assert fetch_killed_at(config, "-", "-", 0) == 1
+    failed = sorted((env[b"FETCHD_FAILURES"], env[b"FETCHD_ERROR"]) for env in runs(errors))
+    assert [failures for failures, _ in failed] == [b"1", b"2", b"3"]
+    assert all(b"refused" in error for _, error in failed)
+    polled = sorted((env[b"FETCHD_FAILURES"], env[b"FETCHD_OUTCOME"]) for env in runs(polls))
+    assert polled == [(b"1", b"auth"), (b"2", b"auth"), (b"3", b"auth")]
+    assert {env[b"FETCHD_HOOK"] for env in runs(errors) + runs(polls)} == {
+        b"on_error",
+        b"on_poll",
+    }
+    assert {env[b"FETCHD_ACCOUNT"] for env in runs(errors) + runs(polls)} == {b"work"}
+
+
+def test_a_kill_while_a_polls_hook_runs_reruns_it_once_more_at_most(
+    dovecot_alice: Dovecot, tmp_path: Path, recorder: Any
+) -> None:
+    """The one window, as for a message's hook: run, not yet recorded done."""
+    on_message, _ = recorder("messages")
+    on_poll, polls = recorder("polls")
+    config = write_config(tmp_path, dovecot_alice, on_message, on_poll=f"on_poll = {on_poll!r}")
+    assert fetch_killed_at(config, "fetchd.hooks:run_hook", "after", 1) == -9
+    assert len(runs(polls)) == 1
+    assert fetch_killed_at(config, "-", "-", 0) == 0
+    # The killed poll's on_poll again, then the clean poll's; then nothing queued.
+    assert len(runs(polls)) == 3
+    with contextlib.closing(State(tmp_path / "data" / "state.sqlite3")) as state:
+        assert state.pending_hooks("work") == []
+
+
+def queue_poll_hooks(state: State, account: AccountConfig, on_poll: list[str]) -> None:
+    """Record a failed poll of ``account`` with its on_error and on_poll queued, not run."""
+    record = PollRecord("work", 100.0, 101.0, "network", error="no route")
+    shared = DaemonHooks(on_poll=on_poll)
+    error = NetworkError("no route")
+    state.record_poll(record, lambda failures: poll_hooks(account, shared, record, error, failures))
+
+
+def run_queued(
+    state: State, data_dir: Path, account: AccountConfig, on_poll: list[str] | None, stop: bool
+) -> list[dict[str, Any]]:
+    halt = threading.Event()
+    if stop:
+        halt.set()
+    with capture_logs() as events:
+        run_pending(
+            account, data_dir, state, get_logger(), shared=DaemonHooks(on_poll=on_poll), stop=halt
+        )
+    return events
+
+
+def test_a_stopping_daemon_leaves_poll_hooks_queued_with_no_start_counted(
+    data_dir: Path, state: State, recorder: Any
+) -> None:
+    hook, out = recorder("runs")
+    account = make_account(1, on_error=hook)
+    queue_poll_hooks(state, account, hook)
+    run_queued(state, data_dir, account, hook, stop=True)
+    assert runs(out) == []
+    assert [(job.pending.hook, job.starts) for job in state.pending_hooks("work")] == [
+        ("on_error", 0),
+        ("on_poll", 0),
+    ]
+    run_queued(state, data_dir, account, hook, stop=False)
+    assert sorted(env[b"FETCHD_HOOK"] for env in runs(out)) == [b"on_error", b"on_poll"]
+    assert [env[b"FETCHD_ERROR"] for env in runs(out) if b"FETCHD_ERROR" in env] == [b"no route"]
+    assert state.pending_hooks("work") == []
+
+
+def test_a_poll_hook_started_max_starts_times_is_given_up(
+    data_dir: Path, state: State, recorder: Any
+) -> None:
+    hook, out = recorder("runs")
+    account = make_account(1, on_error=hook)
+    queue_poll_hooks(state, account, hook)
+    error, _ = state.pending_hooks("work")
+    for _ in range(MAX_STARTS):  # as if each start had ended in a crash
+        state.start_hooks("work", [error.pending])
+    events = run_queued(state, data_dir, account, hook, stop=False)
+    assert [(e["event"], e["hook"]) for e in hook_events(events)] == [
+        ("hook given up", "on_error"),
+        ("hook ran", "on_poll"),
+    ]
+    assert [env[b"FETCHD_HOOK"] for env in runs(out)] == [b"on_poll"]
+    assert state.pending_hooks("work") == []
+
+
+def test_a_poll_hook_no_longer_configured_is_dropped_unrun(
+    data_dir: Path, state: State, recorder: Any
+) -> None:
+    hook, out = recorder("runs")
+    queue_poll_hooks(state, make_account(1, on_error=hook), hook)
+    events = run_queued(state, data_dir, make_account(1), None, stop=False)
+    assert (runs(out), hook_events(events)) == ([], [])
+    assert state.pending_hooks("work") == []
 
 
 def test_no_hook_inherits_any_account_password_or_stale_facts(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ class DaemonConfig(_Frozen):
     max_parallel: Annotated[Integer, Field(ge=1, le=64)] = 4
     #: Hook processes (``on_message`` ...) running at once, all accounts together.
     max_hooks: Annotated[Integer, Field(ge=1, le=64)] = 4
-    #: A program run after each account's poll (``fetchd.hooks.run_on_poll``).
+    #: A program run after each account's poll (``fetchd.hooks.poll_hooks``).
     on_poll: HookCommand | None = None
     jitter: Duration = 0.0
     #: The group that may read every account's mail and attachments; None: private.
