@@ -116,7 +116,10 @@ def mailbox(dovecot_alice: Dovecot) -> list[Mail]:
     return mails
 
 
-def write_config(tmp_path: Path, dovecot: Dovecot, extra: str = "", *, delete: bool = True) -> Path:
+def write_config(
+    tmp_path: Path, dovecot: Dovecot, extra: str = "", *, delete: bool = True, daemon: str = ""
+) -> Path:
+    """The config of one account, ``extra`` its further keys, ``daemon`` those of [daemon]."""
     config = tmp_path / "config.toml"
     config.write_text(
         textwrap.dedent(
@@ -125,6 +128,7 @@ def write_config(tmp_path: Path, dovecot: Dovecot, extra: str = "", *, delete: b
             data_dir = "{tmp_path / "data"}"
             transcript = false
             log_level = "warning"
+            {daemon}
             [accounts.work]
             host = "127.0.0.1"
             port = {dovecot.pop3_port}
@@ -324,8 +328,10 @@ INJECTION_POINTS = [
 ]
 
 
-#: After the poll, before its hooks run or with their starts counted: still exactly once.
+#: After the poll was recorded, before its hooks run or with their starts counted:
+#: still exactly once, the killed poll's on_poll included.
 HOOK_POINTS = [
+    ("fetchd.store.state:State.record_poll", "after", 1),
     ("fetchd.hooks:run_pending", "before", 1),
     ("fetchd.store.state:State.start_hooks", "after", 1),
 ]
@@ -339,6 +345,20 @@ def hooks_config(tmp_path: Path) -> str:
         f'on_message = ["sh", "-c", \'{line} >> "$0"\', "{log}"]\n'
         f'on_attachment = ["sh", "-c", \'{line} >> "$0"\', "{log}"]\n'
     )
+
+
+def on_poll_config(tmp_path: Path) -> str:
+    """An on_poll hook that appends one line per run to polls.log."""
+    log = tmp_path / "polls.log"
+    line = 'printf "%s %s\\n" "$FETCHD_HOOK" "$FETCHD_OUTCOME"'
+    return f'on_poll = ["sh", "-c", \'{line} >> "$0"\', "{log}"]'
+
+
+def assert_on_poll_per_poll(tmp_path: Path, polls: int) -> None:
+    """on_poll ran once for each recorded poll: ``polls`` of them, all of them ok."""
+    log = tmp_path / "polls.log"
+    ran = log.read_text().splitlines() if log.exists() else []
+    assert ran == ["on_poll ok"] * polls
 
 
 def assert_hooks_once(tmp_path: Path, mails: list[Mail]) -> None:
@@ -364,13 +384,22 @@ def test_kill_at_injected_point(
     nth: int,
     delete: bool,
 ) -> None:
-    config = write_config(tmp_path, dovecot_alice, hooks_config(tmp_path), delete=delete)
+    config = write_config(
+        tmp_path,
+        dovecot_alice,
+        hooks_config(tmp_path),
+        delete=delete,
+        daemon=on_poll_config(tmp_path),
+    )
     crashed = inject(config, target, when, nth)
     # Killed, so the point was reached: not a clean exit, not an error.
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
     assert_no_duplicates(tmp_path)
     finish_and_check(config, tmp_path, dovecot_alice, mailbox, delete=delete)
     assert_hooks_once(tmp_path, mailbox)
+    # Each clean run's poll, and the killed one if it was recorded before the kill.
+    recorded = (target, when, nth) in HOOK_POINTS
+    assert_on_poll_per_poll(tmp_path, int(recorded) + (1 if delete else 2))
 
 
 def kill_at_instants(
