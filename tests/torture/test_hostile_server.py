@@ -9,6 +9,7 @@ server deleted was left unstored.
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -294,6 +295,56 @@ def test_a_message_list_leaves_out_is_still_fetched_once(
     assert any("different message numbers" in warning for warning in result.warnings)
     assert server.mailbox.snapshot() == []
     assert_faithful(data_dir, state, originals)
+
+
+def _scenarios(count: int) -> list[tuple[int, str, int, bool, bool]]:
+    """Loose sizes (none, too big, too small) with one fault on one message, drawn
+    once from a fixed seed: (off_by, fault, victim, pipelining, delete)."""
+    draw = random.Random(1939)
+    faults = ["reply_twice", "stray_status_line", "refuse"]
+    return [
+        (
+            draw.choice([0, 300, -300]),
+            draw.choice(faults),
+            draw.randrange(5),
+            draw.random() < 0.5,
+            draw.random() < 0.5,
+        )
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize(("off_by", "fault", "victim", "pipelining", "delete"), _scenarios(12))
+def test_loose_sizes_and_a_fault_never_misfile_lose_or_delete_unstored(
+    pop3_server: Start,
+    data_dir: Path,
+    state: State,
+    off_by: int,
+    fault: str,
+    victim: int,
+    pipelining: bool,
+    delete: bool,
+) -> None:
+    """A server whose sizes are off, and which also misbehaves on one message:
+    every poll leaves each stored message under its own id and nothing deleted
+    unstored; once the fault is gone, everything is fetched exactly once."""
+    mail = messages(5, body="a line of text, forty octets or so long\n" * 12)
+    hook = {"reply_twice": reply_twice, "stray_status_line": stray_status_line}.get(fault, refuse)
+    server, originals = server_with(pop3_server, mail, RETR=hook(UIDS[victim]))
+    server.options.listed_sizes_off_by = off_by
+    server.options.pipelining = pipelining
+    for _ in range(3):
+        with contextlib.suppress(ProtocolError):
+            poll(server, data_dir, state, delete_after_fetch=delete)
+        assert_faithful(data_dir, state, originals)
+        left = {uid for uid, _ in server.mailbox.snapshot()}
+        assert all(uid in left or uid in state.known("work") for uid in originals)
+    server.options.hooks = {}
+    state.clear_failures("work", list(originals))
+    poll(server, data_dir, state, delete_after_fetch=delete)
+    assert_faithful(data_dir, state, originals)
+    assert set(state.known("work")) == set(originals)
+    assert server.mailbox.snapshot() == ([] if delete else list(zip(UIDS, mail, strict=False)))
 
 
 # -- hostile listings ------------------------------------------------------------
