@@ -215,14 +215,20 @@ def compare(
     The recorded ids come in pieces (``State.recorded_ids``) and are struck
     off one set of the listed ids, so a mailbox of a million known messages
     never has a second million-entry set of them in memory; what is left is
-    new. Every recorded id is one row, so it comes in one piece only.
+    new. Every recorded id is one row, so it comes in one piece only: a piece
+    struck off fewer ids than it holds has ids that are not listed, and only
+    then are its ids looked up one by one (each pass over a million ids costs
+    a sizeable part of a poll).
     """
     unknown = listing.take_ids()
     vanished: list[str] = []
+    listed: set[str] | None = None  # made only once a recorded id is not listed
     for ids in on_server:
-        if listing.method == "uidl":
-            vanished += filterfalse(unknown.__contains__, ids)
+        before = len(unknown)
         unknown.difference_update(ids)
+        if listing.method == "uidl" and before - len(unknown) != len(ids):
+            listed = set(listing.uids) if listed is None else listed
+            vanished += filterfalse(listed.__contains__, ids)
     for ids in gone:
         unknown.difference_update(ids)
     return Comparison(listing.select(unknown) if unknown else [], sorted(vanished))
