@@ -2,9 +2,8 @@
 
 ``install.sh`` puts fetchd in ``.venv``; a user's ``fetchd`` starts that
 interpreter, which reads only its own site-packages. A shared interpreter
-may run code of its own at every start (``.pth`` files of other packages)
-and pydantic looks through every package installed in it for plugins, so
-timing fetchd under it times the machine's other software too. The
+may run code of its own at every start (``.pth`` files of other packages),
+so timing fetchd under it times the machine's other software too. The
 checkout's code is what runs either way (``PYTHONPATH`` points at it).
 """
 
