@@ -132,6 +132,34 @@ def test_a_failed_fetch_is_logged_as_errors_and_a_poll_as_info(
     assert (6, poll) in entries
 
 
+@pytest.mark.parametrize("journal_stream", ["match", None])
+def test_what_a_password_command_says_on_stderr_is_a_warning(
+    dovecot_alice: Dovecot, tmp_path: Path, journal_stream: str | None
+) -> None:
+    dovecot_alice.deliver("alice", make_message("for the journal"))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'''[daemon]\ndata_dir = "{tmp_path / "data"}"\n
+[accounts.alice]
+host = "127.0.0.1"
+port = {dovecot_alice.pop3_port}
+security = "plain"
+username = "alice"
+password_command = "sh -c 'echo keyring unlocked >&2; echo two lines >&2; echo secret'"
+'''
+    )
+    config.chmod(0o600)
+    code, err = fetchd(tmp_path, "-c", str(config), "fetch", journal_stream=journal_stream)
+    assert code == 0, err
+    if journal_stream is None:  # not journald: passed through as it is
+        assert "keyring unlocked\ntwo lines\n" in err
+        return
+    assert None not in prefixes(err), err
+    assert (4, "keyring unlocked") in journald(err)
+    assert (4, "two lines") in journald(err)
+    assert "secret" not in err
+
+
 def test_a_journal_line_is_plain_text_without_timestamp_or_colour(
     config: Path, tmp_path: Path
 ) -> None:

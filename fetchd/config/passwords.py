@@ -17,10 +17,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from fetchd import journal
 from fetchd.errors import ConfigError
 
 #: Seconds a ``password_command`` may run before fetchd gives up on it.
 PASSWORD_COMMAND_TIMEOUT = 30.0
+#: Octets of a password command's stderr passed on to the journal.
+STDERR_SHOWN = 8192
 
 
 def _strip_newline(text: str) -> str:
@@ -86,8 +89,9 @@ def run_command(account: str, command: str, *, key: str = "password") -> str:
     """Run ``password_command`` without a shell and return its standard output.
 
     No shell means no quoting surprises and no injection through the config. The
-    command's stderr passes through to fetchd's stderr (so a prompt or a warning
-    reaches the journal); its stdout is the secret and never appears in a message.
+    command's stderr reaches fetchd's stderr (so a warning reaches the journal,
+    each line with a warning's priority when that stderr is journald's); its
+    stdout is the secret and never appears in a message.
     """
     source = f"{key}_command"
     try:
@@ -96,15 +100,19 @@ def run_command(account: str, command: str, *, key: str = "password") -> str:
         raise ConfigError(f"account {account}: {source} cannot be split into words") from exc
     if not argv:
         raise ConfigError(f"account {account}: {source} is empty")
+    # Under journald its lines are read and given a priority, or each would be "info".
+    to_journal = journal.connected()
     try:
         done = subprocess.run(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if to_journal else None,
             timeout=PASSWORD_COMMAND_TIMEOUT,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
+        _pass_on(exc.stderr)
         raise ConfigError(
             f"account {account}: {source} did not finish within {PASSWORD_COMMAND_TIMEOUT:g} s"
         ) from exc
@@ -112,6 +120,7 @@ def run_command(account: str, command: str, *, key: str = "password") -> str:
         raise ConfigError(
             f"account {account}: cannot run {source} program {argv[0]!r}: {exc.strerror}"
         ) from exc
+    _pass_on(done.stderr)
     if done.returncode < 0:
         raise ConfigError(f"account {account}: {source} was killed by signal {-done.returncode}")
     if done.returncode != 0:
@@ -121,6 +130,12 @@ def run_command(account: str, command: str, *, key: str = "password") -> str:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"account {account}: {source} printed something not UTF-8") from exc
     return _non_empty(account, source, _strip_newline(text), key)
+
+
+def _pass_on(stderr: bytes | None) -> None:
+    """What a password command said on stderr (read only under journald), as warnings."""
+    if stderr:
+        journal.write(stderr[:STDERR_SHOWN].decode("utf-8", "replace").rstrip("\n"), "warning")
 
 
 #: Environment variables systemd sets for the processes of a service.
