@@ -62,7 +62,7 @@ from fetchd.errors import (
 )
 from fetchd.pop3.client import Session, Transcript, error_for, looks_like_status
 from fetchd.pop3.commands import Command
-from fetchd.pop3.inventory import Listing, ServerMessage, compare, new_messages, read_listing
+from fetchd.pop3.inventory import Comparison, Listing, ServerMessage, compare, read_listing
 from fetchd.session import login
 from fetchd.store.account import AccountStore, Committed, Spooled
 from fetchd.store.state import State
@@ -287,7 +287,7 @@ def recover_account(
         session = login(account, transcript)
         try:
             listing = read_listing(session)
-            todo = new_messages(listing, store.known().keys())
+            todo = _against_state(state, account.name, listing).unknown
             recovered = store.recover({m.uid: m.size for m in todo}, hand_off=False).kinds
             session.quit()
         except BaseException:
@@ -347,8 +347,7 @@ class Choice:
 
 def choose(account: AccountConfig, state: State, listing: Listing) -> Choice:
     """Decide from the state alone what ``listing`` calls for; changes nothing."""
-    on_server = state.recorded_ids(account.name, on_server=True)
-    seen = compare(listing, on_server, state.recorded_ids(account.name, on_server=False))
+    seen = _against_state(state, account.name, listing)
     unknown = seen.unknown
     fetch = rules.due(unknown, state.failing(account.name))
     due = {m.uid for m in fetch}
@@ -359,6 +358,12 @@ def choose(account: AccountConfig, state: State, listing: Listing) -> Choice:
         gone=seen.vanished,
         unknown=len(unknown),
     )
+
+
+def _against_state(state: State, account: str, listing: Listing) -> Comparison:
+    """``listing`` beside what the state recorded of ``account``, on the server or gone."""
+    on_server = state.recorded_ids(account, on_server=True)
+    return compare(listing, on_server, state.recorded_ids(account, on_server=False))
 
 
 def _plan(run: _Pass, listing: Listing) -> tuple[list[ServerMessage], list[ServerMessage], int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections.abc import Container, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse
 from typing import NamedTuple
@@ -187,12 +186,6 @@ def _unique(listing: Listing) -> Listing:
         unique.append(f"{uid}#{count}")
     listing.uids = unique
     return listing
-
-
-def new_messages(listing: Listing, known: AbstractSet[str]) -> list[ServerMessage]:
-    """Messages whose id the state has never recorded, in server order."""
-    unknown = listing.take_ids().difference(known)
-    return listing.select(unknown) if unknown else []
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from fetchd.config import AccountConfig, attachments_root
 from fetchd.errors import AccountLockedError, StorageError
 from fetchd.store.handoff import Destination
 from fetchd.store.maildir import Kind, Maildir, MessageFile, StoredFile, message_key, owner_tag
-from fetchd.store.state import Failure, Fetched, Handoff, Indexed, Known, PendingHook, State
+from fetchd.store.state import Failure, Fetched, Handoff, Indexed, PendingHook, State
 
 if TYPE_CHECKING:
     from fetchd.mime.attachments import ExtractResult
@@ -148,9 +148,6 @@ class AccountStore:
         self.access.set_dir(self.root)
 
     # -- what the state knows --------------------------------------------------
-
-    def known(self) -> dict[str, Known]:
-        return self.state.known(self.name)
 
     def known_uids(self) -> tuple[set[str], set[str]]:
         """Every UID recorded, and those of them still on the server (``State.known_uids``)."""

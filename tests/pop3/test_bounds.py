@@ -20,7 +20,7 @@ from fetchd.pop3.client import (
     looks_like_status,
 )
 from fetchd.pop3.commands import Command
-from fetchd.pop3.inventory import new_messages, read_listing
+from fetchd.pop3.inventory import compare, read_listing
 from fetchd.pop3.states import State
 from tests.pop3.scripted import ScriptedTransport, sent, session_after_login, unread
 
@@ -163,7 +163,7 @@ def test_read_listing_keeps_uids_exact(chunk: int | None) -> None:
     ]
     assert [m.size for m in listing.messages] == [10, 20, 30, 40]
     assert any("outside RFC 1939" in warning for warning in listing.warnings)
-    assert new_messages(listing, {"u\udcff"}) == listing.messages[1:]
+    assert compare(listing, [["u\udcff"]], []).unknown == listing.messages[1:]
 
 
 @pytest.mark.parametrize(
