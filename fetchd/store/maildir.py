@@ -47,7 +47,8 @@ Kind = Literal["stored", "headers"]
 _TAGS: dict[Kind, str] = {"stored": "FD", "headers": "FH"}
 _KINDS: dict[str, Kind] = {tag: kind for kind, tag in _TAGS.items()}
 _KEY_IN_NAME = re.compile(r",(FD|FH)=([0-9a-f]{24})\.eml")
-_KEY_IN_FOREIGN_NAME = re.compile(r"\d+\.M\d+P\d+R[0-9a-f]{8},(FD|FH)=([0-9a-f]{24})\.")
+#: Only from the start of the name: in a Maildir others write, a key further in is not ours.
+_KEY_IN_FOREIGN_NAME = re.compile(r"\A\d+\.M\d+P\d+R[0-9a-f]{8},(FD|FH)=([0-9a-f]{24})\.")
 #: The Maildir++ marker file of a subfolder (``~/Maildir/.Work``).
 FOLDER_MARKER = "maildirfolder"
 #: Leftovers in tmp/ older than this are removed (the Maildir spec's 36 hours).
@@ -168,9 +169,7 @@ class Maildir:
 
     def key_of(self, name: str) -> tuple[Kind, str] | None:
         """What a file name in new/ or cur/ says fetchd stored, or None if not fetchd's."""
-        match = (
-            self._key_in_name.search(name) if self.owner is None else self._key_in_name.match(name)
-        )
+        match = self._key_in_name.search(name)
         if match is None:
             return None
         tag, key = match.groups()
