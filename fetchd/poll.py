@@ -62,7 +62,14 @@ from fetchd.errors import (
 )
 from fetchd.pop3.client import Session, Transcript, error_for, looks_like_status
 from fetchd.pop3.commands import Command
-from fetchd.pop3.inventory import Comparison, Listing, ServerMessage, compare, read_listing
+from fetchd.pop3.inventory import (
+    Comparison,
+    Listing,
+    ServerMessage,
+    compare,
+    names,
+    read_listing,
+)
 from fetchd.session import login
 from fetchd.store.account import AccountStore, Committed, Spooled
 from fetchd.store.state import State
@@ -520,9 +527,7 @@ def _answer_about(run: _Pass, message: ServerMessage) -> str | None:
     (an id names the message even where sizes are loose or LIST left it out)."""
     if run.by_uidl:
         uid = run.session.uidl_one(message.number)
-        # A repeated id was listed as "id#2" (inventory._unique): the server still says "id".
-        named = uid == message.uid or message.uid.rpartition("#")[0] == uid
-        return None if named else f"UIDL {message.number} said {uid!r}"
+        return None if names(uid, message.uid) else f"UIDL {message.number} said {uid!r}"
     size = run.session.list_one(message.number)
     if size == message.size:
         return None

@@ -168,6 +168,12 @@ def _header_digests(
     return ids
 
 
+def names(said: str, uid: str) -> bool:
+    """Whether ``said``, the id the server gives a message now (``UIDL n``), names
+    the listed ``uid``: the same, or the id ``_unique`` renamed ``said#n``."""
+    return uid == said or uid.rpartition("#")[0] == said
+
+
 def _unique(listing: Listing) -> Listing:
     """Defend against duplicate ids (seen in the wild): later ones get ``#n``."""
     ids = set(listing.uids)
