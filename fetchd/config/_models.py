@@ -19,7 +19,6 @@ from pydantic import (
 from fetchd import access
 from fetchd.config import passwords
 from fetchd.config._load import Sources, gather, scrub
-from fetchd.config._messages import describe_errors
 from fetchd.config._oauth2 import OAuth2Config
 from fetchd.config._values import (
     AccountName,
@@ -385,6 +384,9 @@ def load_config(path: Path) -> Config:
     try:
         config = Config.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
+        # On error only: a config that validates never pays for the wording (difflib ...).
+        from fetchd.config._messages import describe_errors  # noqa: PLC0415
+
         problems.extend(describe_errors(exc, sources, Config))
         problems.extend(_unchecked_combinations(exc, sources))
     if problems or config is None:

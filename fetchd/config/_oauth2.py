@@ -169,6 +169,14 @@ class OAuth2Config(BaseModel):
             return self.scopes
         return PRESETS[self.provider].scopes if self.provider else ()
 
+    def client_fields(self, account: str) -> dict[str, str]:
+        """How the client names itself in a token request: its ID, and its secret if any."""
+        fields = {"client_id": self.client}
+        secret = self.resolve_client_secret(account)
+        if secret is not None:
+            fields["client_secret"] = secret
+        return fields
+
     def resolve_client_secret(self, account: str) -> str | None:
         """The client secret read now from its source, or None for a public client."""
         if self.client_secret is not None:

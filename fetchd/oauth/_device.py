@@ -15,6 +15,7 @@ from typing import Any
 
 from fetchd.config import OAuth2Config
 from fetchd.errors import AuthError, NetworkError, ProtocolError, UsageError
+from fetchd.oauth._grant import login_hint
 from fetchd.oauth._http import describe_error, post_form
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
@@ -73,10 +74,7 @@ def device_tokens(
     account: str, oauth2: OAuth2Config, say: Callable[[str], None], clock: Clock
 ) -> dict[str, Any]:
     """Run the device flow for ``account``; the token endpoint's answer granting it."""
-    secret = oauth2.resolve_client_secret(account)
-    client = {"client_id": oauth2.client}
-    if secret is not None:
-        client["client_secret"] = secret
+    client = oauth2.client_fields(account)
     url = oauth2.device_endpoint
     if url is None:
         raise UsageError(f"account {account}: the device flow needs device_url (or a provider)")
@@ -128,6 +126,5 @@ def _poll(
             f"account {account}: the OAuth2 token endpoint refused ({describe_error(answer)})"
         )
     raise AuthError(
-        f"account {account}: the code expired before it was entered; "
-        f"run `fetchd oauth login {account}` again"
+        f"account {account}: the code expired before it was entered; {login_hint(account)} again"
     )

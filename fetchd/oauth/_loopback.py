@@ -136,12 +136,9 @@ def _redeem(
         "grant_type": "authorization_code",
         "code": params.get("code", ""),
         "redirect_uri": redirect_uri,
-        "client_id": oauth2.client,
         "code_verifier": verifier,
+        **oauth2.client_fields(account),
     }
-    secret = oauth2.resolve_client_secret(account)
-    if secret is not None:
-        fields["client_secret"] = secret
     answer = post_form(oauth2.token_endpoint, fields)
     if "error" in answer:
         raise AuthError(

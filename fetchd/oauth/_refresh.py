@@ -92,12 +92,9 @@ def refresh(account: str, oauth2: OAuth2Config, grant: Grant, now: float) -> Gra
     fields = {
         "grant_type": "refresh_token",
         "refresh_token": grant.refresh_token,
-        "client_id": oauth2.client,
         "scope": " ".join(oauth2.scope_list),
+        **oauth2.client_fields(account),
     }
-    secret = oauth2.resolve_client_secret(account)
-    if secret is not None:
-        fields["client_secret"] = secret
     answer = post_form(oauth2.token_endpoint, fields)
     if "error" in answer:
         raise _refused(account, answer)
