@@ -44,8 +44,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -401,19 +402,29 @@ def _run_in_order(context: _Context, jobs: list[HookJob]) -> int:
 
 
 def _run_queued(context: _Context, jobs: list[HookJob]) -> int:
-    """Count a start of each job, run them, and record them done as they end.
+    """Run the jobs ``max_hooks`` at a time, each start counted just before it is
+    submitted, and record them done as they end.
 
-    Those that ended while the last were being recorded are recorded in one
-    transaction: a commit costs a flush, about as much as starting a process.
+    Counted no earlier: a crash must not charge a start to a hook still
+    waiting for its turn, or three crashes would give it up unrun. Those that
+    ended while the last were being recorded are recorded in one transaction:
+    a commit costs a flush, about as much as starting a process.
     """
-    jobs = _runnable(context, jobs)
-    if not jobs:
-        return 0
+    queue = iter(_runnable(context, jobs))
     state, name = context.state, context.account.name
-    state.start_hooks(name, [job.pending for job in jobs])
     ran = 0
+    waiting: dict[Future[HookRun | None], HookJob] = {}
+
+    def submit(count: int) -> None:
+        if context.stop is not None and context.stop.is_set():
+            return  # the rest stay queued, their starts uncounted
+        starting = list(islice(queue, count))
+        if starting:
+            state.start_hooks(name, [job.pending for job in starting])
+            waiting.update({pool.submit(_run_job, context, job): job for job in starting})
+
     with ThreadPoolExecutor(context.shared.max_hooks, thread_name_prefix="hook") as pool:
-        waiting = {pool.submit(_run_job, context, job): job for job in jobs}
+        submit(context.shared.max_hooks)
         while waiting:
             ended, _ = wait(waiting, return_when=FIRST_COMPLETED)
             results = [(waiting.pop(future), future.result()) for future in ended]
@@ -426,6 +437,7 @@ def _run_queued(context: _Context, jobs: list[HookJob]) -> int:
             for job, run in done:
                 _log_run(context.log, job.pending.hook, run, **_where(job))
             ran += len(done)
+            submit(len(ended))
     return ran
 
 
