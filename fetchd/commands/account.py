@@ -18,16 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from fetchd.commands import say
-from fetchd.config import default_config_path, drop_ins, load_config, passwords
+from fetchd.config import PASSWORD_SOURCES, default_config_path, drop_ins, load_config, passwords
 from fetchd.errors import UsageError
 
-_SOURCES = (
-    "password_command",
-    "password_file",
-    "password_env",
-    "password_credential",
-    "password_keyring",
-)
+#: The password sources ``account add`` takes as options (not the password itself).
+_SOURCES = PASSWORD_SOURCES[1:]
 #: The keyring's service for the passwords ``account add --keyring`` stores.
 KEYRING_SERVICE = "fetchd"
 

@@ -18,7 +18,7 @@ import shutil
 from fetchd import access
 from fetchd.commands import load, say
 from fetchd.commands.state import verdict as state_verdict
-from fetchd.config import AccountConfig, OAuth2Config
+from fetchd.config import PASSWORD_SOURCES, AccountConfig, OAuth2Config
 from fetchd.errors import AuthError, FetchdError
 from fetchd.pop3.replies import Capabilities
 from fetchd.rules import expire_warnings
@@ -85,13 +85,7 @@ def _sharing(account: AccountConfig) -> list[str]:
 
 
 def _source(account: AccountConfig) -> str:
-    for key in (
-        "password_file",
-        "password_env",
-        "password_command",
-        "password_credential",
-        "password_keyring",
-    ):
+    for key in PASSWORD_SOURCES[1:]:
         if getattr(account, key) is not None:
             return key
     return "password"

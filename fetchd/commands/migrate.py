@@ -27,6 +27,7 @@ from fetchd.commands import say
 from fetchd.config import Config, default_config_path, drop_ins, load_config
 from fetchd.config.migrate import Found, Migration, Note, fetchmail, getmail, mpop, shown
 from fetchd.errors import UsageError
+from fetchd.paths import config_home
 from fetchd.store.account import AccountStore
 from fetchd.store.state import State, state_path
 
@@ -95,12 +96,11 @@ def _fetchmailrc() -> Path:
 
 def _mpoprc() -> Path:
     classic = Path.home() / ".mpoprc"
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return classic if classic.exists() else xdg / "mpop" / "config"
+    return classic if classic.exists() else config_home() / "mpop" / "config"
 
 
 def _getmail_dir() -> Path:
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "getmail"
+    xdg = config_home() / "getmail"
     return xdg if xdg.exists() else Path.home() / ".getmail"
 
 

@@ -35,6 +35,7 @@ pydantic and the standard library, apscheduler is imported only to check a
 """
 
 from fetchd.config._models import (
+    PASSWORD_SOURCES,
     AccountConfig,
     AttachmentsConfig,
     Config,
@@ -48,6 +49,7 @@ from fetchd.paths import default_config_path
 
 __all__ = [
     "MDA_PLACEHOLDERS",
+    "PASSWORD_SOURCES",
     "AccountConfig",
     "AttachmentsConfig",
     "Config",

@@ -96,6 +96,7 @@ class AttachmentsConfig(_Frozen):
         return value
 
 
+#: Where an account's password may come from: inline first, then the other sources.
 PASSWORD_SOURCES = (
     "password",
     "password_file",
@@ -105,6 +106,14 @@ PASSWORD_SOURCES = (
     "password_keyring",
 )
 _DEFAULT_PORTS = {"tls": 995, "starttls": 110, "plain": 110}
+
+
+def default_port(security: object) -> int:
+    """The port an account's ``security`` implies: 995 for implicit TLS (RFC 8314), else
+    110; 995 for a value that is no security at all (validation reports it)."""
+    return _DEFAULT_PORTS.get(security, 995) if isinstance(security, str) else 995
+
+
 _OAUTH_METHODS = ("xoauth2", "oauthbearer")
 
 
@@ -241,9 +250,7 @@ class AccountConfig(_Frozen):
     def _default_port(cls, data: Any) -> Any:
         """Fill ``port`` from ``security``: 995 for implicit TLS (RFC 8314), else 110."""
         if isinstance(data, dict) and "port" not in data:
-            security = data.get("security", "tls")
-            port = _DEFAULT_PORTS.get(security, 995) if isinstance(security, str) else 995
-            return {**data, "port": port}
+            return {**data, "port": default_port(data.get("security", "tls"))}
         return data
 
     @model_validator(mode="after")

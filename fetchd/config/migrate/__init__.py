@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fetchd.config._models import default_port
 from fetchd.config._values import ACCOUNT_NAME, is_loopback
 
 __all__ = [
@@ -71,7 +72,7 @@ class Found:
     @property
     def server(self) -> tuple[str, int, str]:
         """Host, port and user: two accounts with the same are one mailbox."""
-        port = self.table.get("port") or (995 if self.table.get("security") == "tls" else 110)
+        port = self.table.get("port") or default_port(self.table.get("security", "tls"))
         return (str(self.table["host"]).lower(), int(port), self.table["username"])
 
 
