@@ -174,10 +174,7 @@ def pop3_transcript(log: FilteringBoundLogger) -> Callable[[str, str, int | None
     """
 
     def transcript(direction: str, text: str, octets: int | None = None) -> None:
-        if octets is None:
-            log.info("pop3", direction=direction, text=text)
-        else:
-            log.info("pop3", direction=direction, text=text, octets=octets)
+        _transcript_event(log.info, direction, text, octets)
 
     return transcript
 

@@ -31,11 +31,14 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(accounts, config, brief=args.quiet > 0)
     state = open_state(config)
+    hooks = DaemonHooks.from_config(config)  # max_hooks holds for the whole run
     runs: list[AccountRun] = []
     try:
         for account in accounts:
             runs.append(
-                fetch_one(account, config, state, mark_seen=args.mark_seen, bar=not args.quiet)
+                fetch_one(
+                    account, config, state, hooks, mark_seen=args.mark_seen, bar=not args.quiet
+                )
             )
     finally:
         state.close()
@@ -52,6 +55,7 @@ def fetch_one(
     account: AccountConfig,
     config: Config,
     state: State,
+    hooks: DaemonHooks,
     *,
     mark_seen: bool = False,
     bar: bool = True,
@@ -68,7 +72,7 @@ def fetch_one(
             transcript=config.daemon.transcript,
             progress=progress,
             mark_seen=mark_seen,
-            daemon_hooks=DaemonHooks.from_config(config),
+            daemon_hooks=hooks,
         )
     finally:
         if progress:

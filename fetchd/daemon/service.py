@@ -123,7 +123,11 @@ class Daemon:
         # Shared by every account's hooks; a reload swaps it (polls running keep theirs).
         self._hooks = DaemonHooks.from_config(config)
         self._rotation = Rotation()
-        self._threads = PollThreads(self._rotation, self._poll_job, _thread_limit(config))
+        self._threads = PollThreads(
+            self._rotation,
+            self._poll_job,
+            _thread_limit(config.daemon.max_parallel, len(self._specs)),
+        )
         self._load_period = load_period
         self._load = LoadMeter(_configured_rate(self._specs), time.time())
         self._overloaded = False
@@ -245,7 +249,7 @@ class Daemon:
             self._hooks = DaemonHooks.from_config(config)
         self._load.configured = _configured_rate(new)
         # More accounts may use more threads; max_parallel itself needs a restart.
-        self._threads.limit = min(old_config.daemon.max_parallel, max(len(new), 1))
+        self._threads.limit = _thread_limit(old_config.daemon.max_parallel, len(new))
         added = sorted(new.keys() - old.keys())
         removed = sorted(old.keys() - new.keys())
         changed = sorted(n for n in new.keys() & old.keys() if new[n] != old[n])
@@ -429,9 +433,9 @@ class Daemon:
         return self._reporter.status_text(count, overloaded=self._overloaded)
 
 
-def _thread_limit(config: Config) -> int:
+def _thread_limit(max_parallel: int, accounts: int) -> int:
     """Poll threads: one per account at most, however high ``max_parallel``."""
-    return min(config.daemon.max_parallel, max(len(specs_for(config)), 1))
+    return min(max_parallel, max(accounts, 1))
 
 
 def _configured_rate(specs: dict[str, JobSpec]) -> float:
