@@ -6,7 +6,8 @@ Each session of a poll:
 2. RETRs each new message into tmp/, reading no more than its LIST size
    allows and checking the size it came in (``_retrieve``): a body of
    another size is kept only in a careful session, once the server proved
-   it RETR's own reply (``_prove_own_reply``);
+   it RETR's own reply (``_prove_own_reply``); a server found to need
+   that is polled carefully from the next poll on (``_remember_care``);
 3. checks that the server is still in step: ``UIDL n`` (``LIST n``) of the
    batch's last message answers for that message, and nothing unasked-for
    is waiting;
@@ -114,6 +115,8 @@ class PollResult:
     #: time and check after each message that nothing unasked-for came, so the
     #: message at fault is the one blamed.
     careful: bool = False
+    #: A body came in another size than LIST announced (kept only if proven).
+    loose_sizes: bool = False
 
     @property
     def skipped(self) -> int:
@@ -188,6 +191,8 @@ def poll_account(
     store = AccountStore(account, data_dir, state)
     with store.lock():
         result.warnings.extend(store.prepare())
+        careful_since = state.careful_since(account.name)
+        result.careful = careful_since is not None
         while result.sessions < MAX_SESSIONS_PER_POLL and not options.stopping:
             result.sessions += 1
             session = _login(account, transcript, again=result.sessions > 1)
@@ -202,8 +207,26 @@ def poll_account(
             if again is None or result.login_delay:
                 break
             result.session_reasons.append(again)
+        _remember_care(state, account.name, careful_since, result)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _remember_care(
+    state: State, account: str, careful_since: float | None, result: PollResult
+) -> None:
+    """Start the next poll careful if this one had to be, until a careful one needed it not.
+
+    A server with loose sizes breaks every pipelined batch that meets one:
+    the batch is read and discarded, then fetched again one command at a
+    time. Remembered, the next poll is careful at once. Forgotten once a
+    careful poll stored messages that all came in their listed size, so a
+    server that was mended gets its pipelining back.
+    """
+    if careful_since is None and result.careful:
+        state.set_careful_since(account, time.time())
+    elif careful_since is not None and result.stored and not result.loose_sizes:
+        state.set_careful_since(account, None)
 
 
 def _login(account: AccountConfig, transcript: Transcript | None, *, again: bool) -> Session:
@@ -464,6 +487,7 @@ def _retrieve(
                     "a reply out of place, so fetchd stops here"
                 )
             if reply.unexpected_size:
+                run.result.loose_sizes = True
                 _prove_own_reply(run, message, reply.octets)
             if careful:
                 run.session.ensure_synchronized()

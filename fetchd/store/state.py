@@ -211,6 +211,11 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE pending_hooks ADD COLUMN facts TEXT;  -- JSON object; NULL: a message's hook
     """,
+    # A server whose sizes were found loose is polled one command at a time from
+    # the start, not after a pipelined batch broke on it (see State.careful_since).
+    """
+    ALTER TABLE polls ADD COLUMN careful_since REAL;  -- NULL: its replies may be pipelined
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -752,6 +757,20 @@ class State:
             if hooks is not None:
                 _queue_poll_hooks(db, record.account, hooks(int(failures)))
         return int(failures)
+
+    def careful_since(self, account: str) -> float | None:
+        """Since when ``account``'s server is polled carefully (sizes found loose); None: not."""
+        rows = self._query("SELECT careful_since FROM polls WHERE account = ?", (account,))
+        return rows[0][0] if rows else None
+
+    def set_careful_since(self, account: str, since: float | None) -> None:
+        """Remember (a time) or forget (None) that ``account``'s server needs a careful poll."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO polls (account, careful_since) VALUES (?, ?)"
+                " ON CONFLICT (account) DO UPDATE SET careful_since = excluded.careful_since",
+                (account, since),
+            )
 
     def set_next_poll(self, account: str, when: float | None) -> None:
         """When the daemon will poll ``account`` next; None once it stops scheduling it."""

@@ -227,6 +227,39 @@ def test_listed_sizes_that_are_not_exact_still_fetch_everything_once(
     assert poll(server, data_dir, state).stored == 0
 
 
+def test_a_server_with_loose_sizes_is_polled_carefully_at_once_until_mended(
+    pop3_server: Start, data_dir: Path, state: State
+) -> None:
+    """The pipelined batch that met a loose size is paid for once, not at every poll:
+    later polls start careful (one session each), and a careful poll whose messages
+    all came in their listed size gives the server its pipelining back."""
+    body = "a line of text long enough to count\n" * 20
+    server = pop3_server(Mailbox(messages(3, body=body)))
+    server.options.listed_sizes_off_by = 300
+
+    first = poll(server, data_dir, state)
+    assert (first.stored, first.careful) == (3, True)
+    assert any("ended the session" in reason for reason in first.session_reasons)
+    assert state.careful_since("work") is not None
+
+    server.mailbox.add(make_message("m3", body, message_id="<m3@test>"))
+    second = poll(server, data_dir, state)
+    assert (second.stored, second.sessions, second.loose_sizes) == (1, 1, True)
+    assert state.careful_since("work") is not None
+
+    assert poll(server, data_dir, state).stored == 0  # nothing fetched: nothing learnt
+    assert state.careful_since("work") is not None
+
+    server.options.listed_sizes_off_by = 0
+    server.mailbox.add(make_message("m4", body, message_id="<m4@test>"))
+    mended = poll(server, data_dir, state)
+    assert (mended.stored, mended.sessions, mended.loose_sizes) == (1, 1, False)
+    assert state.careful_since("work") is None
+
+    server.mailbox.add(make_message("m5", body, message_id="<m5@test>"))
+    assert (poll(server, data_dir, state).careful, len(state.known("work"))) == (False, 6)
+
+
 def stray_status_line(uid: str) -> Hook:
     """Before its reply to RETR of ``uid``, the server sends a stray status line."""
 
