@@ -72,7 +72,7 @@ from fetchd.pop3.inventory import (
     read_listing,
 )
 from fetchd.session import login
-from fetchd.store.account import AccountStore, Committed, Spooled
+from fetchd.store.account import AccountStore, Committed, Spooled, left_unrecorded
 from fetchd.store.state import State
 
 #: Servers that show a mailbox in slices (Gmail: about 250 a session) are
@@ -258,21 +258,27 @@ class Preview:
     too_big: list[ServerMessage]
     #: New, but failed before and not yet due for another attempt.
     backing_off: list[ServerMessage]
+    #: New to the state, but in the Maildir already (a crash cut their commit
+    #: short): recorded without a RETR (with mda or lmtp: handed over from there).
+    recover: list[ServerMessage]
     #: Stored before and due for deletion, then (``delete_after_fetch``) those fetched now.
     delete: list[ServerMessage]
     warnings: list[str]
 
 
 def preview_account(
-    account: AccountConfig, state: State, *, transcript: Transcript | None = None
+    account: AccountConfig,
+    data_dir: Path,
+    state: State,
+    *,
+    transcript: Transcript | None = None,
 ) -> Preview:
     """What ``poll_account`` would fetch, skip and delete now; changes nothing.
 
     One session lists the mailbox and ends with QUIT: no RETR, TOP or DELE,
-    so the server keeps every message and marks none. The state is only read
-    and the Maildir not touched, so a message a crash left there unrecorded
-    shows as to be fetched (a poll records it instead), and a server that
-    shows its mailbox in slices may hold more than this session sees.
+    so the server keeps every message and marks none. The state and the
+    Maildir are only read. A server that shows its mailbox in slices may
+    hold more than this session sees.
     """
     session = login(account, transcript)
     try:
@@ -282,10 +288,14 @@ def preview_account(
         session.close()
         raise
     choice = choose(account, state, listing)
+    on_disk = left_unrecorded(account, data_dir, {m.uid: m.size for m in choice.fetch})
+    recover = [m for m in choice.fetch if m.uid in on_disk]
     limit = account.max_message_size
-    too_big = [m for m in choice.fetch if limit is not None and m.size > limit]
+    new = [m for m in choice.fetch if m.uid not in on_disk]
+    too_big = [m for m in new if limit is not None and m.size > limit]
     big = {m.uid for m in too_big}
-    fetch = [m for m in choice.fetch if m.uid not in big]
+    fetch = [m for m in new if m.uid not in big]
+    whole = [m for m in recover if on_disk[m.uid] == "stored"]
     return Preview(
         account=account.name,
         listed=len(listing),
@@ -293,7 +303,8 @@ def preview_account(
         fetch=fetch,
         too_big=too_big,
         backing_off=choice.backing_off,
-        delete=choice.delete + (fetch if account.delete_after_fetch else []),
+        recover=recover,
+        delete=choice.delete + (fetch + whole if account.delete_after_fetch else []),
         warnings=[*listing.warnings, *rules.expire_warnings(account, session.capabilities)],
     )
 

@@ -285,3 +285,25 @@ def test_verbose_and_quiet_set_the_log_level(
     assert main([*argv, "-q", "fetch", "bob"]) == EXIT_OK
     assert _events(capsys.readouterr().err) == []
     assert len(list((tmp_path / "data" / "bob" / "Maildir" / "new").iterdir())) == 3
+
+
+def test_dry_run_tells_a_message_a_crash_left_unrecorded_from_one_to_fetch(
+    both: Dovecot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file in the Maildir whose record a crash cut short is recorded by the next
+    poll, not fetched: the dry run says so, and the poll then does just that."""
+    config = write_config(tmp_path, both)
+    assert main(["-c", str(config), "fetch", "alice"]) == EXIT_OK
+    with sqlite3.connect(tmp_path / "data" / "state.sqlite3") as db:
+        db.execute("DELETE FROM messages WHERE uid = (SELECT MIN(uid) FROM messages)")
+    both.deliver("alice", make_message("later"))
+    capsys.readouterr()
+    assert main(["-c", str(config), "fetch", "--dry-run", "alice"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "alice: 4 on the server, 2 fetched before" in out
+    assert "  would fetch: 1 (" in out
+    assert "  in the Maildir since a crash, would record without fetching: 1 (" in out
+    argv = ["-c", str(config), "--log-level", "info", "--log-format", "json", "fetch", "alice"]
+    assert main(argv) == EXIT_OK
+    assert _sent(capsys.readouterr().err).count("RETR") == 1
+    assert len(list((tmp_path / "data" / "alice" / "Maildir" / "new").iterdir())) == 4

@@ -92,7 +92,9 @@ def dry_run(accounts: Sequence[AccountConfig], config: Config, *, brief: bool = 
             log = get_logger(account=account.name)
             transcript = pop3_transcript(log) if config.daemon.transcript else None
             try:
-                preview = preview_account(account, state, transcript=transcript)
+                preview = preview_account(
+                    account, config.daemon.data_dir, state, transcript=transcript
+                )
             except FetchdError as exc:
                 journal.write(f"fetchd: {account.name}: {exc}")
                 failed = True
@@ -104,6 +106,13 @@ def dry_run(accounts: Sequence[AccountConfig], config: Config, *, brief: bool = 
     return 1 if failed else 0
 
 
+def _recover_heading(account: AccountConfig) -> str:
+    """What a poll does with a message a crash left in the Maildir unrecorded."""
+    if account.mda is not None or account.lmtp is not None:
+        return "in fetchd's Maildir since a crash, would hand over without fetching"
+    return "in the Maildir since a crash, would record without fetching"
+
+
 def preview_lines(preview: Preview, account: AccountConfig, *, brief: bool = False) -> list[str]:
     """A dry run's report: a heading per kind of message, then the messages."""
     too_big = "headers only" if account.fetch_oversized == "headers" else "left on the server"
@@ -111,6 +120,7 @@ def preview_lines(preview: Preview, account: AccountConfig, *, brief: bool = Fal
         ("would fetch", preview.fetch),
         (f"too big, {too_big}", preview.too_big),
         ("failed before, not retried yet", preview.backing_off),
+        (_recover_heading(account), preview.recover),
         ("would delete on the server", preview.delete),
     )
     lines = [

@@ -34,7 +34,15 @@ from fetchd.access import PRIVATE, SECRET_FILE, Access
 from fetchd.config import AccountConfig, attachments_root
 from fetchd.errors import AccountLockedError, StorageError
 from fetchd.store.handoff import Destination
-from fetchd.store.maildir import Kind, Maildir, MessageFile, StoredFile, message_key, owner_tag
+from fetchd.store.maildir import (
+    Kind,
+    Maildir,
+    MessageFile,
+    StoredFile,
+    message_key,
+    owner_tag,
+    stored_keys,
+)
 from fetchd.store.state import Failure, Fetched, Handoff, Indexed, PendingHook, State
 
 if TYPE_CHECKING:
@@ -98,7 +106,7 @@ class AccountStore:
         if self.account.maildir is not None:  # someone else's: its folders stay as they are
             self.maildir = Maildir(self.account.maildir, PRIVATE, owner_tag(self.name))
         else:
-            self.maildir = Maildir(self.root / "Maildir", self.access)
+            self.maildir = Maildir(maildir_root(self.account, self.data_dir), self.access)
         self.destination = _destination(self.account)
         self.attachments_root = attachments_root(self.account, self.data_dir)
 
@@ -319,6 +327,27 @@ class AccountStore:
             folder=self._relative(done.folder) if done.folder else None,
             attachments=tuple(self._relative(file) for file in done.files),
         )
+
+
+def maildir_root(account: AccountConfig, data_dir: Path) -> Path:
+    """The Maildir ``account``'s messages are written to: its ``maildir``, or fetchd's own."""
+    return account.maildir if account.maildir is not None else data_dir / account.name / "Maildir"
+
+
+def left_unrecorded(
+    account: AccountConfig, data_dir: Path, sizes: Mapping[str, int]
+) -> dict[str, Kind]:
+    """Of the UIDs in ``sizes`` (none recorded; their LIST sizes), those whose file is in
+    the Maildir, and what it holds: a crash cut their commit short, and the next poll
+    records them (``AccountStore.recover``) instead of fetching them. Reads only."""
+    if not sizes:
+        return {}
+    on_disk = stored_keys(maildir_root(account, data_dir), foreign=account.maildir is not None)
+    return {
+        uid: _kind_of(on_disk[key], size)
+        for uid, size in sizes.items()
+        if (key := message_key(account.name, uid)) in on_disk
+    }
 
 
 def _destination(account: AccountConfig) -> Destination | None:

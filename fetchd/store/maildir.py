@@ -144,6 +144,38 @@ class MessageFile:
         self.tmp_path.unlink(missing_ok=True)
 
 
+def stored_keys(root: Path, *, foreign: bool = False) -> dict[str, StoredFile]:
+    """Key -> file for every fetchd message in new/ and cur/ of the Maildir at ``root``
+    (a mail client moves them to cur/); empty where it does not exist. Reads only.
+
+    ``foreign``: the Maildir is one others write too, where fetchd's names
+    differ. Where one key has both a whole file and a headers-only one (the
+    message was fetched whole after shrinking, say), the whole one wins.
+    """
+    pattern = _KEY_IN_FOREIGN_NAME if foreign else _KEY_IN_NAME
+    found: dict[str, StoredFile] = {}
+    for directory in (root / "new", root / "cur"):
+        if not directory.is_dir():
+            continue
+        for entry in os.scandir(directory):
+            ours = _key_of(pattern, entry.name)
+            if ours is None:
+                continue
+            kind, key = ours
+            earlier = found.get(key)
+            if earlier is None or earlier.kind == "headers":
+                found[key] = StoredFile(Path(entry.path), kind)
+    return found
+
+
+def _key_of(pattern: re.Pattern[str], name: str) -> tuple[Kind, str] | None:
+    match = pattern.search(name)
+    if match is None:
+        return None
+    tag, key = match.groups()
+    return _KINDS[tag], key
+
+
 @dataclass
 class Maildir:
     """A Maildir, created on first use, its files made as ``access`` says.
@@ -169,11 +201,7 @@ class Maildir:
 
     def key_of(self, name: str) -> tuple[Kind, str] | None:
         """What a file name in new/ or cur/ says fetchd stored, or None if not fetchd's."""
-        match = self._key_in_name.search(name)
-        if match is None:
-            return None
-        tag, key = match.groups()
-        return _KINDS[tag], key
+        return _key_of(self._key_in_name, name)
 
     def create(self, key: str, kind: Kind = "stored") -> MessageFile:
         return MessageFile(self, key, kind)
@@ -193,22 +221,8 @@ class Maildir:
         durable.sync_directory(self.new)
 
     def stored_keys(self) -> dict[str, StoredFile]:
-        """Key -> file for every fetchd message in new/ and cur/ (a mail client moves them).
-
-        Where one key has both a whole file and a headers-only one (the
-        message was fetched whole after shrinking, say), the whole one wins.
-        """
-        found: dict[str, StoredFile] = {}
-        for directory in (self.new, self.cur):
-            for entry in os.scandir(directory):
-                ours = self.key_of(entry.name)
-                if ours is None:
-                    continue
-                kind, key = ours
-                earlier = found.get(key)
-                if earlier is None or earlier.kind == "headers":
-                    found[key] = StoredFile(Path(entry.path), kind)
-        return found
+        """Key -> file for every fetchd message in new/ and cur/ (``stored_keys``)."""
+        return stored_keys(self.root, foreign=self.owner is not None)
 
     def clean_tmp(self) -> int:
         """Remove leftovers of a crash from tmp/; returns how many.
