@@ -261,6 +261,25 @@ def test_check_warns_of_hook_and_mda_programs_it_cannot_find(
     assert out.count("warning") == 2
 
 
+def test_check_warns_of_an_on_poll_program_it_cannot_find(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[daemon]\non_poll = ["no-such-poll-hook", "x"]\n')
+    assert main(["-c", str(config), "check"]) == 0  # a warning: the daemon still polls
+    assert "daemon: warning: on_poll: no program 'no-such-poll-hook' on PATH" in (
+        capsys.readouterr().out
+    )
+    config.write_text('[daemon]\non_poll = ["/nonexistent/poll-hook"]\n')
+    assert main(["-c", str(config), "check"]) == 0
+    assert "daemon: warning: on_poll: /nonexistent/poll-hook is not an executable file" in (
+        capsys.readouterr().out
+    )
+    config.write_text('[daemon]\non_poll = ["sh", "-c", "true"]\n')
+    assert main(["-c", str(config), "check"]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_an_invalid_config_fails_check_with_every_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
