@@ -1057,13 +1057,15 @@ def test_destinations_load_with_their_defaults(tmp_path: Path) -> None:
     )
     work, other, third = (config.accounts[n] for n in ("work", "other", "third"))
     assert work.maildir == Path("~/Maildir/.Work").expanduser()
-    assert (work.destination, other.destination, third.destination) == ("maildir", "mda", "lmtp")
+    assert (work.mda, work.lmtp, other.maildir, other.lmtp) == (None, None, None, None)
     assert other.mda == ("/usr/lib/dovecot/dovecot-lda", "-d", "{user}")
+    assert (third.lmtp, third.maildir, third.mda) == ("unix:/run/dovecot/lmtp", None, None)
     assert other.delivery_timeout == 60.0
     assert (third.lmtp_recipient, third.delivery_timeout) == (("alice",), 120.0)
     both = account(password_env="X", lmtp="[::1]:24", lmtp_recipient=["a", "b"])
     assert both.lmtp_recipient == ("a", "b")
-    assert account(password_env="X").destination == "own"
+    own = account(password_env="X")  # fetchd's own Maildir
+    assert (own.maildir, own.mda, own.lmtp, own.lmtp_recipient) == (None, None, None, None)
 
 
 @pytest.mark.parametrize(

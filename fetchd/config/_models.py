@@ -236,15 +236,6 @@ class AccountConfig(_Frozen):
     on_error: HookCommand | None = None
     hook_timeout: PositiveDuration = 60.0
 
-    @property
-    def destination(self) -> Literal["own", "maildir", "mda", "lmtp"]:
-        """Where this account's mail goes: fetchd's own Maildir, or one of ``DESTINATIONS``."""
-        if self.maildir is not None:
-            return "maildir"
-        if self.mda is not None:
-            return "mda"
-        return "lmtp" if self.lmtp is not None else "own"
-
     @model_validator(mode="before")
     @classmethod
     def _default_port(cls, data: Any) -> Any:
