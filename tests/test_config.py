@@ -1072,7 +1072,9 @@ def test_destinations_load_with_their_defaults(tmp_path: Path) -> None:
     ("keys", "expected"),
     [
         ('maildir = "/m"\nmda = ["x"]', "accounts.work: set at most one of maildir, mda, lmtp"),
-        ("mda = []", "accounts.work.mda: must list a program and its arguments"),
+        ("mda = []", "accounts.work.mda: must list a program and its arguments, such as"),
+        ('mda = ["", "x"]', "accounts.work.mda: must list a program and its arguments"),
+        ('mda = ["x", "a\\u0000b"]', "accounts.work.mda: cannot contain a NUL character"),
         ('mda = ["x", "-d", "{name}"]', "unknown placeholder {name} in '{name}'"),
         ('mda = "dovecot-lda -d alice"', "accounts.work.mda: "),
         ('lmtp = "localhost"\nlmtp_recipient = "a"', "expected unix:/path/to/socket or host:port"),
@@ -1108,8 +1110,9 @@ def test_hooks_are_argv_lists(tmp_path: Path) -> None:
     ("value", "problem"),
     [
         ('"notify-send $FETCHD_SUBJECT"', "expected a program and its arguments as an array"),
-        ("[]", "must be a list naming a program first"),
-        ('["", "x"]', "must be a list naming a program first"),
+        ("[]", 'must list a program and its arguments, such as ["notify-send", "mail"]'),
+        ('["", "x"]', "must list a program and its arguments"),
+        ('["notify-send", "a\\u0000b"]', "cannot contain a NUL character"),
     ],
 )
 def test_a_hook_must_name_a_program_in_a_list(tmp_path: Path, value: str, problem: str) -> None:
