@@ -9,7 +9,8 @@ whatever an account shares.
 
 Modes are set explicitly after each file or folder is made (``fchmod``,
 ``chmod``), never left to the umask, which a service manager may set to 0027
-or 0077 and a shell to anything.
+or 0077 and a shell to anything. A file that fetchd rewrites (an OAuth2
+grant, a systemd unit) is replaced whole by ``replace_file``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import errno
 import grp
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,33 @@ from fetchd.errors import StorageError
 SECRET_FILE = 0o600
 #: Folders only the service may enter.
 SECRET_DIR = 0o700
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Make ``path`` hold ``data`` with ``mode``: all of it, or what it held before.
+
+    A hidden temporary file beside it is written and flushed, renamed over
+    ``path``, and the folder is flushed: a crash leaves the old content or the
+    new, never part of either, and the rename survives a power cut. Raises
+    ``OSError`` (for the caller to word), with the temporary file removed.
+    """
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), mode)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def group_id(name: str) -> int:

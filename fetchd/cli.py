@@ -189,8 +189,16 @@ def _add_mail_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def _add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands.add_parser("run", help="run the daemon: poll every account on its schedule")
-    status = commands.add_parser("status", help="per-account state of polling")
-    status.add_argument("--json", action="store_true", help="the same as one JSON document")
+    status = commands.add_parser(
+        "status",
+        help="per-account state of polling",
+        description="With --json: one object, whose accounts lists one object per account "
+        "and whose load is the running daemon's (overloaded_since, achieved, configured, "
+        "max_wait, updated), or null when no daemon runs.",
+    )
+    status.add_argument(
+        "--json", action="store_true", help="the same as one JSON object, with the daemon's load"
+    )
     check = commands.add_parser("check", help="validate the config")
     check.add_argument("--connect", action="store_true", help="also log in to every account")
     init = commands.add_parser("init", help="write a commented starter config")

@@ -1057,20 +1057,24 @@ def test_destinations_load_with_their_defaults(tmp_path: Path) -> None:
     )
     work, other, third = (config.accounts[n] for n in ("work", "other", "third"))
     assert work.maildir == Path("~/Maildir/.Work").expanduser()
-    assert (work.destination, other.destination, third.destination) == ("maildir", "mda", "lmtp")
+    assert (work.mda, work.lmtp, other.maildir, other.lmtp) == (None, None, None, None)
     assert other.mda == ("/usr/lib/dovecot/dovecot-lda", "-d", "{user}")
+    assert (third.lmtp, third.maildir, third.mda) == ("unix:/run/dovecot/lmtp", None, None)
     assert other.delivery_timeout == 60.0
     assert (third.lmtp_recipient, third.delivery_timeout) == (("alice",), 120.0)
     both = account(password_env="X", lmtp="[::1]:24", lmtp_recipient=["a", "b"])
     assert both.lmtp_recipient == ("a", "b")
-    assert account(password_env="X").destination == "own"
+    own = account(password_env="X")  # fetchd's own Maildir
+    assert (own.maildir, own.mda, own.lmtp, own.lmtp_recipient) == (None, None, None, None)
 
 
 @pytest.mark.parametrize(
     ("keys", "expected"),
     [
         ('maildir = "/m"\nmda = ["x"]', "accounts.work: set at most one of maildir, mda, lmtp"),
-        ("mda = []", "accounts.work.mda: must list a program and its arguments"),
+        ("mda = []", "accounts.work.mda: must list a program and its arguments, such as"),
+        ('mda = ["", "x"]', "accounts.work.mda: must list a program and its arguments"),
+        ('mda = ["x", "a\\u0000b"]', "accounts.work.mda: cannot contain a NUL character"),
         ('mda = ["x", "-d", "{name}"]', "unknown placeholder {name} in '{name}'"),
         ('mda = "dovecot-lda -d alice"', "accounts.work.mda: "),
         ('lmtp = "localhost"\nlmtp_recipient = "a"', "expected unix:/path/to/socket or host:port"),
@@ -1106,8 +1110,9 @@ def test_hooks_are_argv_lists(tmp_path: Path) -> None:
     ("value", "problem"),
     [
         ('"notify-send $FETCHD_SUBJECT"', "expected a program and its arguments as an array"),
-        ("[]", "must be a list naming a program first"),
-        ('["", "x"]', "must be a list naming a program first"),
+        ("[]", 'must list a program and its arguments, such as ["notify-send", "mail"]'),
+        ('["", "x"]', "must list a program and its arguments"),
+        ('["notify-send", "a\\u0000b"]', "cannot contain a NUL character"),
     ],
 )
 def test_a_hook_must_name_a_program_in_a_list(tmp_path: Path, value: str, problem: str) -> None:

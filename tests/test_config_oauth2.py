@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from fetchd.config import load_config
+from fetchd.config import OAuth2Config, load_config
 from fetchd.errors import ConfigError
 
 SECRET = "Client-secret-9Qz-distinctive"
@@ -88,6 +90,38 @@ def test_the_client_secret_comes_from_a_password_source(
     monkeypatch.delenv("WORK_CLIENT_SECRET")
     with pytest.raises(ConfigError, match=r"client_secret_env names \$WORK_CLIENT_SECRET"):
         oauth2.resolve_client_secret("work")
+
+
+def set_up_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str) -> dict[str, str]:
+    """Every kind of source holding ``secret``: its value by kind, as a config names it."""
+    (tmp_path / "secret").write_text(secret + "\n")
+    monkeypatch.setenv("WORK_CLIENT_SECRET", secret)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    keyring = types.ModuleType("keyring")
+    keyring.get_password = lambda service, user: secret  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "keyring", keyring)
+    return {
+        "file": str(tmp_path / "secret"),
+        "env": "WORK_CLIENT_SECRET",
+        "command": f"{sys.executable} -c 'print(\"{secret}\")'",
+        "credential": "secret",
+        "keyring": "oauth/work",
+    }
+
+
+@pytest.mark.parametrize("kind", ["file", "env", "command", "credential", "keyring"])
+def test_every_password_source_gives_a_client_secret_in_its_own_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    def client(value: str) -> OAuth2Config:
+        table = {"provider": "google", "client_id": "app", f"client_secret_{kind}": value}
+        return OAuth2Config.model_validate(table)
+
+    value = set_up_sources(tmp_path, monkeypatch, SECRET)[kind]
+    assert client(value).resolve_client_secret("work") == SECRET
+    value = set_up_sources(tmp_path, monkeypatch, "")[kind]
+    with pytest.raises(ConfigError, match=rf"^account work: client_secret_{kind}.* client secret$"):
+        client(value).resolve_client_secret("work")  # "gave an empty client secret"
 
 
 def test_an_inline_client_secret_needs_a_private_file(tmp_path: Path) -> None:

@@ -233,7 +233,7 @@ def test_list_reads_the_demo_folder_through_its_config(demo: DemoResult) -> None
 def test_status_shows_the_demo_poll(demo: DemoResult) -> None:
     code, out = fetchd("-c", str(demo.config), "status", "--json")
     assert code == 0
-    (entry,) = json.loads(out)
+    (entry,) = json.loads(out)["accounts"]
     assert entry["account"] == DEMO_ACCOUNT
     assert (entry["outcome"], entry["stored"], entry["fetched_total"]) == ("ok", 12, 12)
     assert entry["last_poll"] is not None

@@ -114,7 +114,7 @@ def test_status_shows_what_fetch_did(
     main(["-c", str(config), "fetch"])
     capsys.readouterr()
     assert main(["-c", str(config), "status", "--json"]) == EXIT_ACCOUNT_FAILED
-    rows = {row["account"]: row for row in json.loads(capsys.readouterr().out)}
+    rows = {row["account"]: row for row in json.loads(capsys.readouterr().out)["accounts"]}
     assert rows["alice"]["outcome"] == "ok"
     assert rows["alice"]["fetched_total"] == 3
     assert rows["bob"]["outcome"] == "auth"
@@ -130,7 +130,7 @@ def test_status_shows_what_fetch_did(
     assert main(["-c", str(config), "fetch", "bob"]) == EXIT_OK
     capsys.readouterr()
     assert main(["-c", str(config), "status", "--json"]) == EXIT_OK
-    assert {row["outcome"] for row in json.loads(capsys.readouterr().out)} == {"ok"}
+    assert {row["outcome"] for row in json.loads(capsys.readouterr().out)["accounts"]} == {"ok"}
     assert main(["-c", str(config), "status"]) == EXIT_OK
     assert "failed" not in capsys.readouterr().out
 

@@ -293,6 +293,31 @@ def test_mpop_accounts_inherit_and_translate(tmp_path: Path) -> None:
     assert "26: account default: the same mailbox as an account above; imported once" in notes
 
 
+@pytest.mark.parametrize(
+    ("skipsize", "size"),
+    [
+        ("100", 100),
+        ("512k", 512 * 1024),
+        ("512K", 512 * 1024),
+        ("5m", 5 * 1024 * 1024),
+        ("5M", 5 * 1024 * 1024),
+        ("off", None),
+        ("0", None),
+        # Forms fetchd's own config reads but mpop refuses: no mpop config holds them.
+        ("1.5m", None),
+        ("1g", None),
+        ("5 m", None),
+        ("5mb", None),
+    ],
+)
+def test_mpop_skipsize_in_mpops_forms_only(tmp_path: Path, skipsize: str, size: int | None) -> None:
+    rc = _write(
+        tmp_path / "rc", f"account work\nhost pop.example\nuser jane\nskipsize {skipsize}\n"
+    )
+    [found] = mpop.read(rc, None).accounts
+    assert found.table.get("max_message_size") == size
+
+
 def test_mpop_uidls_files_per_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "uidls").mkdir()

@@ -9,6 +9,7 @@ the fetchd that wrote it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import pwd
@@ -236,6 +237,19 @@ def test_install_writes_the_unit_and_says_what_to_run_next(tmp_path: Path) -> No
     lines = out.splitlines()
     assert lines[-2:] == ["  systemctl daemon-reload", "  systemctl enable --now fetchd"]
     assert [path.name for path in tmp_path.iterdir()] == ["fetchd.service"]  # no temporary left
+
+
+def test_a_unit_that_cannot_be_written_fails_with_exit_74_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing)
+    assert fetchd("service", "install", "--unit-dir", str(tmp_path))[0] == 74
+    unit = tmp_path / "fetchd.service"
+    assert f"cannot write {unit}: {os.strerror(errno.EIO)}" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []  # neither the unit nor its temporary file
 
 
 def test_a_unit_that_differs_is_replaced_only_with_force(

@@ -66,7 +66,7 @@ def test_status_shows_failing_messages_with_odd_uids_told_apart(
     state.close()
 
     assert main(["-c", str(config), "status", "--json"]) == 0
-    a, b = json.loads(capsys.readouterr().out)
+    a, b = json.loads(capsys.readouterr().out)["accounts"]
     assert (a["failing_messages"], b["failing_messages"], b["failing"]) == (2, 0, [])
     by_uid = {f["uid"]: f for f in a["failing"]}
     assert set(by_uid) == {"u\\xff", "u\\xfe"}

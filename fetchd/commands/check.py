@@ -6,7 +6,8 @@ that has no side effects, and with ``--connect`` fetchd logs in, reports what
 the server offers and how many messages wait, and QUITs without marking
 anything for deletion. The state database gets SQLite's integrity check
 (the one ``fetchd state check`` runs). Exit 1 if it is damaged or any
-account fails.
+account fails. A hook or MDA program that cannot be found, the daemon's
+``on_poll`` included, gets a warning: it fails only when it runs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     say(f"{config.path}: valid, {count} account{'' if count == 1 else 's'}")
     sound, line = state_verdict(config)
     say(line)
+    for warning in _programs({"on_poll": config.daemon.on_poll}):
+        say(f"daemon: {warning}")
     failed = 0 if sound else 1
     for account in config.accounts.values():
         try:
@@ -57,9 +60,15 @@ def _verdict(account: AccountConfig, interval: float, *, connect: bool) -> list[
 
 
 def _hooks(account: AccountConfig) -> list[str]:
-    """A warning per hook or MDA whose program cannot be found: it would fail at every run."""
+    """A warning per hook or MDA of ``account`` whose program cannot be found."""
     commands = {key: getattr(account, key) for key in ("on_message", "on_attachment", "on_error")}
     commands["mda"] = account.mda
+    return _programs(commands)
+
+
+def _programs(commands: dict[str, tuple[str, ...] | None]) -> list[str]:
+    """A warning per command (by its key) whose program cannot be found: it would fail at
+    every run, and only the log would tell."""
     return [
         f"warning: {key}: no program {argv[0]!r} on PATH"
         if "/" not in argv[0]

@@ -18,18 +18,17 @@ the administrator's own changes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import grp
 import os
 import pwd
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import fetchd
 from fetchd import paths
+from fetchd.access import replace_file
 from fetchd.commands import invoked_as, say, shipped
 from fetchd.errors import StorageError, UsageError
 
@@ -261,22 +260,12 @@ def install(path: Path, text: str, *, force: bool) -> bool:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace the unit whole: systemd must never read half of one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        replace_file(path, data, 0o644)
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror}{_as_root_hint(exc)}") from exc
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), 0o644)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def _as_root_hint(exc: OSError) -> str:

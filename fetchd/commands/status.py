@@ -15,6 +15,13 @@ ends with a line about it.
 Messages that fail to fetch (a broken message the server cannot send, a
 file that cannot be written) are listed per account with their count, last
 error and next attempt: one bad message must not hide behind a green poll.
+
+``--json`` prints one object: ``accounts``, a list with one object per
+account (the table's columns and more), and ``load``, the running daemon's
+last word on its load (``overloaded_since``, null while it keeps up;
+``achieved`` and ``configured`` polls a minute; ``max_wait`` in seconds;
+``updated``), or null when no daemon runs. Times are local ISO 8601 with
+their offset.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any
 
 from fetchd.commands import load, printable, read_state, say, shown_uid
 from fetchd.config import Config
-from fetchd.store.state import Failure, FetchedCount, Load, PollStatus
+from fetchd.store.state import Failure, FetchedCount, Load, PollStatus, State
 
 _COLUMNS = (
     ("account", "ACCOUNT"),
@@ -44,24 +51,24 @@ _COLUMNS = (
 
 def run(args: argparse.Namespace) -> int:
     config = load(args)
-    entries = collect(config)
+    entries, daemon = read(config)
     if args.json:
-        say(json.dumps(entries, indent=2))
+        say(json.dumps({"accounts": entries, "load": _load_json(daemon)}, indent=2))
     else:
         _print_table(entries)
-        line = _load_line(daemon_load(config))
+        line = _load_line(daemon)
         if line:
             say(line)
     return 1 if any(entry["poll_failed"] and entry["enabled"] for entry in entries) else 0
 
 
-def daemon_load(config: Config) -> Load | None:
-    """What the running daemon last said of its load, if it said anything."""
+def read(config: Config) -> tuple[list[dict[str, Any]], Load | None]:
+    """Every account's entry and the running daemon's load, in one opening of the database."""
     state = read_state(config)
     if state is None:
-        return None
+        return collect(config, None), None
     with contextlib.closing(state):
-        return state.load()
+        return collect(config, state), _current(state.load(), time.time())
 
 
 #: A load record older than this is a daemon's that ended without clearing it
@@ -69,11 +76,16 @@ def daemon_load(config: Config) -> Load | None:
 _LOAD_STALE = 5 * 60.0
 
 
+def _current(load: Load | None, now: float) -> Load | None:
+    """``load`` if a running daemon wrote it; a stale one is a killed daemon's."""
+    if load is None or now - load.updated > _LOAD_STALE:
+        return None
+    return load
+
+
 def _load_line(load: Load | None) -> str | None:
     """One line for a daemon that cannot keep up; None while it does."""
     if load is None or load.overloaded_since is None:
-        return None
-    if time.time() - load.updated > _LOAD_STALE:
         return None
     since = _iso(load.overloaded_since) or ""
     return (
@@ -83,17 +95,28 @@ def _load_line(load: Load | None) -> str | None:
     )
 
 
-def collect(config: Config) -> list[dict[str, Any]]:
-    """One entry per configured account, ready for JSON."""
+def _load_json(load: Load | None) -> dict[str, Any] | None:
+    """The daemon's load for ``--json``, its times as the accounts' are."""
+    if load is None:
+        return None
+    return {
+        "overloaded_since": _iso(load.overloaded_since),
+        "achieved": load.achieved,
+        "configured": load.configured,
+        "max_wait": load.max_wait,
+        "updated": _iso(load.updated),
+    }
+
+
+def collect(config: Config, state: State | None) -> list[dict[str, Any]]:
+    """One entry per configured account, ready for JSON; ``state`` None: nothing polled yet."""
     rows: dict[str, PollStatus] = {}
     counts: dict[str, FetchedCount] = {}
     failing: dict[str, list[Failure]] = {}
-    state = read_state(config)
     if state is not None:
-        with contextlib.closing(state):
-            rows = {row.account: row for row in state.poll_status()}
-            counts = state.fetched_counts()
-            failing = {name: list(state.failing(name).values()) for name in config.accounts}
+        rows = {row.account: row for row in state.poll_status()}
+        counts = state.fetched_counts()
+        failing = {name: list(state.failing(name).values()) for name in config.accounts}
     return [
         _entry(name, account.enabled, rows.get(name), counts.get(name), failing.get(name, []))
         for name, account in config.accounts.items()

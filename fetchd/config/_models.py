@@ -97,14 +97,7 @@ class AttachmentsConfig(_Frozen):
 
 
 #: Where an account's password may come from: inline first, then the other sources.
-PASSWORD_SOURCES = (
-    "password",
-    "password_file",
-    "password_env",
-    "password_command",
-    "password_credential",
-    "password_keyring",
-)
+PASSWORD_SOURCES = passwords.sources("password")
 _DEFAULT_PORTS = {"tls": 995, "starttls": 110, "plain": 110}
 
 
@@ -236,15 +229,6 @@ class AccountConfig(_Frozen):
     on_error: HookCommand | None = None
     hook_timeout: PositiveDuration = 60.0
 
-    @property
-    def destination(self) -> Literal["own", "maildir", "mda", "lmtp"]:
-        """Where this account's mail goes: fetchd's own Maildir, or one of ``DESTINATIONS``."""
-        if self.maildir is not None:
-            return "maildir"
-        if self.mda is not None:
-            return "mda"
-        return "lmtp" if self.lmtp is not None else "own"
-
     @model_validator(mode="before")
     @classmethod
     def _default_port(cls, data: Any) -> Any:
@@ -266,19 +250,10 @@ class AccountConfig(_Frozen):
 
         Raises ``ConfigError`` naming the account and the source (never the secret).
         """
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return passwords.read_file(self.name, self.password_file)
-        if self.password_env is not None:
-            return passwords.read_env(self.name, self.password_env)
-        if self.password_command is not None:
-            return passwords.run_command(self.name, self.password_command)
-        if self.password_credential is not None:
-            return passwords.read_credential(self.name, self.password_credential)
-        if self.password_keyring is not None:
-            return passwords.read_keyring(self.name, self.password_keyring)
-        raise ConfigError(f"account {self.name}: no password source is configured")
+        secret = passwords.resolve(self.name, self)
+        if secret is None:
+            raise ConfigError(f"account {self.name}: no password source is configured")
+        return secret
 
 
 def attachments_root(account: AccountConfig, data_dir: Path) -> Path:

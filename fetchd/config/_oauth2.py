@@ -11,7 +11,6 @@ client. ``token_file`` is where ``fetchd oauth login`` keeps the grant;
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
@@ -55,14 +54,7 @@ PRESETS = {
     ),
 }
 
-CLIENT_SECRET_SOURCES = (
-    "client_secret",
-    "client_secret_file",
-    "client_secret_env",
-    "client_secret_command",
-    "client_secret_credential",
-    "client_secret_keyring",
-)
+CLIENT_SECRET_SOURCES = passwords.sources("client_secret")
 
 
 def _endpoint(url: str) -> str:
@@ -179,16 +171,4 @@ class OAuth2Config(BaseModel):
 
     def resolve_client_secret(self, account: str) -> str | None:
         """The client secret read now from its source, or None for a public client."""
-        if self.client_secret is not None:
-            return self.client_secret.get_secret_value()
-        readers: tuple[tuple[object, Callable[..., str]], ...] = (
-            (self.client_secret_file, passwords.read_file),
-            (self.client_secret_env, passwords.read_env),
-            (self.client_secret_command, passwords.run_command),
-            (self.client_secret_credential, passwords.read_credential),
-            (self.client_secret_keyring, passwords.read_keyring),
-        )
-        for value, read in readers:
-            if value is not None:
-                return read(account, value, key="client_secret")
-        return None
+        return passwords.resolve(account, self, key="client_secret")

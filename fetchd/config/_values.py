@@ -13,6 +13,7 @@ import ipaddress
 import math
 import re
 import shlex
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
@@ -200,15 +201,22 @@ MDA_PLACEHOLDERS = ("account", "user")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
-def _mda(argv: tuple[str, ...]) -> tuple[str, ...]:
-    """An argument list run without a shell: a program, then its arguments."""
-    if not argv or not argv[0]:
-        raise ValueError(
-            'must list a program and its arguments, such as ["/usr/lib/dovecot/dovecot-lda", '
-            '"-d", "alice"]'
-        )
-    if any("\0" in word for word in argv):
-        raise ValueError("cannot contain a NUL character")
+def _argv(example: str) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+    """The check of a command run without a shell (a hook, an MDA): a program, then its
+    arguments. ``example`` is a command of its kind, which the error shows."""
+
+    def check(argv: tuple[str, ...]) -> tuple[str, ...]:
+        if not argv or not argv[0]:
+            raise ValueError(f"must list a program and its arguments, such as {example}")
+        if any("\0" in word for word in argv):
+            raise ValueError("cannot contain a NUL character")
+        return argv
+
+    return check
+
+
+def _placeholders(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """Only the braces an MDA argument may name: a typo would reach the MDA as it is."""
     for word in argv:
         for name in _PLACEHOLDER.findall(word):
             if name not in MDA_PLACEHOLDERS:
@@ -258,15 +266,6 @@ def _recipients(value: object) -> object:
     return tuple(recipients)
 
 
-def _argv(argv: tuple[str, ...]) -> tuple[str, ...]:
-    """A hook's command: a program and its arguments, run without a shell."""
-    if not argv or not argv[0]:
-        raise ValueError('must be a list naming a program first, such as ["notify-send", "mail"]')
-    if any("\0" in word for word in argv):
-        raise ValueError("cannot contain a NUL character")
-    return argv
-
-
 def _group(name: str) -> str:
     """A group that exists here: sharing with a group that does not is a typo, found at start."""
     if not name or ":" in name or any(c.isspace() for c in name):
@@ -307,9 +306,13 @@ EnvName = Annotated[str, AfterValidator(_env_name)]
 CredentialName = Annotated[str, AfterValidator(_credential_name)]
 CommandLine = Annotated[str, AfterValidator(_command)]
 KeyringEntry = Annotated[str, AfterValidator(_keyring_entry)]
-HookCommand = Annotated[tuple[str, ...], AfterValidator(_argv)]
+HookCommand = Annotated[tuple[str, ...], AfterValidator(_argv('["notify-send", "mail"]'))]
 CronExpression = Annotated[str, AfterValidator(_cron)]
 GroupName = Annotated[str, AfterValidator(_group)]
-MdaCommand = Annotated[tuple[str, ...], AfterValidator(_mda)]
+MdaCommand = Annotated[
+    tuple[str, ...],
+    AfterValidator(_argv('["/usr/lib/dovecot/dovecot-lda", "-d", "alice"]')),
+    AfterValidator(_placeholders),
+]
 LmtpAddress = Annotated[str, AfterValidator(_lmtp)]
 Recipients = Annotated[tuple[str, ...], BeforeValidator(_recipients)]

@@ -14,6 +14,7 @@ import importlib
 import os
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,42 @@ def _keyring_problem(exc: Exception) -> str:
             "the _credential key instead"
         )
     return f"{what}; is a keyring (Secret Service, KWallet) unlocked in this session?"
+
+
+#: The kinds of source beside an inline secret, by the ends of their keys, in the
+#: order they are looked at; each with its reader, which words its errors for the
+#: secret it reads.
+_READERS: dict[str, Callable[..., str]] = {
+    "_file": read_file,
+    "_env": read_env,
+    "_command": run_command,
+    "_credential": read_credential,
+    "_keyring": read_keyring,
+}
+
+
+def sources(key: str) -> tuple[str, ...]:
+    """The keys that may give the secret ``key``: ``key`` itself (inline), then one per kind.
+
+    A password and an OAuth2 client secret come from the same kinds of source,
+    so their keys are made here, once: ``password_file``, ``client_secret_file`` ...
+    """
+    return (key, *(key + kind for kind in _READERS))
+
+
+def resolve(account: str, settings: object, key: str = "password") -> str | None:
+    """The secret ``key`` read now from the source ``settings`` sets; None if it sets none.
+
+    ``settings`` is a config model with the keys of ``sources(key)``; its inline
+    secret is a ``SecretStr``. Validation allows one source at most, so the
+    first one set is the one.
+    """
+    inline = getattr(settings, key)
+    if inline is not None:
+        secret: str = inline.get_secret_value()
+        return secret
+    for kind, read in _READERS.items():
+        value = getattr(settings, key + kind)
+        if value is not None:
+            return read(account, value, key=key)
+    return None

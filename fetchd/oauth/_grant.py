@@ -18,13 +18,12 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fetchd.access import PRIVATE, SECRET_FILE
+from fetchd.access import PRIVATE, SECRET_FILE, replace_file
 from fetchd.errors import AuthError, ProtocolError, StorageError
 
 #: Seconds before its expiry at which an access token is replaced.
@@ -136,25 +135,12 @@ class GrantFile:
         )
 
     def save(self, grant: Grant) -> None:
-        """Replace the stored grant: temporary file, fsync, rename, fsync the folder."""
-        folder = self.path.parent
-        PRIVATE.make_missing(folder)
+        """Replace the stored grant whole: a rotated refresh token must not be lost."""
+        PRIVATE.make_missing(self.path.parent)
         data = json.dumps(asdict(grant), indent=2).encode("utf-8") + b"\n"
         try:
-            fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{self.path.name}.")
+            replace_file(self.path, data, SECRET_FILE)
         except OSError as exc:
-            raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc
-        try:
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), SECRET_FILE)
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-            _fsync_dir(folder)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             raise StorageError(f"cannot write {self.path}: {exc.strerror}") from exc
 
 
@@ -167,11 +153,3 @@ def _well_formed(grant: Grant) -> bool:
         and isinstance(grant.refresh_token, str | None)
         and all(isinstance(t, int | float) and not isinstance(t, bool) for t in times)
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,25 @@ def test_check_warns_of_hook_and_mda_programs_it_cannot_find(
     assert out.count("warning") == 2
 
 
+def test_check_warns_of_an_on_poll_program_it_cannot_find(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[daemon]\non_poll = ["no-such-poll-hook", "x"]\n')
+    assert main(["-c", str(config), "check"]) == 0  # a warning: the daemon still polls
+    assert "daemon: warning: on_poll: no program 'no-such-poll-hook' on PATH" in (
+        capsys.readouterr().out
+    )
+    config.write_text('[daemon]\non_poll = ["/nonexistent/poll-hook"]\n')
+    assert main(["-c", str(config), "check"]) == 0
+    assert "daemon: warning: on_poll: /nonexistent/poll-hook is not an executable file" in (
+        capsys.readouterr().out
+    )
+    config.write_text('[daemon]\non_poll = ["sh", "-c", "true"]\n')
+    assert main(["-c", str(config), "check"]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_an_invalid_config_fails_check_with_every_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -300,6 +320,13 @@ def test_check_connect_logs_in_reports_and_deletes_nothing(
 
 
 def status(config: Path, capsys: pytest.CaptureFixture[str], *extra: str, code: int = 0) -> Any:
+    """The table, or with --json the accounts' entries."""
+    found = report(config, capsys, *extra, code=code)
+    return found["accounts"] if extra else found
+
+
+def report(config: Path, capsys: pytest.CaptureFixture[str], *extra: str, code: int = 0) -> Any:
+    """What ``fetchd status`` printed: the table, or with --json the whole document."""
     assert main(["-c", str(config), "status", *extra]) == code
     out = capsys.readouterr().out
     return json.loads(out) if extra else out
@@ -359,6 +386,70 @@ def test_status_before_any_poll_and_after_some(
     state.record_load(Load(time.time() - 900, 300.0, 6000.0, 42.0, time.time() - 600))
     state.close()
     assert "overloaded" not in status(config, capsys)
+
+
+def test_status_json_has_the_daemons_load_while_one_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[daemon]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[accounts.a]\nhost = "h"\nusername = "u"\npassword_env = "P"\n'
+    )
+    assert report(config, capsys, "--json")["load"] is None  # no database yet
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_poll(PollRecord("a", 100.0, 101.0, "ok"))
+    state.close()
+    assert report(config, capsys, "--json")["load"] is None  # no daemon said anything
+
+    now = time.time()
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_load(Load(None, 30.0, 30.0, 0.5, now))
+    state.close()
+    load = report(config, capsys, "--json")["load"]
+    assert (load["overloaded_since"], load["achieved"], load["configured"]) == (None, 30.0, 30.0)
+    assert load["max_wait"] == 0.5
+    assert datetime.fromisoformat(load["updated"]).timestamp() == int(now)
+
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_load(Load(now - 120, 300.0, 6000.0, 42.0, now))
+    state.close()
+    load = report(config, capsys, "--json")["load"]
+    assert datetime.fromisoformat(load["overloaded_since"]).timestamp() == int(now - 120)
+    assert (load["achieved"], load["configured"], load["max_wait"]) == (300.0, 6000.0, 42.0)
+
+    # A killed daemon's record is stale: no daemon runs, as in the table.
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_load(Load(now - 900, 300.0, 6000.0, 42.0, now - 600))
+    state.close()
+    assert report(config, capsys, "--json")["load"] is None
+
+
+def test_status_opens_the_state_database_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[daemon]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[accounts.a]\nhost = "h"\nusername = "u"\npassword_env = "P"\n'
+    )
+    database = tmp_path / "data" / "state.sqlite3"
+    state = State(database)
+    state.record_load(Load(time.time() - 120, 300.0, 6000.0, 42.0, time.time()))
+    state.close()
+    opened: list[Path] = []
+    open_readonly = State.open_readonly
+
+    def counted(path: Path) -> State:
+        opened.append(path)
+        return open_readonly(path)
+
+    monkeypatch.setattr(State, "open_readonly", counted)
+    assert "polls wait up to 42 s" in report(config, capsys)  # the load, from that one opening
+    assert opened == [database]
+    opened.clear()
+    assert report(config, capsys, "--json")["load"]["max_wait"] == 42.0
+    assert opened == [database]
 
 
 def test_status_ignores_a_failure_of_a_disabled_account(

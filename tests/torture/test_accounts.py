@@ -111,7 +111,7 @@ def expected_mail(originals: dict[str, bytes], account: str) -> list[bytes]:
 def outcomes(config: Path) -> dict[str, dict[str, Any]]:
     status = cli(config, "status", "--json")
     assert status.returncode == 1, status.stderr  # the FAILED accounts' last polls failed
-    return {entry["account"]: entry for entry in json.loads(status.stdout)}
+    return {entry["account"]: entry for entry in json.loads(status.stdout)["accounts"]}
 
 
 @pytest.fixture

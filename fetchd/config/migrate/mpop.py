@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fetchd.config._values import parse_size
 from fetchd.config.migrate import (
     Found,
     Migration,
@@ -226,10 +227,15 @@ def _security(block: Block, here: str, notes: list[Note]) -> dict[str, Any]:
 
 
 def _size(text: str) -> int:
-    match = re.fullmatch(r"([0-9]+)([km]?)", text.strip().lower())
-    if not match:
+    """``skipsize`` in bytes; 0 for off, and for what mpop itself would refuse.
+
+    mpop takes a whole number with k or m at most. ``parse_size`` reads those
+    as mpop does (1024 and 1024 * 1024 bytes), and more forms besides, which no
+    config that mpop runs holds: only mpop's own are taken.
+    """
+    if not re.fullmatch(r"[0-9]+[kKmM]?", text.strip()):
         return 0
-    return int(match.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[match.group(2)]
+    return parse_size(text.strip())
 
 
 # ---------------------------------------------------------------------------
