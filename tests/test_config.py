@@ -1120,6 +1120,11 @@ def test_a_hook_must_name_a_program_in_a_list(tmp_path: Path, value: str, proble
     assert f"accounts.work.on_error: {problem}" in message
 
 
+def test_an_mda_given_as_one_string_is_told_to_be_an_array(tmp_path: Path) -> None:
+    message = errors_of(tmp_path, MINIMAL + 'mda = "/usr/bin/procmail -d alice"\n')
+    assert "accounts.work.mda: expected a program and its arguments as an array" in message
+
+
 def test_a_key_in_the_wrong_table_is_told_where_it_belongs(tmp_path: Path) -> None:
     message = errors_of(
         tmp_path, '[daemon]\nhost = "pop.example.com"\n' + MINIMAL + "max_parallel = 8\n"

@@ -40,7 +40,7 @@ _NUMBER = "expected a number"
 _TABLE = "expected a table"
 _ARRAY = 'expected an array of strings, e.g. ["*.exe"]'
 #: Keys whose array is a command line, not a list of patterns.
-_COMMAND_KEYS = frozenset({"on_message", "on_attachment", "on_error", "on_poll"})
+_COMMAND_KEYS = frozenset({"on_message", "on_attachment", "on_error", "on_poll", "mda"})
 _COMMAND = 'expected a program and its arguments as an array, e.g. ["notify-send", "New mail"]'
 
 
