@@ -18,11 +18,11 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import chain
 from typing import Any, Literal, cast
 
 from fetchd.errors import FailureKind, StorageError
+from fetchd.store.state._counts import FetchedCount, FetchedCountsTable
 from fetchd.store.state._db import _failure_text, _key, _uid
 from fetchd.store.state._open import (
     BUSY_TIMEOUT,
@@ -243,14 +243,6 @@ class PollStatus:
 
 
 @dataclass(frozen=True)
-class FetchedCount:
-    """Messages stored for one account: in all, and on one day (by default today)."""
-
-    total: int
-    today: int
-
-
-@dataclass(frozen=True)
 class Load:
     """Whether the daemon keeps up with its schedule, as it last said (``daemon_load``)."""
 
@@ -265,7 +257,7 @@ class Load:
     updated: float
 
 
-class State(Opening):
+class State(Opening, FetchedCountsTable):
     """The state database; one connection per thread of work.
 
     ``State(path)`` opens it for fetching: created on first use and migrated
@@ -603,30 +595,6 @@ class State(Opening):
             for a, s, f, o, e, new, st, d, oc, ls, fails, nxt in rows
         ]
 
-    def fetched_today(self) -> int:
-        """Messages stored (whole or headers only) today, local time, in all accounts.
-
-        The daemon asks after every poll: one row per account from the
-        counters the triggers keep, whatever the size of the history.
-        """
-        rows = self._query(
-            "SELECT COALESCE(SUM(today), 0) FROM fetched_counts WHERE day = ?", (_today(),)
-        )
-        return int(rows[0][0])
-
-    def fetched_counts(self, day: str | None = None) -> dict[str, FetchedCount]:
-        """Per account: messages stored (whole or headers only) in all and on ``day``.
-
-        ``day`` is an ISO date, by default today's, local time ("fetched today").
-        Read from the counters: one row per account, never the messages.
-        """
-        rows = self._query(
-            "SELECT account, total, CASE WHEN day = ? THEN today ELSE 0 END FROM fetched_counts"
-            " WHERE total > 0",
-            (_today() if day is None else day,),
-        )
-        return {account: FetchedCount(total, today) for account, total, today in rows}
-
 
 # A message recorded again starts afresh, as if its row were new; an upsert and not
 # INSERT OR REPLACE, whose implicit delete would bypass the counting triggers.
@@ -775,8 +743,3 @@ def _delete_failures(db: sqlite3.Connection, account: str, uids: Iterable[str]) 
         "DELETE FROM message_failures WHERE account = ? AND uid = ?",
         [(account, _key(uid)) for uid in uids],
     )
-
-
-def _today() -> str:
-    """Today's local date as SQLite's ``date(t, 'unixepoch', 'localtime')`` writes it."""
-    return datetime.now().astimezone().date().isoformat()
