@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 from fetchd.errors import FailureKind, StorageError
 from fetchd.store.state._counts import FetchedCount, FetchedCountsTable
 from fetchd.store.state._db import _failure_text, _key, _uid
+from fetchd.store.state._handoffs import Handoff, HandoffsTable
 from fetchd.store.state._open import (
     BUSY_TIMEOUT,
     STATE_FILE,
@@ -106,24 +107,6 @@ class Fetched:
     status: Status
     size: int = 0
     path: str | None = None
-
-
-@dataclass(frozen=True)
-class Handoff:
-    """A message being handed to an mda or LMTP server that is not recorded yet.
-
-    The row is written before the hand-off begins and goes with the message's
-    ``record``; one still there at the next poll means fetchd stopped while
-    the destination had the message, which may have delivered it.
-    """
-
-    uid: str
-    started: float
-    #: The last hand-off's outcome is unknown: fetchd stopped, or the destination
-    #: timed out, while it had the message.
-    open: bool
-    #: Recipients that confirmed delivery already (LMTP answers per recipient).
-    done: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,7 +240,7 @@ class Load:
     updated: float
 
 
-class State(Opening, FetchedCountsTable):
+class State(Opening, HandoffsTable, FetchedCountsTable):
     """The state database; one connection per thread of work.
 
     ``State(path)`` opens it for fetching: created on first use and migrated
@@ -326,49 +309,6 @@ class State(Opening, FetchedCountsTable):
                 "DELETE FROM handoffs WHERE account = ? AND uid = ?",
                 [(account, _key(f.uid)) for f in fetched],
             )
-
-    # -- the hand-off journal (mda and lmtp accounts) ---------------------------
-
-    def begin_handoffs(self, account: str, uids: Sequence[str]) -> None:
-        """Note, durably, that these messages go to their destination now.
-
-        Recipients that confirmed an earlier attempt are kept.
-        """
-        now = time.time()
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO handoffs (account, uid, started, open) VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (account, uid) DO UPDATE SET started = excluded.started, open = 1",
-                [(account, _key(uid), now) for uid in uids],
-            )
-
-    def handoffs(self, account: str) -> dict[str, Handoff]:
-        """The journal's rows of ``account``: hand-offs begun and not recorded."""
-        rows = self._query(
-            "SELECT uid, started, open, done FROM handoffs WHERE account = ?", (account,)
-        )
-        return {
-            _uid(uid): Handoff(_uid(uid), started, bool(is_open), tuple(json.loads(done)))
-            for uid, started, is_open, done in rows
-        }
-
-    def end_handoff(self, account: str, uid: str, done: Sequence[str], *, sure: bool) -> None:
-        """A hand-off that did not deliver to every recipient ended.
-
-        ``done`` are the recipients that confirmed; they are not sent the
-        message again. Unless some did, or the outcome is unknown (``sure``
-        false: a timeout), the row goes: nothing can have been delivered.
-        """
-        with self._transaction() as db:
-            if done or not sure:
-                db.execute(
-                    "UPDATE handoffs SET done = ?, open = ? WHERE account = ? AND uid = ?",
-                    (json.dumps(list(done)), int(not sure), account, _key(uid)),
-                )
-            else:
-                db.execute(
-                    "DELETE FROM handoffs WHERE account = ? AND uid = ?", (account, _key(uid))
-                )
 
     def mark_gone(self, account: str, uids: Sequence[str]) -> None:
         """These messages are no longer on the server (our QUIT succeeded, or someone else's)."""
