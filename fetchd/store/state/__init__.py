@@ -4,7 +4,7 @@ One SQLite database (WAL mode, ``synchronous=FULL``) for all accounts, so a
 commit is on disk before the poll sends any DELE. The schema is versioned
 with ``PRAGMA user_version`` and migrated forward on open, under the write
 lock so that processes opening a fresh database at once do not race. Every
-``sqlite3.Error`` is mapped to ``StorageError`` here.
+``sqlite3.Error`` is mapped to ``StorageError`` in this package.
 
 UIDs are ``str`` in Python (decoded from the wire with ``surrogateescape``)
 and BLOB in SQLite (encoded back the same way): two UIDs that differ in one
@@ -18,7 +18,7 @@ One module per table group, each with its records and its part of
 messages that fail, ``_handoffs`` the hand-off journal, ``_hooks`` hooks
 still to run, ``_polls`` poll bookkeeping and the daemon's load,
 ``_counts`` the fetched counters. A name with a leading underscore is the
-package's own: its modules share it, nothing outside uses it.
+package's own: its modules share it, no other part of fetchd uses it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from fetchd.store.state._open import (
 )
 from fetchd.store.state._polls import Load, Outcome, PollRecord, PollsTable, PollStatus
 
-# The schema's history, for building a database as an older fetchd left it.
+# _MIGRATIONS and _statements: for tests that build a database as an older fetchd left it.
 from fetchd.store.state._schema import _MIGRATIONS as _MIGRATIONS
 from fetchd.store.state._schema import SCHEMA_VERSION
 from fetchd.store.state._schema import _statements as _statements

@@ -5,7 +5,7 @@ switched to WAL with ``synchronous=FULL`` so that a commit is on disk before
 the poll sends any DELE, and migrated forward under the write lock. For
 reporting it is opened read-only and never changed. Either way a failure
 says what to fix: a read-only directory, an unreadable file, a damaged one,
-a schema newer than this fetchd.
+a schema version not this fetchd's.
 """
 
 from __future__ import annotations
