@@ -42,7 +42,7 @@ def status_json(config: Path, code: int = 0) -> dict[str, dict[str, object]]:
     """``fetchd status --json`` by account; ``code``: its exit status (1: a poll failed)."""
     done = cli(config, "status", "--json")
     assert done.returncode == code, done.stderr
-    return {entry["account"]: entry for entry in json.loads(done.stdout)}
+    return {entry["account"]: entry for entry in json.loads(done.stdout)["accounts"]}
 
 
 def test_new_mail_is_fetched_and_systemd_hears_about_it(
