@@ -100,29 +100,17 @@ class PollsTable(Database):
     def set_careful_since(self, account: str, since: float | None) -> None:
         """Remember (a time) or forget (None) that ``account``'s server needs a careful poll."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO polls (account, careful_since) VALUES (?, ?)"
-                " ON CONFLICT (account) DO UPDATE SET careful_since = excluded.careful_since",
-                (account, since),
-            )
+            db.execute(_SET_CAREFUL_SINCE, (account, since))
 
     def set_next_poll(self, account: str, when: float | None) -> None:
         """When the daemon will poll ``account`` next; None once it stops scheduling it."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO polls (account, next_poll) VALUES (?, ?)"
-                " ON CONFLICT (account) DO UPDATE SET next_poll = excluded.next_poll",
-                (account, when),
-            )
+            db.execute(_SET_NEXT_POLL, (account, when))
 
     def set_next_polls(self, when: dict[str, float | None]) -> None:
         """``set_next_poll`` for many accounts in one transaction (the daemon's start)."""
         with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO polls (account, next_poll) VALUES (?, ?)"
-                " ON CONFLICT (account) DO UPDATE SET next_poll = excluded.next_poll",
-                list(when.items()),
-            )
+            db.executemany(_SET_NEXT_POLL, list(when.items()))
 
     def record_load(self, load: Load | None) -> None:
         """What the daemon says of its load; None once it stops (nothing is scheduled)."""
@@ -210,3 +198,18 @@ def _poll_values(r: PollRecord) -> tuple[object, ...]:
         r.next_poll,
         r.outcome,
     )
+
+
+def _set_column(column: str) -> str:
+    """The statement that sets one column of an account's ``polls`` row, made if missing.
+
+    ``column`` is one of the constant names below, never a value from outside.
+    """
+    return (
+        f"INSERT INTO polls (account, {column}) VALUES (?, ?)"  # noqa: S608
+        f" ON CONFLICT (account) DO UPDATE SET {column} = excluded.{column}"
+    )
+
+
+_SET_NEXT_POLL = _set_column("next_poll")
+_SET_CAREFUL_SINCE = _set_column("careful_since")
