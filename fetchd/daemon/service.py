@@ -80,6 +80,8 @@ STOP_GRACE = 30.0
 LOAD_PERIOD = 60.0
 _HEARTBEAT_JOB = ":heartbeat"  # ':' cannot occur in an account name
 _LOAD_JOB = ":load"
+#: The scheduler thread of the load check, which writes to the state database.
+_LOAD_EXECUTOR = "load"
 
 
 def grant_stamps(config: Config) -> dict[str, int]:
@@ -132,9 +134,11 @@ class Daemon:
         self._load = LoadMeter(_configured_rate(self._specs), time.time())
         self._overloaded = False
         # Its jobs only hand due accounts to the rotation (and beat the
-        # watchdog): one thread does, however many accounts there are.
+        # watchdog): one thread does, however many accounts there are. The
+        # load check writes to the database: on a thread of its own, a locked
+        # or slow database never holds back the heartbeat.
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(1)},
+            executors={"default": ThreadPoolExecutor(1), _LOAD_EXECUTOR: ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         period = self._notifier.watchdog_period
@@ -176,7 +180,10 @@ class Daemon:
             )
             self._watchdog.start()
         self._scheduler.add_job(
-            self._check_load, IntervalTrigger(seconds=self._load_period), id=_LOAD_JOB
+            self._check_load,
+            IntervalTrigger(seconds=self._load_period),
+            id=_LOAD_JOB,
+            executor=_LOAD_EXECUTOR,
         )
         self._scheduler.start()
         self._publish_next_polls()
