@@ -62,7 +62,7 @@ from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger
 from fetchd.poll import PollResult
 from fetchd.runner import run_account
-from fetchd.store.state import State, state_path
+from fetchd.store.state import LOAD_REFRESH, Load, State, state_path
 
 __all__ = [
     "BACKOFF_CAP",
@@ -133,6 +133,10 @@ class Daemon:
         self._load_period = load_period
         self._load = LoadMeter(_configured_rate(self._specs), time.time())
         self._overloaded = False
+        # The load record last written to the database.
+        self._load_recorded: Load | None = None
+        # Held while the load record is written or cleared: the stop's word is the last.
+        self._recording_load = threading.Lock()
         # Its jobs only hand due accounts to the rotation (and beat the
         # watchdog): one thread does, however many accounts there are. The
         # load check writes to the database: on a thread of its own, a locked
@@ -206,7 +210,7 @@ class Daemon:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         try:
-            with contextlib.closing(self._open_state()) as state:
+            with contextlib.closing(self._open_state()) as state, self._recording_load:
                 state.clear_next_polls()
                 state.record_load(None)
         except StorageError as exc:
@@ -406,7 +410,7 @@ class Daemon:
     # -- load ------------------------------------------------------------------
 
     def _check_load(self) -> None:
-        """Once a period: warn while polls run late, and record it for ``fetchd status``."""
+        """Once a period: warn while polls run late, and record what ``fetchd status`` says."""
         now = time.time()
         oldest = self._rotation.oldest()
         with self._lock:
@@ -427,11 +431,28 @@ class Daemon:
             )
         elif was_overloaded:
             get_logger().info("keeping up with the schedule again")
-        try:
-            with contextlib.closing(self._open_state()) as state:
-                state.record_load(load)
-        except StorageError as exc:
-            get_logger().warning("could not record the load", error=str(exc))
+        if self._load_news(load):
+            self._record_load(load)
+
+    def _load_news(self, load: Load) -> bool:
+        """Whether ``load`` changes what ``fetchd status`` says, or the record grows old."""
+        last = self._load_recorded
+        if last is None:
+            return True
+        return load.shown() != last.shown() or load.updated - last.updated >= LOAD_REFRESH
+
+    def _record_load(self, load: Load) -> None:
+        """Write ``load`` for ``fetchd status``; a failed write is tried again next period."""
+        with self._recording_load:
+            if self._stopping.is_set():
+                return  # the stop cleared the record: a daemon that stops is not overloaded
+            try:
+                with contextlib.closing(self._open_state()) as state:
+                    state.record_load(load)
+            except StorageError as exc:
+                get_logger().warning("could not record the load", error=str(exc))
+                return
+            self._load_recorded = load
 
     def _status_text(self) -> str:
         """The one line ``systemctl status`` shows, e.g. "3 accounts; last poll 14:02 work ok"."""

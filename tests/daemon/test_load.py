@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from fetchd.config import Config
-from fetchd.daemon import Daemon
+from fetchd.daemon import Daemon, service
 from fetchd.daemon.sdnotify import Notifier
 from fetchd.log import configure_logging
 from fetchd.store.state import Load, State, state_path
@@ -81,3 +81,30 @@ def test_a_locked_database_never_holds_back_the_watchdog_heartbeat(
     assert load.updated < released  # sampled while the database was locked
     assert during >= 4, notifier.sent
     assert not [e for e in events if "stopped dispatching" in e["event"]]
+
+
+def test_an_idle_daemon_writes_its_load_record_once_not_every_period(
+    tmp_path: Path, daemons: Callable[..., Daemon]
+) -> None:
+    config = write(tmp_path / "config.toml", account("idle", 1), interval="1h")
+    daemons(config, load_period=0.1)
+    wait_until(lambda: recorded_load(config) is not None)
+    first = recorded_load(config)
+    time.sleep(1.0)  # ten periods, each keeping up
+    assert recorded_load(config) == first
+
+
+def test_an_unchanged_load_record_is_written_again_once_it_grows_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, daemons: Callable[..., Daemon]
+) -> None:
+    monkeypatch.setattr(service, "LOAD_REFRESH", 0.5)
+    config = write(tmp_path / "config.toml", account("idle", 1), interval="1h")
+    daemons(config, load_period=0.1)
+    wait_until(lambda: recorded_load(config) is not None)
+    first = recorded_load(config)
+    assert first is not None
+    wait_until(lambda: recorded_load(config) != first)
+    refreshed = recorded_load(config)
+    assert refreshed is not None
+    assert refreshed.updated - first.updated >= 0.5  # not every period: once it grew old
+    assert refreshed.overloaded_since is None
