@@ -16,12 +16,13 @@ the transaction that indexes it (``State.index_many``), a poll's (``on_error``,
 gone after a crash; each is deleted once it ran. A crash before a hook starts
 leaves it queued: the next poll runs it. A hook that ran is never run again,
 whatever its exit status: a failing hook (non-zero exit, killed at
-``hook_timeout``, program missing) is logged as a warning and counts as
-done, since a retry could repeat what it did halfway and would never end for
-a broken script. The window: a crash while a hook runs, or before its end is
-recorded, runs it again on the next poll (at least once there);
-``MAX_STARTS`` bounds that, so a hook that kills fetchd cannot loop. A hook
-no longer configured when its turn comes is dropped unrun.
+``hook_timeout``, program missing, a bug of fetchd's while running it) is
+logged as a warning and counts as done, since a retry could repeat what it
+did halfway and would never end for a broken script. The window: a crash
+while a hook runs, or before its end is recorded, runs it again on the next
+poll (at least once there); ``MAX_STARTS`` bounds that, so a hook that kills
+fetchd cannot loop. A hook no longer configured when its turn comes is
+dropped unrun.
 
 Hooks run after the poll's sessions ended (``run_pending``, from the runner):
 the messages' first, ``max_hooks`` at once, then the polls', one at a time in
@@ -427,18 +428,38 @@ def _run_queued(context: _Context, jobs: list[HookJob]) -> int:
         submit(context.shared.max_hooks)
         while waiting:
             ended, _ = wait(waiting, return_when=FIRST_COMPLETED)
-            results = [(waiting.pop(future), future.result()) for future in ended]
-            done = [(job, run) for job, run in results if run is not None]
-            # None: stopping; the hook stays queued, and this start did not count.
-            stopped = [job.pending for job, run in results if run is None]
-            if stopped:
-                state.start_hooks(name, stopped, step=-1)
-            state.hooks_done(name, [job.pending for job, _ in done])  # never run again
-            for job, run in done:
-                _log_run(context.log, job.pending.hook, run, **_where(job))
-            ran += len(done)
+            ran += _record_ended(context, [_ended(context, waiting.pop(f), f) for f in ended])
             submit(len(ended))
     return ran
+
+
+def _ended(
+    context: _Context, job: HookJob, future: Future[HookRun | None]
+) -> tuple[HookJob, HookRun | None]:
+    """``job`` with how its run ended (None: not started, fetchd stops).
+
+    A bug while running it is logged and counts as a failed run: the hook
+    may have started, and a hook that may have run is never run again.
+    """
+    try:
+        return job, future.result()
+    except Exception as exc:
+        context.log.exception("hook crashed", hook=job.pending.hook, **_where(job))
+        return job, HookRun(None, 0.0, error=f"fetchd hit a bug running it ({type(exc).__name__})")
+
+
+def _record_ended(context: _Context, ended: list[tuple[HookJob, HookRun | None]]) -> int:
+    """Record the hooks that ran done, log each run, and take back the starts of those
+    that did not start; returns how many ran."""
+    state, name = context.state, context.account.name
+    done = [(job, run) for job, run in ended if run is not None]
+    stopped = [job.pending for job, run in ended if run is None]
+    if stopped:
+        state.start_hooks(name, stopped, step=-1)
+    state.hooks_done(name, [job.pending for job, _ in done])  # never run again
+    for job, run in done:
+        _log_run(context.log, job.pending.hook, run, **_where(job))
+    return len(done)
 
 
 def _runnable(context: _Context, jobs: list[HookJob]) -> list[HookJob]:

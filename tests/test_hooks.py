@@ -7,6 +7,7 @@ NUL-separated, to a file of its own; the tests read those files back.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -20,12 +21,14 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+import fetchd.hooks
 from fetchd.cli import main
 from fetchd.config import AccountConfig, load_config
 from fetchd.errors import NetworkError
 from fetchd.hooks import (
     MAX_STARTS,
     DaemonHooks,
+    HookRun,
     inherited_environment,
     poll_hooks,
     run_pending,
@@ -209,6 +212,40 @@ def test_a_failing_hook_is_a_warning_counts_as_done_and_loses_no_mail(
     poll(dovecot_alice, data_dir, state, on_message=[*argv, "3"])
     assert len(runs(out)) == 2  # never retried
     assert len(list((data_dir / "work" / "Maildir" / "new").iterdir())) == 2
+
+
+def test_a_bug_while_running_a_hook_counts_as_its_failed_run_and_the_others_are_recorded(
+    dovecot_alice: Dovecot,
+    data_dir: Path,
+    state: State,
+    recorder: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dovecot_alice.deliver_many("alice", [make_message(f"m{i}") for i in range(3)])
+    argv, out = recorder("runs")
+    calls = itertools.count()
+    real_run_hook = fetchd.hooks.run_hook
+
+    def run_hook(*args: Any, **kwargs: Any) -> HookRun:
+        if next(calls) == 1:
+            raise RuntimeError("a bug")
+        return real_run_hook(*args, **kwargs)
+
+    monkeypatch.setattr(fetchd.hooks, "run_hook", run_hook)
+    run, events = poll(dovecot_alice, data_dir, state, on_message=argv)
+    assert run.outcome == "ok"
+    assert len(runs(out)) == 2
+    assert sorted((e["event"], e["log_level"]) for e in hook_events(events)) == [
+        ("hook crashed", "error"),
+        ("hook failed", "warning"),
+        ("hook ran", "info"),
+        ("hook ran", "info"),
+    ]
+    [failed] = [e for e in hook_events(events) if e["event"] == "hook failed"]
+    assert failed["reason"] == "fetchd hit a bug running it (RuntimeError)"
+    assert state.pending_hooks("work") == []
+    poll(dovecot_alice, data_dir, state, on_message=argv)
+    assert len(runs(out)) == 2  # none again, the one that crashed included
 
 
 def test_a_missing_program_is_a_warning_and_the_poll_succeeds(
