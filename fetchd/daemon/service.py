@@ -257,7 +257,7 @@ class Daemon:
         with self._lock:
             old, old_config = self._specs, self._config
             self._specs, self._config = new, config
-            self._hooks = DaemonHooks.from_config(config)
+            self._hooks = DaemonHooks.from_config(config, previous=self._hooks)
         self._load.configured = _configured_rate(new)
         # More accounts may use more threads; max_parallel itself needs a restart.
         self._threads.limit = _thread_limit(old_config.daemon.max_parallel, len(new))
