@@ -26,10 +26,12 @@ or before its end is recorded, runs it again on the next poll (at least once
 there); ``MAX_STARTS`` bounds that, so a hook that kills fetchd cannot loop.
 A hook no longer configured when its turn comes is dropped unrun.
 
-Hooks run after the poll's sessions ended (``run_pending``, from the runner):
-the messages' first, ``max_hooks`` at once, then the polls', one at a time in
-the order they were queued. So a slow hook never holds a POP3 session open
-or delays a DELE, and no hook failure loses mail or fetches it again. They
+Hooks run after the poll's sessions ended (``run_pending``, through the
+runner: ``fetchd fetch`` right after the poll, the daemon on a hook thread
+once it scheduled the next poll): the messages' first, ``max_hooks`` at
+once, then the polls', one at a time in the order they were queued. So a
+slow hook never holds a POP3 session open or delays a DELE, and no hook
+failure loses mail or fetches it again. They
 run under the account's lock, so ``fetchd fetch`` and the daemon never run
 the same hook twice, and at most ``max_hooks`` processes run at once in the
 whole process (``DaemonHooks``).

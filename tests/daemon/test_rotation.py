@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,11 @@ def test_the_account_polled_longest_ago_goes_first_and_none_waits_twice() -> Non
 def test_threads_start_only_while_every_one_is_busy() -> None:
     rotation = Rotation()
     release = threading.Event()
-    threads = PollThreads(rotation, lambda name, due: release.wait(5), limit=64)
+
+    def poll(name: str, due: float) -> None:
+        release.wait(5)
+
+    threads = PollThreads(rotation, poll, limit=64, after=ThreadPoolExecutor(1))
     for index in range(3):
         rotation.offer(f"a{index}", 0.0)
         threads.wake()
@@ -55,6 +60,36 @@ def test_threads_start_only_while_every_one_is_busy() -> None:
         threads.wake()
         wait_until(lambda: rotation.waiting() == 0)
     assert threads.count() == 3
+    rotation.close()
+
+
+def test_what_a_poll_leaves_runs_off_its_thread_and_its_account_waits_for_it() -> None:
+    rotation = Rotation()
+    release = threading.Event()
+    polled: list[tuple[str, str]] = []
+
+    def hooks() -> None:
+        release.wait(5)
+
+    def poll(name: str, due: float) -> Callable[[], None] | None:
+        polled.append((name, threading.current_thread().name))
+        return hooks if name == "slow" else None
+
+    threads = PollThreads(rotation, poll, limit=2, after=ThreadPoolExecutor(1))
+    rotation.offer("slow", 0.0)
+    threads.wake()
+    wait_until(lambda: len(polled) == 1)
+    rotation.offer("fast", 1.0)
+    threads.wake()
+    wait_until(lambda: len(polled) == 2)
+    # The thread that polled "slow" is free: no second one was started for "fast".
+    assert polled[0][1] == polled[1][1]
+    assert not rotation.offer("slow", 2.0)  # its hooks still run
+    release.set()
+    wait_until(lambda: rotation.offer("slow", 3.0))
+    threads.wake()
+    wait_until(lambda: len(polled) == 3)
+    assert [name for name, _ in polled] == ["slow", "fast", "slow"]
     rotation.close()
 
 
