@@ -124,10 +124,6 @@ class Rotation:
         with self._changed:
             return len(self._waiting)
 
-    def running(self) -> int:
-        with self._changed:
-            return len(self._running)
-
 
 class PollThreads:
     """At most ``limit`` threads serving a rotation, each started only when all are busy.
@@ -158,10 +154,6 @@ class PollThreads:
             )
             self._threads.append(thread)
         thread.start()
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self._threads)
 
     def _serve(self) -> None:
         while (taken := self._rotation.take()) is not None:
