@@ -16,17 +16,22 @@ the transaction that indexes it (``State.index_many``), a poll's (``on_error``,
 gone after a crash; each is deleted once it ran. A crash before a hook starts
 leaves it queued: the next poll runs it. A hook that ran is never run again,
 whatever its exit status: a failing hook (non-zero exit, killed at
-``hook_timeout``, program missing) is logged as a warning and counts as
-done, since a retry could repeat what it did halfway and would never end for
-a broken script. The window: a crash while a hook runs, or before its end is
-recorded, runs it again on the next poll (at least once there);
-``MAX_STARTS`` bounds that, so a hook that kills fetchd cannot loop. A hook
-no longer configured when its turn comes is dropped unrun.
+``hook_timeout``, program missing, a bug of fetchd's while running it) is
+logged as a warning and counts as done, since a retry could repeat what it
+did halfway and would never end for a broken script. If the state cannot
+record its end (the database locked or full), the process remembers it
+(``Unrecorded``, in ``DaemonHooks``): it does not run again, and is recorded
+before the account's hooks next run. The window: a crash while a hook runs,
+or before its end is recorded, runs it again on the next poll (at least once
+there); ``MAX_STARTS`` bounds that, so a hook that kills fetchd cannot loop.
+A hook no longer configured when its turn comes is dropped unrun.
 
-Hooks run after the poll's sessions ended (``run_pending``, from the runner):
-the messages' first, ``max_hooks`` at once, then the polls', one at a time in
-the order they were queued. So a slow hook never holds a POP3 session open
-or delays a DELE, and no hook failure loses mail or fetches it again. They
+Hooks run after the poll's sessions ended (``run_pending``, through the
+runner: ``fetchd fetch`` right after the poll, the daemon on a hook thread
+once it scheduled the next poll): the messages' first, ``max_hooks`` at
+once, then the polls', one at a time in the order they were queued. So a
+slow hook never holds a POP3 session open or delays a DELE, and no hook
+failure loses mail or fetches it again. They
 run under the account's lock, so ``fetchd fetch`` and the daemon never run
 the same hook twice, and at most ``max_hooks`` processes run at once in the
 whole process (``DaemonHooks``).
@@ -51,9 +56,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetchd.config import AccountConfig, Config
-from fetchd.errors import AccountLockedError, FetchdError
+from fetchd.errors import AccountLockedError, FetchdError, StorageError
 from fetchd.store.account import AccountStore
-from fetchd.store.state import POLL_HOOKS, HookJob, PollHook, PollRecord, State
+from fetchd.store.state import POLL_HOOKS, HookJob, PendingHook, PollHook, PollRecord, State
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -78,8 +83,9 @@ class DaemonHooks:
     """What the hooks of every account in one process share.
 
     The bound on hook processes running at once (``max_hooks``; ``slot``),
-    the daemon's ``on_poll``, and the names of every account's
-    ``password_env``: no hook inherits another account's password either.
+    the daemon's ``on_poll``, the names of every account's ``password_env``
+    (no hook inherits another account's password either), and the hooks
+    that ran but could not be recorded done (``Unrecorded``).
     """
 
     def __init__(
@@ -87,23 +93,68 @@ class DaemonHooks:
         max_hooks: int = DEFAULT_MAX_HOOKS,
         on_poll: Sequence[str] | None = None,
         hidden: frozenset[str] = frozenset(),
+        unrecorded: Unrecorded | None = None,
     ) -> None:
         self.max_hooks = max_hooks
         self.on_poll = on_poll
         self.hidden = hidden
+        self.unrecorded = Unrecorded() if unrecorded is None else unrecorded
         self._semaphore = threading.BoundedSemaphore(max_hooks)
 
     @classmethod
-    def from_config(cls, config: Config) -> DaemonHooks:
+    def from_config(cls, config: Config, previous: DaemonHooks | None = None) -> DaemonHooks:
+        """The hooks' settings of ``config``; a reload passes the ones it replaces, whose
+        memory of hooks run but not recorded must outlive them."""
         accounts = config.accounts.values()
         hidden = frozenset(a.password_env for a in accounts if a.password_env is not None)
-        return cls(config.daemon.max_hooks, config.daemon.on_poll, hidden)
+        unrecorded = previous.unrecorded if previous is not None else None
+        return cls(config.daemon.max_hooks, config.daemon.on_poll, hidden, unrecorded)
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
         """Held while one hook process runs."""
         with self._semaphore:
             yield
+
+
+class Unrecorded:
+    """Hooks that ran in this process but that the state failed to record done (a
+    locked or full database): this process never runs them again, and records
+    them before it next runs the account's hooks. Thread-safe.
+
+    A hook is known by its key and its start count, as the queue shows it after
+    the start that ran it: a hook queued anew under a key whose row went
+    meanwhile (a poll's number is reused once its account's queue emptied) is
+    a different one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ran: dict[str, set[tuple[PendingHook, int]]] = {}
+
+    def add(self, account: str, jobs: Sequence[HookJob]) -> None:
+        """``jobs``, as read before they started, ran; recording it failed."""
+        ran = {(job.pending, job.starts + 1) for job in jobs}  # the start that ran each counted
+        with self._lock:
+            self._ran.setdefault(account, set()).update(ran)
+
+    def among(self, account: str, queued: Sequence[HookJob]) -> list[HookJob]:
+        """Which of ``queued`` ran here unrecorded; any other is forgotten (no longer queued)."""
+        with self._lock:
+            ran = self._ran.pop(account, set())
+            found = [job for job in queued if (job.pending, job.starts) in ran]
+            if found:
+                self._ran[account] = {(job.pending, job.starts) for job in found}
+            return found
+
+    def recorded(self, account: str, jobs: Sequence[HookJob]) -> None:
+        """``jobs`` are recorded done now."""
+        with self._lock:
+            left = self._ran.get(account, set()) - {(job.pending, job.starts) for job in jobs}
+            if left:
+                self._ran[account] = left
+            else:
+                self._ran.pop(account, None)
 
 
 @dataclass(frozen=True)
@@ -383,12 +434,27 @@ def run_pending(
     context = _Context(account, data_dir, state, log, shared, stop)
     try:
         with AccountStore(account, data_dir, state).lock():
-            jobs = state.pending_hooks(account.name)
+            jobs = _record_unrecorded(context, state.pending_hooks(account.name))
             messages = [job for job in jobs if job.pending.hook not in POLL_HOOKS]
             polls = [job for job in jobs if job.pending.hook in POLL_HOOKS]
             return _run_queued(context, messages) + _run_in_order(context, polls)
     except AccountLockedError:
         return 0
+
+
+def _record_unrecorded(context: _Context, jobs: list[HookJob]) -> list[HookJob]:
+    """Record done those of ``jobs`` that ran in this process unrecorded; the rest to run.
+
+    If the state still cannot, its ``StorageError`` runs no hook now: none
+    could be recorded either. They stay remembered.
+    """
+    name = context.account.name
+    ran = context.shared.unrecorded.among(name, jobs)
+    if not ran:
+        return jobs
+    context.state.hooks_done(name, [job.pending for job in ran])
+    context.shared.unrecorded.recorded(name, ran)
+    return [job for job in jobs if job not in ran]
 
 
 def _run_in_order(context: _Context, jobs: list[HookJob]) -> int:
@@ -408,37 +474,85 @@ def _run_queued(context: _Context, jobs: list[HookJob]) -> int:
     Counted no earlier: a crash must not charge a start to a hook still
     waiting for its turn, or three crashes would give it up unrun. Those that
     ended while the last were being recorded are recorded in one transaction:
-    a commit costs a flush, about as much as starting a process.
+    a commit costs a flush, about as much as starting a process. If counting
+    a start fails, no further hook starts, but those running are still seen
+    to their end and recorded before the failure is raised.
     """
     queue = iter(_runnable(context, jobs))
     state, name = context.state, context.account.name
     ran = 0
     waiting: dict[Future[HookRun | None], HookJob] = {}
+    failed: list[StorageError] = []
 
     def submit(count: int) -> None:
-        if context.stop is not None and context.stop.is_set():
+        if failed or (context.stop is not None and context.stop.is_set()):
             return  # the rest stay queued, their starts uncounted
         starting = list(islice(queue, count))
-        if starting:
+        if not starting:
+            return
+        try:
             state.start_hooks(name, [job.pending for job in starting])
-            waiting.update({pool.submit(_run_job, context, job): job for job in starting})
+        except StorageError as exc:
+            failed.append(exc)
+            return
+        waiting.update({pool.submit(_run_job, context, job): job for job in starting})
 
     with ThreadPoolExecutor(context.shared.max_hooks, thread_name_prefix="hook") as pool:
         submit(context.shared.max_hooks)
         while waiting:
             ended, _ = wait(waiting, return_when=FIRST_COMPLETED)
-            results = [(waiting.pop(future), future.result()) for future in ended]
-            done = [(job, run) for job, run in results if run is not None]
-            # None: stopping; the hook stays queued, and this start did not count.
-            stopped = [job.pending for job, run in results if run is None]
-            if stopped:
-                state.start_hooks(name, stopped, step=-1)
-            state.hooks_done(name, [job.pending for job, _ in done])  # never run again
-            for job, run in done:
-                _log_run(context.log, job.pending.hook, run, **_where(job))
-            ran += len(done)
+            ran += _record_ended(context, [_ended(context, waiting.pop(f), f) for f in ended])
             submit(len(ended))
+    if failed:
+        raise failed[0]
     return ran
+
+
+def _ended(
+    context: _Context, job: HookJob, future: Future[HookRun | None]
+) -> tuple[HookJob, HookRun | None]:
+    """``job`` with how its run ended (None: not started, fetchd stops).
+
+    A bug while running it is logged and counts as a failed run: the hook
+    may have started, and a hook that may have run is never run again.
+    """
+    try:
+        return job, future.result()
+    except Exception as exc:
+        context.log.exception("hook crashed", hook=job.pending.hook, **_where(job))
+        return job, HookRun(None, 0.0, error=f"fetchd hit a bug running it ({type(exc).__name__})")
+
+
+def _record_ended(context: _Context, ended: list[tuple[HookJob, HookRun | None]]) -> int:
+    """Record the hooks that ran done, log each run, and take back the starts of those
+    that did not start; returns how many ran. Never raises a state failure."""
+    done = [(job, run) for job, run in ended if run is not None]
+    _record_done(context, [job for job, _ in done])
+    for job, run in done:
+        _log_run(context.log, job.pending.hook, run, **_where(job))
+    stopped = [job.pending for job, run in ended if run is None]
+    if stopped:
+        # Not taken back, the start counts as a crash's would (``MAX_STARTS``).
+        with contextlib.suppress(StorageError):
+            context.state.start_hooks(context.account.name, stopped, step=-1)
+    return len(done)
+
+
+def _record_done(context: _Context, jobs: list[HookJob]) -> None:
+    """Record ``jobs`` run: never run again. If the state cannot, this process
+    remembers them (``Unrecorded``) and records them before it next runs any."""
+    if not jobs:
+        return
+    name = context.account.name
+    try:
+        context.state.hooks_done(name, [job.pending for job in jobs])
+    except StorageError as exc:
+        context.shared.unrecorded.add(name, jobs)
+        context.log.warning(
+            "hooks ran but could not be recorded; this process will not run them again",
+            hooks=[job.pending.hook for job in jobs],
+            error=str(exc),
+        )
 
 
 def _runnable(context: _Context, jobs: list[HookJob]) -> list[HookJob]:
@@ -537,6 +651,7 @@ __all__ = [
     "MAX_STARTS",
     "DaemonHooks",
     "HookRun",
+    "Unrecorded",
     "inert",
     "inherited_environment",
     "poll_hooks",

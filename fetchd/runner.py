@@ -6,6 +6,10 @@ any kind (a refused login, a missing password file, a full disk) is that
 account's outcome and never stops the others; anything else is a bug, logged
 with its traceback and recorded as "bug". How loudly a failure is reported is
 the front end's choice (the daemon says a refused login only once).
+
+The queued hooks run through ``run_hooks``: ``fetchd fetch`` right after each
+poll (``run_account`` does it), the daemon later, on a thread of its own, once
+it has decided when the account is polled next.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fetchd import hooks
 from fetchd.config import AccountConfig
 from fetchd.errors import FetchdError
-from fetchd.hooks import DaemonHooks
+from fetchd.hooks import DaemonHooks, poll_hooks, run_pending
 from fetchd.log import PollTranscript
 from fetchd.poll import PollResult, ProgressCallback, poll_account
 from fetchd.store.state import Outcome, PollRecord, State
@@ -54,6 +57,7 @@ def run_account(
     mark_seen: bool = False,
     stop: threading.Event | None = None,
     daemon_hooks: DaemonHooks | None = None,
+    hooks: bool = True,
 ) -> AccountRun:
     """Poll ``account``, log the result, record the poll with its hooks, run the hooks.
 
@@ -61,7 +65,8 @@ def run_account(
     and the daemon's ``on_poll`` are queued with its record, so a crash
     cannot lose them. The queued hooks run after the poll, failed or not
     (what it stored before failing is safe and gets its hooks): the
-    messages', then ``on_error``, and last ``on_poll``.
+    messages', then ``on_error``, and last ``on_poll``. With ``hooks``
+    False they are left queued for the caller's own ``run_hooks``.
     """
     started = time.time()
     result: PollResult | None = None
@@ -90,25 +95,27 @@ def run_account(
     record = poll_record(account.name, started, result, error)
     shared = daemon_hooks or DaemonHooks()
     failures = state.record_poll(
-        record, lambda streak: hooks.poll_hooks(account, shared, record, error, streak)
+        record, lambda streak: poll_hooks(account, shared, record, error, streak)
     )
     run = AccountRun(result, error, record, failures)
-    _run_hooks(account, data_dir, state, log, shared=shared, stop=stop)
+    if hooks:
+        run_hooks(account, data_dir, state, log, shared=shared, stop=stop)
     return run
 
 
-def _run_hooks(
+def run_hooks(
     account: AccountConfig,
     data_dir: Path,
     state: State,
     log: FilteringBoundLogger,
     *,
     shared: DaemonHooks,
-    stop: threading.Event | None,
+    stop: threading.Event | None = None,
 ) -> None:
-    """The queued hooks, this poll's too; a hook problem is logged, never the poll's outcome."""
+    """The account's queued hooks, its last poll's too; a hook problem is logged, never
+    the poll's outcome. Once ``stop`` is set no further hook starts."""
     try:
-        hooks.run_pending(account, data_dir, state, log, shared=shared, stop=stop)
+        run_pending(account, data_dir, state, log, shared=shared, stop=stop)
     except FetchdError as exc:  # the state database: the hooks stay queued
         log.warning("hooks not run", error=str(exc))
 

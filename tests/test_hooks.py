@@ -7,25 +7,30 @@ NUL-separated, to a file of its own; the tests read those files back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+import fetchd.hooks
 from fetchd.cli import main
 from fetchd.config import AccountConfig, load_config
-from fetchd.errors import NetworkError
+from fetchd.errors import NetworkError, StorageError
 from fetchd.hooks import (
     MAX_STARTS,
     DaemonHooks,
+    HookRun,
+    Unrecorded,
     inherited_environment,
     poll_hooks,
     run_pending,
@@ -35,7 +40,7 @@ from fetchd.log import get_logger
 from fetchd.poll import poll_account, recover_account
 from fetchd.runner import AccountRun, run_account
 from fetchd.store.account import AccountStore
-from fetchd.store.state import PollRecord, State
+from fetchd.store.state import HookJob, PendingHook, PollRecord, State, state_path
 from fetchd.testing.dovecot import Dovecot
 from tests.accounts import account as make_account
 from tests.messages import make_message
@@ -209,6 +214,126 @@ def test_a_failing_hook_is_a_warning_counts_as_done_and_loses_no_mail(
     poll(dovecot_alice, data_dir, state, on_message=[*argv, "3"])
     assert len(runs(out)) == 2  # never retried
     assert len(list((data_dir / "work" / "Maildir" / "new").iterdir())) == 2
+
+
+def test_a_bug_while_running_a_hook_counts_as_its_failed_run_and_the_others_are_recorded(
+    dovecot_alice: Dovecot,
+    data_dir: Path,
+    state: State,
+    recorder: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dovecot_alice.deliver_many("alice", [make_message(f"m{i}") for i in range(3)])
+    argv, out = recorder("runs")
+    calls = itertools.count()
+    real_run_hook = fetchd.hooks.run_hook
+
+    def run_hook(*args: Any, **kwargs: Any) -> HookRun:
+        if next(calls) == 1:
+            raise RuntimeError("a bug")
+        return real_run_hook(*args, **kwargs)
+
+    monkeypatch.setattr(fetchd.hooks, "run_hook", run_hook)
+    run, events = poll(dovecot_alice, data_dir, state, on_message=argv)
+    assert run.outcome == "ok"
+    assert len(runs(out)) == 2
+    assert sorted((e["event"], e["log_level"]) for e in hook_events(events)) == [
+        ("hook crashed", "error"),
+        ("hook failed", "warning"),
+        ("hook ran", "info"),
+        ("hook ran", "info"),
+    ]
+    [failed] = [e for e in hook_events(events) if e["event"] == "hook failed"]
+    assert failed["reason"] == "fetchd hit a bug running it (RuntimeError)"
+    assert state.pending_hooks("work") == []
+    poll(dovecot_alice, data_dir, state, on_message=argv)
+    assert len(runs(out)) == 2  # none again, the one that crashed included
+
+
+class FlakyState(State):
+    """A state whose first recording of hooks that ran fails, as a locked database's would."""
+
+    failures_left = 1
+
+    def hooks_done(self, account: str, hooks: Sequence[PendingHook]) -> None:
+        if hooks and self.failures_left:
+            self.failures_left -= 1
+            raise StorageError("database is locked")
+        super().hooks_done(account, hooks)
+
+
+def test_hooks_that_ran_unrecorded_never_run_again_in_the_process_and_are_recorded_next(
+    dovecot_alice: Dovecot, tmp_path: Path, recorder: Any
+) -> None:
+    dovecot_alice.deliver_many("alice", [make_message(f"m{i}") for i in range(3)])
+    argv, out = recorder("runs")
+    config = load_config(write_config(tmp_path, dovecot_alice, argv))
+    account, data_dir = config.accounts["work"], config.daemon.data_dir
+    shared = DaemonHooks.from_config(config)
+    with contextlib.closing(FlakyState(state_path(data_dir))) as state:
+        with capture_logs() as events:
+            run_account(account, data_dir, state, get_logger(), daemon_hooks=shared)
+        assert len(runs(out)) == 3
+        [warning] = [e for e in events if "could not be recorded" in e["event"]]
+        assert warning["log_level"] == "warning"
+        assert state.pending_hooks("work") != []  # ran; the record of it failed
+        # The next poll, after a reload too, records them and runs none again.
+        reloaded = DaemonHooks.from_config(config, previous=shared)
+        with capture_logs():
+            run_account(account, data_dir, state, get_logger(), daemon_hooks=reloaded)
+        assert len(runs(out)) == 3
+        assert state.pending_hooks("work") == []
+
+
+class SecondStartFails(State):
+    """A state that cannot count the second batch of starts, as a full database could not."""
+
+    starts = 0
+
+    def start_hooks(self, account: str, hooks: Sequence[PendingHook], step: int = 1) -> None:
+        self.starts += step > 0
+        if self.starts == 2:
+            raise StorageError("database or disk is full")
+        super().start_hooks(account, hooks, step)
+
+
+def test_hooks_still_running_when_a_start_cannot_be_counted_are_seen_to_their_end(
+    dovecot_alice: Dovecot,
+    data_dir: Path,
+    recorder: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dovecot_alice.deliver_many("alice", [make_message(f"m{i}") for i in range(4)])
+    argv, out = recorder("runs")
+    calls = itertools.count()
+    real_run_hook = fetchd.hooks.run_hook
+
+    def run_hook(*args: Any, **kwargs: Any) -> HookRun:
+        if next(calls) == 0:
+            time.sleep(0.5)  # still running when the next start fails to count
+        return real_run_hook(*args, **kwargs)
+
+    monkeypatch.setattr(fetchd.hooks, "run_hook", run_hook)
+    with contextlib.closing(SecondStartFails(state_path(data_dir))) as state:
+        _, events = poll(dovecot_alice, data_dir, state, slots=2, on_message=argv)
+        assert len(runs(out)) == 2
+        assert [e["error"] for e in events if e["event"] == "hooks not run"] == [
+            "database or disk is full"
+        ]
+        assert len(state.pending_hooks("work")) == 2  # the two never started
+        poll(dovecot_alice, data_dir, state, slots=2, on_message=argv)
+        assert len(runs(out)) == 4  # each once
+        assert state.pending_hooks("work") == []
+
+
+def test_a_hook_queued_anew_under_a_remembered_key_is_not_taken_for_the_one_that_ran() -> None:
+    queued = HookJob(PendingHook("", "on_poll", "1"), 0, None, None, None, None, None, None)
+    ran = dataclasses.replace(queued, starts=1)  # as queued after the start that ran it
+    unrecorded = Unrecorded()
+    unrecorded.add("work", [queued])
+    assert unrecorded.among("work", [ran]) == [ran]
+    assert unrecorded.among("work", [queued]) == []  # a new hook: its row went meanwhile
+    assert unrecorded.among("work", [ran]) == []  # forgotten once no longer queued
 
 
 def test_a_missing_program_is_a_warning_and_the_poll_succeeds(

@@ -35,7 +35,7 @@ from typing import Any
 
 from fetchd.commands import load, printable, read_state, say, shown_uid
 from fetchd.config import Config
-from fetchd.store.state import Failure, FetchedCount, Load, PollStatus, State
+from fetchd.store.state import LOAD_REFRESH, Failure, FetchedCount, Load, PollStatus, State
 
 _COLUMNS = (
     ("account", "ACCOUNT"),
@@ -72,8 +72,9 @@ def read(config: Config) -> tuple[list[dict[str, Any]], Load | None]:
 
 
 #: A load record older than this is a daemon's that ended without clearing it
-#: (it writes one a minute while it runs): not a daemon overloaded now.
-_LOAD_STALE = 5 * 60.0
+#: (while it runs, it writes one at least every ``LOAD_REFRESH``, give or take
+#: a minute's check): not a daemon overloaded now.
+_LOAD_STALE = LOAD_REFRESH + 5 * 60.0
 
 
 def _current(load: Load | None, now: float) -> Load | None:
@@ -85,13 +86,14 @@ def _current(load: Load | None, now: float) -> Load | None:
 
 def _load_line(load: Load | None) -> str | None:
     """One line for a daemon that cannot keep up; None while it does."""
-    if load is None or load.overloaded_since is None:
+    if load is None or (shown := load.shown()) is None:
         return None
-    since = _iso(load.overloaded_since) or ""
+    overloaded_since, achieved, configured, max_wait = shown
+    since = _iso(overloaded_since) or ""
     return (
         f"the daemon is overloaded since {since[:16].replace('T', ' ')}: "
-        f"{load.achieved:.0f} polls a minute of {load.configured:.0f} scheduled, "
-        f"polls wait up to {load.max_wait:.0f} s; raise max_parallel or the interval"
+        f"{achieved} polls a minute of {configured} scheduled, "
+        f"polls wait up to {max_wait} s; raise max_parallel or the interval"
     )
 
 

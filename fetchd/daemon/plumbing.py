@@ -28,7 +28,7 @@ __all__ = ["InFlight", "SignalInbox", "Watchdog", "quiet_apscheduler"]
 
 
 class InFlight:
-    """Counts running polls, so that a stop can wait for them."""
+    """Counts running polls and runs of hooks, so that a stop can wait for them."""
 
     def __init__(self) -> None:
         self._count = 0

@@ -3,9 +3,10 @@
 The scheduler only says that an account is due; a bounded set of poll threads
 takes due accounts from the ``Rotation``: of those waiting, the one polled
 longest ago first (never polled counts as longest; among equals, the one due
-first). An account waits in it at most once, and never while its poll runs, so
-under overload every account is still polled, late and in turn: none twice
-while another due one waits, and none dropped for being late.
+first). An account waits in it at most once, and never while its poll runs, or
+the hooks after it, so under overload every account is still polled, late and
+in turn: none twice while another due one waits, and none dropped for being
+late.
 
 ``LoadMeter`` tells whether the daemon keeps up: polls started per minute
 against what the schedule asks for, and how long due polls waited.
@@ -17,11 +18,16 @@ import heapq
 import itertools
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from fetchd.store.state import Load
 
 __all__ = ["LoadMeter", "PollThreads", "Rotation"]
+
+#: One poll of an account, due since a time; returns what is left to run once
+#: its poll thread is free (its hooks), or None.
+Poll = Callable[[str, float], Callable[[], None] | None]
 
 
 @dataclass(order=True, frozen=True)
@@ -39,7 +45,8 @@ class Rotation:
         self._changed = threading.Condition()
         self._heap: list[_Due] = []
         self._waiting: dict[str, _Due] = {}
-        self._running: set[str] = set()
+        self._running: set[str] = set()  # taken, and not done: not offered again
+        self._polling: set[str] = set()  # taken, and its poll thread still busy with it
         self._last: dict[str, int] = {}
         self._takes = itertools.count()
         self._closed = False
@@ -63,6 +70,7 @@ class Rotation:
                 entry = self._pop()
                 if entry is not None:
                     self._running.add(entry.name)
+                    self._polling.add(entry.name)
                     self._last[entry.name] = next(self._takes)
                     return entry.name, entry.due
                 self._changed.wait()
@@ -76,9 +84,15 @@ class Rotation:
                 return entry
         return None
 
-    def done(self, name: str) -> None:
-        """The poll of ``name`` ended: it may be offered again."""
+    def polled(self, name: str) -> None:
+        """The poll of ``name`` freed its thread; the account runs on (its hooks) until done."""
         with self._changed:
+            self._polling.discard(name)
+
+    def done(self, name: str) -> None:
+        """The poll of ``name`` ended, and all it left to run: it may be offered again."""
+        with self._changed:
+            self._polling.discard(name)
             self._running.discard(name)
 
     def discard(self, name: str) -> None:
@@ -98,7 +112,7 @@ class Rotation:
     def short_of(self, threads: int) -> bool:
         """Whether more accounts wait than of ``threads`` are free to take them."""
         with self._changed:
-            return len(self._waiting) > threads - len(self._running)
+            return len(self._waiting) > threads - len(self._polling)
 
     def oldest(self) -> tuple[str, float] | None:
         """The account that has been due longest, and since when, without taking it."""
@@ -110,22 +124,21 @@ class Rotation:
         with self._changed:
             return len(self._waiting)
 
-    def running(self) -> int:
-        with self._changed:
-            return len(self._running)
-
 
 class PollThreads:
     """At most ``limit`` threads serving a rotation, each started only when all are busy.
 
     So a daemon runs no more poll threads than accounts are ever due at once,
     and ``limit`` is min(max_parallel, accounts). A thread lives until the
-    rotation closes; nothing of a poll is kept after it.
+    rotation closes; nothing of a poll is kept after it. What a poll leaves to
+    run (its hooks) runs on ``after``, freeing the poll thread for the next
+    account; its own account is not polled again until that ended too.
     """
 
-    def __init__(self, rotation: Rotation, poll: Callable[[str, float], None], limit: int) -> None:
+    def __init__(self, rotation: Rotation, poll: Poll, limit: int, after: Executor) -> None:
         self._rotation = rotation
         self._poll = poll
+        self._after = after
         self.limit = limit
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -142,17 +155,25 @@ class PollThreads:
             self._threads.append(thread)
         thread.start()
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._threads)
-
     def _serve(self) -> None:
         while (taken := self._rotation.take()) is not None:
             name, due = taken
+            rest = None
             try:
-                self._poll(name, due)
+                rest = self._poll(name, due)
             finally:
-                self._rotation.done(name)
+                if rest is None:
+                    self._rotation.done(name)
+                else:
+                    self._rotation.polled(name)
+                    self._after.submit(self._finish, name, rest)
+
+    def _finish(self, name: str, rest: Callable[[], None]) -> None:
+        """Run what the poll of ``name`` left; only then may the account be offered again."""
+        try:
+            rest()
+        finally:
+            self._rotation.done(name)
 
 
 class LoadMeter:

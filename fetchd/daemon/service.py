@@ -6,7 +6,9 @@ at most ``max_parallel`` poll threads take accounts from it, the longest
 waiting first, and call ``poll_account``, the same function ``fetchd fetch``
 runs → its outcome is recorded in the state database and decides when the
 account is polled next → systemd hears about it (READY, STATUS, WATCHDOG,
-RELOADING, STOPPING).
+RELOADING, STOPPING) → the account's queued hooks run on a hook thread, so
+that slow hooks neither hold a poll thread nor delay the schedule; the
+account is not polled again before they end.
 
 More due polls than the threads can run make every poll late, none dropped:
 once a minute the daemon compares polls started with what the schedule asks
@@ -19,20 +21,23 @@ logged once at error level, then quietly retried hourly; a reload re-polls a
 changed account at once.
 
 Signals: SIGTERM or SIGINT stop scheduling and ask running polls to stop after
-the messages already requested; the process exits once they end, or after a
-grace period (mail safety does not depend on it: see ``fetchd.poll``). SIGHUP
-reloads the config and reschedules only the accounts whose settings changed;
-an invalid config is logged and the running one kept.
+the messages already requested, and hooks not to start any more; the process
+exits once the running polls and hooks end, or after a grace period (mail
+safety does not depend on it: see ``fetchd.poll``). SIGHUP reloads the config
+and reschedules only the accounts whose settings changed; an invalid config
+is logged and the running one kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from datetime import UTC, datetime
 
 import structlog
@@ -61,8 +66,8 @@ from fetchd.errors import ConfigError, StorageError
 from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger
 from fetchd.poll import PollResult
-from fetchd.runner import run_account
-from fetchd.store.state import State, state_path
+from fetchd.runner import run_account, run_hooks
+from fetchd.store.state import LOAD_REFRESH, Load, State, state_path
 
 __all__ = [
     "BACKOFF_CAP",
@@ -80,6 +85,8 @@ STOP_GRACE = 30.0
 LOAD_PERIOD = 60.0
 _HEARTBEAT_JOB = ":heartbeat"  # ':' cannot occur in an account name
 _LOAD_JOB = ":load"
+#: The scheduler thread of the load check, which writes to the state database.
+_LOAD_EXECUTOR = "load"
 
 
 def grant_stamps(config: Config) -> dict[str, int]:
@@ -123,18 +130,30 @@ class Daemon:
         # Shared by every account's hooks; a reload swaps it (polls running keep theirs).
         self._hooks = DaemonHooks.from_config(config)
         self._rotation = Rotation()
+        # Each runs one account's hooks, at least one process: more threads than
+        # max_hooks, the processes that may run at once, would only wait for a slot.
+        hook_threads = futures.ThreadPoolExecutor(
+            config.daemon.max_hooks, thread_name_prefix="fetchd-hooks"
+        )
         self._threads = PollThreads(
             self._rotation,
             self._poll_job,
             _thread_limit(config.daemon.max_parallel, len(self._specs)),
+            hook_threads,
         )
         self._load_period = load_period
         self._load = LoadMeter(_configured_rate(self._specs), time.time())
         self._overloaded = False
+        # The load record last written to the database.
+        self._load_recorded: Load | None = None
+        # Held while the load record is written or cleared: the stop's word is the last.
+        self._recording_load = threading.Lock()
         # Its jobs only hand due accounts to the rotation (and beat the
-        # watchdog): one thread does, however many accounts there are.
+        # watchdog): one thread does, however many accounts there are. The
+        # load check writes to the database: on a thread of its own, a locked
+        # or slow database never holds back the heartbeat.
         self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(1)},
+            executors={"default": ThreadPoolExecutor(1), _LOAD_EXECUTOR: ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         period = self._notifier.watchdog_period
@@ -176,7 +195,10 @@ class Daemon:
             )
             self._watchdog.start()
         self._scheduler.add_job(
-            self._check_load, IntervalTrigger(seconds=self._load_period), id=_LOAD_JOB
+            self._check_load,
+            IntervalTrigger(seconds=self._load_period),
+            id=_LOAD_JOB,
+            executor=_LOAD_EXECUTOR,
         )
         self._scheduler.start()
         self._publish_next_polls()
@@ -199,21 +221,21 @@ class Daemon:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         try:
-            with contextlib.closing(self._open_state()) as state:
+            with contextlib.closing(self._open_state()) as state, self._recording_load:
                 state.clear_next_polls()
                 state.record_load(None)
         except StorageError as exc:
             get_logger().warning("could not clear the next poll times", error=str(exc))
 
     def wait_idle(self, timeout: float) -> bool:
-        """Whether every running poll ended within ``timeout`` seconds."""
+        """Whether every running poll and hook ended within ``timeout`` seconds."""
         return self._in_flight.wait_idle(timeout)
 
     def _wait_idle(self, grace: float, inbox: SignalInbox) -> bool:
         deadline = time.monotonic() + grace
         while not self._in_flight.wait_idle(0.2):
             if time.monotonic() >= deadline:
-                get_logger().warning("polls still running after the grace period; exiting")
+                get_logger().warning("polls or hooks still running after the grace period; exiting")
                 return False
             if inbox.next(timeout=0) in (signal.SIGTERM, signal.SIGINT):
                 get_logger().warning("second stop signal; not waiting for running polls")
@@ -246,7 +268,7 @@ class Daemon:
         with self._lock:
             old, old_config = self._specs, self._config
             self._specs, self._config = new, config
-            self._hooks = DaemonHooks.from_config(config)
+            self._hooks = DaemonHooks.from_config(config, previous=self._hooks)
         self._load.configured = _configured_rate(new)
         # More accounts may use more threads; max_parallel itself needs a restart.
         self._threads.limit = _thread_limit(old_config.daemon.max_parallel, len(new))
@@ -333,27 +355,40 @@ class Daemon:
 
     # -- one poll --------------------------------------------------------------
 
-    def _poll_job(self, name: str, due: float) -> None:
-        """Poll one account, due since ``due``. Never raises into its thread."""
+    def _poll_job(self, name: str, due: float) -> Callable[[], None] | None:
+        """Poll one account, due since ``due``; returns its hooks' run, for a hook thread.
+
+        Never raises into its thread. None: no hook is queued, or the poll
+        failed to be recorded (its hooks stay queued for the next one).
+        """
         with self._lock:
-            spec, config = self._specs.get(name), self._config
+            spec, config, hooks = self._specs.get(name), self._config, self._hooks
         if spec is None or self._stopping.is_set():
-            return
+            return None
         self._load.started(time.time() - due, spec.interval)
         with self._in_flight, structlog.contextvars.bound_contextvars(account=name):
             log = get_logger()
             try:
                 with contextlib.closing(State(state_path(config.daemon.data_dir))) as state:
-                    self._poll_and_record(spec, config, state, log)
+                    self._poll_and_record(spec, config, hooks, state, log)
+                    queued = _hooks_queued(state, name)
             except StorageError as exc:
                 log.error("the state database failed; poll not recorded", error=str(exc))
                 self._postpone(spec, time.time() + backoff_delay(spec.interval, 1))
+                return None
             except Exception:  # a bug must not stop the other accounts
                 log.exception("poll job failed unexpectedly")
                 self._postpone(spec, time.time() + backoff_delay(spec.interval, 1))
+                return None
+        return functools.partial(self._hooks_job, spec, config, hooks) if queued else None
 
     def _poll_and_record(
-        self, spec: JobSpec, config: Config, state: State, log: FilteringBoundLogger
+        self,
+        spec: JobSpec,
+        config: Config,
+        hooks: DaemonHooks,
+        state: State,
+        log: FilteringBoundLogger,
     ) -> None:
         run = run_account(
             spec.account,
@@ -362,7 +397,8 @@ class Daemon:
             log,
             transcript=config.daemon.transcript,
             stop=self._stopping,
-            daemon_hooks=self._hooks,
+            daemon_hooks=hooks,
+            hooks=False,  # on a hook thread, once the next poll is scheduled
         )
         with self._publishing:
             next_poll = self._schedule_next(spec, run.outcome, run.failures, run.result)
@@ -379,6 +415,24 @@ class Daemon:
         today = state.fetched_today()
         self._reporter.polled(spec.name, run.outcome, run.record.finished, today)
         self._notifier.notify(f"STATUS={self._status_text()}")
+
+    def _hooks_job(self, spec: JobSpec, config: Config, hooks: DaemonHooks) -> None:
+        """Run the account's queued hooks, its last poll's too. Never raises into its thread.
+
+        Once fetchd stops, no hook starts: they stay queued for the next start.
+        """
+        with self._in_flight, structlog.contextvars.bound_contextvars(account=spec.name):
+            if self._stopping.is_set():
+                return
+            log = get_logger()
+            data_dir = config.daemon.data_dir
+            try:
+                with contextlib.closing(State(state_path(data_dir))) as state:
+                    run_hooks(spec.account, data_dir, state, log, shared=hooks, stop=self._stopping)
+            except StorageError as exc:
+                log.warning("hooks not run", error=str(exc))
+            except Exception:  # a bug must not stop the other accounts' hooks
+                log.exception("hooks failed unexpectedly")
 
     def _schedule_next(
         self, spec: JobSpec, outcome: str, failures: int, result: PollResult | None
@@ -399,7 +453,7 @@ class Daemon:
     # -- load ------------------------------------------------------------------
 
     def _check_load(self) -> None:
-        """Once a period: warn while polls run late, and record it for ``fetchd status``."""
+        """Once a period: warn while polls run late, and record what ``fetchd status`` says."""
         now = time.time()
         oldest = self._rotation.oldest()
         with self._lock:
@@ -420,17 +474,42 @@ class Daemon:
             )
         elif was_overloaded:
             get_logger().info("keeping up with the schedule again")
-        try:
-            with contextlib.closing(self._open_state()) as state:
-                state.record_load(load)
-        except StorageError as exc:
-            get_logger().warning("could not record the load", error=str(exc))
+        if self._load_news(load):
+            self._record_load(load)
+
+    def _load_news(self, load: Load) -> bool:
+        """Whether ``load`` changes what ``fetchd status`` says, or the record grows old."""
+        last = self._load_recorded
+        if last is None:
+            return True
+        return load.shown() != last.shown() or load.updated - last.updated >= LOAD_REFRESH
+
+    def _record_load(self, load: Load) -> None:
+        """Write ``load`` for ``fetchd status``; a failed write is tried again next period."""
+        with self._recording_load:
+            if self._stopping.is_set():
+                return  # the stop cleared the record: a daemon that stops is not overloaded
+            try:
+                with contextlib.closing(self._open_state()) as state:
+                    state.record_load(load)
+            except StorageError as exc:
+                get_logger().warning("could not record the load", error=str(exc))
+                return
+            self._load_recorded = load
 
     def _status_text(self) -> str:
         """The one line ``systemctl status`` shows, e.g. "3 accounts; last poll 14:02 work ok"."""
         with self._lock:
             count = len(self._specs)
         return self._reporter.status_text(count, overloaded=self._overloaded)
+
+
+def _hooks_queued(state: State, name: str) -> bool:
+    """Whether ``name`` has hooks to run; if the state cannot say, the hook thread will."""
+    try:
+        return bool(state.pending_hooks(name))
+    except StorageError:
+        return True
 
 
 def _thread_limit(max_parallel: int, accounts: int) -> int:

@@ -381,9 +381,15 @@ def test_status_before_any_poll_and_after_some(
     [line] = [line for line in status(config, capsys).splitlines() if "overloaded" in line]
     assert "300 polls a minute of 6000 scheduled, polls wait up to 42 s" in line
 
-    # A daemon killed while overloaded leaves its last record: stale after minutes.
+    # A running daemon rewrites a record that says the same only every LOAD_REFRESH.
     state = State(tmp_path / "data" / "state.sqlite3")
     state.record_load(Load(time.time() - 900, 300.0, 6000.0, 42.0, time.time() - 600))
+    state.close()
+    assert "overloaded" in status(config, capsys)
+
+    # A daemon killed while overloaded leaves its last record: stale after that.
+    state = State(tmp_path / "data" / "state.sqlite3")
+    state.record_load(Load(time.time() - 3600, 300.0, 6000.0, 42.0, time.time() - 1800))
     state.close()
     assert "overloaded" not in status(config, capsys)
 

@@ -7,15 +7,19 @@ import io
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+import fetchd.runner
 from fetchd.config import Config, load_config
 from fetchd.daemon import Daemon
 from fetchd.daemon.rotation import LoadMeter, PollThreads, Rotation
 from fetchd.log import configure_logging
+from fetchd.poll import PollResult
 from fetchd.store.state import State, state_path
 from fetchd.testing.server import POP3TestServer
 from tests.daemon.test_daemon import RecordingNotifier, account, wait_until, write
@@ -42,19 +46,56 @@ def test_the_account_polled_longest_ago_goes_first_and_none_waits_twice() -> Non
 def test_threads_start_only_while_every_one_is_busy() -> None:
     rotation = Rotation()
     release = threading.Event()
-    threads = PollThreads(rotation, lambda name, due: release.wait(5), limit=64)
+    ended: list[str] = []  # the thread of each poll, as it ends
+
+    def poll(name: str, due: float) -> None:
+        release.wait(5)
+        ended.append(threading.current_thread().name)
+
+    threads = PollThreads(rotation, poll, limit=64, after=ThreadPoolExecutor(1))
     for index in range(3):
         rotation.offer(f"a{index}", 0.0)
         threads.wake()
     wait_until(lambda: rotation.waiting() == 0)
-    assert threads.count() == 3  # three accounts, never 64 threads
     release.set()
+    wait_until(lambda: len(ended) == 3)
+    assert len(set(ended)) == 3  # three accounts at once: three threads, never 64
     for index in range(20):  # a free thread takes each
-        wait_until(lambda: rotation.running() == 0)
         assert rotation.offer(f"again{index}", 0.0)
         threads.wake()
         wait_until(lambda: rotation.waiting() == 0)
-    assert threads.count() == 3
+    wait_until(lambda: len(ended) == 23)
+    assert len(set(ended)) == 3
+    rotation.close()
+
+
+def test_what_a_poll_leaves_runs_off_its_thread_and_its_account_waits_for_it() -> None:
+    rotation = Rotation()
+    release = threading.Event()
+    polled: list[tuple[str, str]] = []
+
+    def hooks() -> None:
+        release.wait(5)
+
+    def poll(name: str, due: float) -> Callable[[], None] | None:
+        polled.append((name, threading.current_thread().name))
+        return hooks if name == "slow" else None
+
+    threads = PollThreads(rotation, poll, limit=2, after=ThreadPoolExecutor(1))
+    rotation.offer("slow", 0.0)
+    threads.wake()
+    wait_until(lambda: len(polled) == 1)
+    rotation.offer("fast", 1.0)
+    threads.wake()
+    wait_until(lambda: len(polled) == 2)
+    # The thread that polled "slow" is free: no second one was started for "fast".
+    assert polled[0][1] == polled[1][1]
+    assert not rotation.offer("slow", 2.0)  # its hooks still run
+    release.set()
+    wait_until(lambda: rotation.offer("slow", 3.0))
+    threads.wake()
+    wait_until(lambda: len(polled) == 3)
+    assert [name for name, _ in polled] == ["slow", "fast", "slow"]
     rotation.close()
 
 
@@ -95,12 +136,26 @@ def _with_parallel(config_path: Path, parallel: int) -> None:
     config_path.write_text(text.replace("[daemon]\n", f"[daemon]\nmax_parallel = {parallel}\n", 1))
 
 
+def poll_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The names of the threads that poll, filled in as the daemon polls."""
+    names: set[str] = set()
+    real_poll = fetchd.runner.poll_account
+
+    def poll(*args: Any, **kwargs: Any) -> PollResult:
+        names.add(threading.current_thread().name)
+        return real_poll(*args, **kwargs)
+
+    monkeypatch.setattr(fetchd.runner, "poll_account", poll)
+    return names
+
+
 ACCOUNTS = 30
 
 
 @pytest.mark.timeout(90)
 def test_overload_polls_every_account_in_turn_and_says_so(
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     pop3_server: Callable[..., POP3TestServer],
     daemons: Callable[..., Daemon],
 ) -> None:
@@ -111,6 +166,7 @@ def test_overload_polls_every_account_in_turn_and_says_so(
     write(path, *(account(f"a{i:02d}", server.port) for i, server in enumerate(servers)))
     _with_parallel(path, 2)
     config = load_config(path)
+    threads = poll_threads(monkeypatch)
     spread: list[int] = []
     with capture_logs() as events:
         daemon = daemons(config, load_period=2.0)
@@ -121,7 +177,7 @@ def test_overload_polls_every_account_in_turn_and_says_so(
             return counts
 
         wait_until(lambda: min(sessions()) >= 2, timeout=60)
-        assert daemon._threads.count() == 2
+        assert len(threads) == 2
         wait_until(lambda: any(e["event"] == "overloaded: polls run late" for e in events))
     # Polled in turn: at any moment the counts differ by the poll running, and
     # at most one more where an account turns due a moment after another.
@@ -143,6 +199,7 @@ def test_overload_polls_every_account_in_turn_and_says_so(
 
 def test_a_daemon_that_keeps_up_records_no_overload_and_few_threads(
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     pop3_server: Callable[..., POP3TestServer],
     daemons: Callable[..., Daemon],
 ) -> None:
@@ -151,11 +208,12 @@ def test_a_daemon_that_keeps_up_records_no_overload_and_few_threads(
     write(path, *(account(f"a{i}", s.port) for i, s in enumerate(servers)), interval="2s")
     _with_parallel(path, 64)
     config = load_config(path)
+    threads = poll_threads(monkeypatch)
     with capture_logs() as events:
-        daemon = daemons(config, load_period=1.0)
+        daemons(config, load_period=1.0)
         wait_until(lambda: min(server.sessions for server in servers) >= 2, timeout=20)
         time.sleep(1.2)
-    assert daemon._threads.count() <= 3
+    assert len(threads) <= 3
     assert not [e for e in events if e["event"] == "overloaded: polls run late"]
     with contextlib.closing(State(state_path(config.daemon.data_dir))) as state:
         load = state.load()

@@ -43,7 +43,14 @@ from fetchd.store.state._open import (
     integrity_problems,
     state_path,
 )
-from fetchd.store.state._polls import Load, Outcome, PollRecord, PollsTable, PollStatus
+from fetchd.store.state._polls import (
+    LOAD_REFRESH,
+    Load,
+    Outcome,
+    PollRecord,
+    PollsTable,
+    PollStatus,
+)
 
 # _MIGRATIONS and _statements: for tests that build a database as an older fetchd left it.
 from fetchd.store.state._schema import _MIGRATIONS as _MIGRATIONS
@@ -53,6 +60,7 @@ from fetchd.store.state._schema import _statements as _statements
 __all__ = [
     "BUSY_TIMEOUT",
     "ID_CHUNK",
+    "LOAD_REFRESH",
     "MAX_RETRY_DELAY",
     "POLL_HOOKS",
     "SCHEMA_VERSION",

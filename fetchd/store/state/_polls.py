@@ -66,8 +66,25 @@ class Load:
     configured: float
     #: Seconds the longest-waiting due poll waited in that period.
     max_wait: float
-    #: When the daemon wrote this.
+    #: When the daemon wrote this: at the latest ``LOAD_REFRESH`` ago while it runs.
     updated: float
+
+    def shown(self) -> tuple[float, int, int, int] | None:
+        """What ``fetchd status`` says of it: nothing while the daemon keeps up, else since
+        when it does not and the numbers, rounded as shown.
+
+        The daemon writes a record only when this changes (or the last grows
+        old), so that an idle daemon does not commit, fsync included, every minute.
+        """
+        if self.overloaded_since is None:
+            return None
+        rounded = round(self.achieved), round(self.configured), round(self.max_wait)
+        return self.overloaded_since, *rounded
+
+
+#: How old a load record that still says the same may grow before the daemon
+#: writes it again: its ``updated`` tells a running daemon from one killed.
+LOAD_REFRESH = 15 * 60.0
 
 
 class PollsTable(Database):
