@@ -17,7 +17,7 @@ import pytest
 
 from fetchd.cli import main
 from fetchd.config import load_config
-from fetchd.store.state import Load, PollRecord, State
+from fetchd.store.state import LOAD_REFRESH, Load, PollRecord, State
 from fetchd.testing.dovecot import Dovecot
 from tests.daemon.conftest import account_toml, write_config
 from tests.messages import make_message
@@ -426,7 +426,7 @@ def test_status_json_has_the_daemons_load_while_one_runs(
 
     # A killed daemon's record is stale: no daemon runs, as in the table.
     state = State(tmp_path / "data" / "state.sqlite3")
-    state.record_load(Load(now - 900, 300.0, 6000.0, 42.0, now - 600))
+    state.record_load(Load(now - 3000, 300.0, 6000.0, 42.0, now - LOAD_REFRESH - 600))
     state.close()
     assert report(config, capsys, "--json")["load"] is None
 
