@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from fetchd.log import configure_logging, get_logger
 from fetchd.poll import PollResult
 from fetchd.runner import log_result, run_account
+from fetchd.store.account import AccountStore
 from fetchd.store.state import State, state_path
 from fetchd.testing.server import POP3TestServer
 from tests.accounts import account
@@ -61,3 +62,20 @@ def test_a_failing_poll_gives_its_transcript_at_info(
         run = run_account(account(server.port), tmp_path, state, get_logger())
     assert run.outcome == "auth"
     assert _transcript_levels(events) == {"info"}
+
+
+def test_a_poll_that_finds_the_account_locked_leaves_its_record_and_streak_as_they_were(
+    tmp_path: Path, pop3_server: Callable[..., POP3TestServer]
+) -> None:
+    """Another fetchd process holds the account: that one records its poll. This one
+    neither shows as the last outcome nor lengthens a streak of failures."""
+    refusing = pop3_server([], password="other")  # the account logs in with "secret"
+    work = account(refusing.port)
+    with contextlib.closing(State(state_path(tmp_path))) as state:
+        assert run_account(work, tmp_path, state, get_logger()).failures == 1
+        [before] = state.poll_status()
+        with AccountStore(work, tmp_path, state).lock():  # as the other process would
+            locked = run_account(work, tmp_path, state, get_logger())
+        assert (locked.outcome, locked.failures) == ("locked", 1)
+        assert state.poll_status() == [before]
+        assert (before.outcome, before.failures) == ("auth", 1)

@@ -60,7 +60,14 @@ class PollReporter:
         next_poll: float | None,
         log: FilteringBoundLogger,
     ) -> None:
-        """Log a failure (a refused login loudly only once) and track who is failing."""
+        """Log a failure (a refused login loudly only once) and track who is failing.
+
+        An account another fetchd process was polling is no failure: that
+        process reports its own poll, so nothing changes here.
+        """
+        if outcome == "locked":
+            log.info("polled by another fetchd process meanwhile", next_poll=_when(next_poll))
+            return
         with self._lock:
             if error is None:
                 self._failing.discard(name)

@@ -98,8 +98,15 @@ class PollsTable(Database):
         ``hooks`` gives the poll's hooks for that streak (their facts tell it);
         they are queued in the same transaction, so a crash after the record
         leaves them queued for the next poll, never lost.
+
+        A poll that found the account locked did nothing and failed at nothing:
+        another fetchd process polls it and records that poll. It changes neither
+        the last outcome ``fetchd status`` shows nor the streak; nothing is queued.
         """
         ok = record.outcome == "ok"
+        if record.outcome == "locked":
+            rows = self._query("SELECT failures FROM polls WHERE account = ?", (record.account,))
+            return int(rows[0][0]) if rows else 0
         with self._transaction() as db:
             db.execute(_RECORD_POLL, (*_poll_values(record), record.finished if ok else None))
             (failures,) = db.execute(
