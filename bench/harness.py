@@ -21,16 +21,19 @@ run gets its error in the table instead of numbers.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pstats
 import re
 import shutil
+import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.clients import Client, Fetchd, Job, Server, Wire, all_clients
+from bench.clients import BENCH_DIR, Client, Fetchd, Job, Server, Wire, all_clients
 from bench.corpus import Corpus, generate
 from bench.measure import Measurement, run_measured
 from bench.profiles import Profile
@@ -58,6 +61,9 @@ class ClientResult:
     #: Runs that failed while others succeeded; shown beside the numbers.
     failures: list[str] = field(default_factory=list)
     prepended: list[str] = field(default_factory=list)
+    #: fetchd on a poll profile: its poll pass timed inside one warm process
+    #: (``bench/pollpass.py``), what the daemon pays per poll.
+    in_process: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -173,8 +179,28 @@ class Bench:
                     self._record(client, job, corpus, result, label=f"pass 2, run {run}")
                 if not result.runs:
                     result.error = "; ".join(result.failures)
+                elif isinstance(client, Fetchd):
+                    self._pass_in_process(client, job, result)
             finally:
                 shutil.rmtree(job.workdir, ignore_errors=True)
+
+    def _pass_in_process(self, client: Fetchd, job: Job, result: ClientResult) -> None:
+        """Time fetchd's poll pass inside one process (``bench/pollpass.py``)."""
+        argv = [client.program, str(BENCH_DIR / "pollpass.py"), "-c", str(client.config_path(job))]
+        done = subprocess.run(
+            [*argv, "--passes", str(max(self.settings.runs, 5))],
+            env=client.env(job),
+            capture_output=True,
+            text=True,
+            timeout=self.settings.timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            result.failures.append(f"in-process passes: {done.stderr.strip()[-300:]}")
+            return
+        result.in_process = json.loads(done.stdout)["seconds"]
+        median = statistics.median(result.in_process)
+        self.say(f"{job.profile}: {client.name} poll pass in-process: {median * 1000:.1f} ms")
 
     def _first_pass(
         self, profile: Profile, client: Client, corpus: Corpus, result: ClientResult

@@ -170,6 +170,14 @@ def _profile_section(profile: ProfileResult, runs: int) -> list[str]:
     ratios = [f"fetchd/mpop = {_ratio(fetchd, mpop)}"]
     ratios += [f"fetchd/{w.client} = {_ratio(fetchd, _median_wall(w))}" for w in wires]
     lines.append("Ratios: " + "; ".join(ratios) + ".")
+    passes = by_name["fetchd"].in_process if "fetchd" in by_name else []
+    if passes:
+        seconds = statistics.median(passes)
+        lines.append(
+            f"fetchd's poll pass inside a running process (what the daemon pays per poll, "
+            f"start-up excluded; median of {len(passes)}): {seconds * 1000:.1f} ms, "
+            f"{_ratio(seconds, mpop)} mpop's whole process."
+        )
     prepended = [f"{r.client}: {', '.join(r.prepended)}" for r in profile.clients if r.prepended]
     if prepended:
         lines.append("Headers stripped before comparing: " + "; ".join(prepended) + ".")
