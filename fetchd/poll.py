@@ -490,7 +490,13 @@ def _retrieve(
             current = run.store.spool(message.uid)
             limit = 2 * message.size + BODY_MARGIN
             careful = run.result.careful
-            reply.read_into(current, limit=limit, expect=message.size, strict=not careful)
+            reply.read_into(
+                current,
+                limit=limit,
+                expect=message.size,
+                strict=not careful,
+                line_ends=current.line_ends,
+            )
             current.file.close()
             if looks_like_status(reply.head):
                 raise ProtocolError(

@@ -169,6 +169,7 @@ class Reply:
         limit: int | None = None,
         expect: int | None = None,
         strict: bool = True,
+        line_ends: Callable[[], tuple[int, int]] | None = None,
     ) -> int:
         """Stream the body into ``sink``; returns its size in octets.
 
@@ -177,8 +178,13 @@ class Reply:
         be that size under any CRLF/LF conversion raises ``SizeMismatchError``,
         since it may be another command's reply; unless not ``strict``, when
         it sets ``unexpected_size`` for the caller to prove the reply its own.
+
+        Judging a body of another size needs its LF and CRLF counts. A sink
+        that can tell them (``line_ends``: LF, CRLF written so far) is asked
+        only then; otherwise every chunk is counted on the way, two more
+        passes over each octet of every body.
         """
-        ends = _LineEnds()
+        ends = _LineEnds() if line_ends is None else None
         # A body at most doubles when every bare LF of what LIST counted became CRLF;
         # its time is reckoned on that, not on a generous ``limit``.
         bounds = [n for n in (limit, None if expect is None else 2 * expect) if n is not None]
@@ -186,12 +192,12 @@ class Reply:
         for chunk in self.chunks(allowed=allowed):
             if limit is not None and self.octets > limit:
                 self._too_long(f"more than {limit} octets", limit)
-            if expect is not None:
+            if expect is not None and ends is not None:
                 ends.count(chunk)
             if len(self.head) < HEAD_OCTETS:
                 self.head += chunk[: HEAD_OCTETS - len(self.head)]
             sink.write(chunk)
-        if expect is not None and not ends.could_be(self.octets, expect):
+        if expect is not None and not self._could_be(expect, ends or line_ends):
             if not strict:
                 self.unexpected_size = True
                 return self.octets
@@ -201,6 +207,13 @@ class Reply:
                 f"announced {expect}: it may belong to another command, so fetchd stops here"
             )
         return self.octets
+
+    def _could_be(self, size: int, ends: _LineEnds | Callable[[], tuple[int, int]] | None) -> bool:
+        """Whether the body read could be the ``size`` LIST said (``_LineEnds.could_be``)."""
+        if self.octets == size or ends is None:
+            return self.octets == size
+        counted = ends if isinstance(ends, _LineEnds) else _LineEnds.of(*ends())
+        return counted.could_be(self.octets, size)
 
     def read_all(self, *, max_octets: int, max_lines: int | None = None) -> bytes:
         """The whole body in memory, for listings only: at most ``max_octets`` and ``max_lines``."""
@@ -243,6 +256,13 @@ class _LineEnds:
     def __init__(self) -> None:
         self.lf = self.crlf = 0
         self.cr_last = False
+
+    @classmethod
+    def of(cls, lf: int, crlf: int) -> _LineEnds:
+        """Counts made elsewhere (by a sink that converts line ends anyway)."""
+        ends = cls()
+        ends.lf, ends.crlf = lf, crlf
+        return ends
 
     def count(self, chunk: bytes) -> None:
         self.lf += chunk.count(b"\n")

@@ -63,6 +63,9 @@ class Spooled:
     def write(self, data: bytes) -> None:
         self.file.write(data)
 
+    def line_ends(self) -> tuple[int, int]:
+        return self.file.line_ends()
+
     def discard(self) -> None:
         self.file.discard()
 

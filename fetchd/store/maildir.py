@@ -97,6 +97,8 @@ class MessageFile:
         self.tmp_path = maildir.tmp / tmp_name
         self.new_path = maildir.new / self.name
         self.size = 0
+        #: Octets given to ``write``, before CRLF became LF.
+        self.received = 0
         self._pending_cr = False
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -110,6 +112,7 @@ class MessageFile:
             raise
 
     def write(self, data: bytes) -> None:
+        self.received += len(data)
         if self._pending_cr:
             data = b"\r" + data
         self._pending_cr = data.endswith(b"\r")
@@ -126,6 +129,24 @@ class MessageFile:
         except OSError as exc:
             raise StorageError(f"cannot write {self.tmp_path}: {exc.strerror}") from exc
         self.size += len(data)
+
+    def line_ends(self) -> tuple[int, int]:
+        """How many LF and CRLF the octets written so far held.
+
+        Each CRLF became LF, which is the only change of length, so the CRLF
+        are counted for free; the LF (every one is still there) are counted
+        in the file, read back: this is asked only of a body whose size
+        differs from LIST's.
+        """
+        crlf = self.received - self.size - self._pending_cr
+        lf = 0
+        try:
+            with self.tmp_path.open("rb") as written:
+                while block := written.read(1 << 20):
+                    lf += block.count(b"\n")
+        except OSError as exc:
+            raise StorageError(f"cannot read back {self.tmp_path}: {exc.strerror}") from exc
+        return lf, crlf
 
     def close(self) -> None:
         if self._fd < 0:
