@@ -8,14 +8,23 @@ It speaks just enough POP3 for fetchd and mpop: CAPA, USER/PASS, STAT, LIST,
 UIDL (whole and single), RETR, TOP, NOOP, RSET, QUIT, with pipelining.
 
 Message ``n`` (1-based) has the UID ``uid-<n>`` and a fixed small size; the
-mailbox may grow between sessions (``grow``) to offer new mail.
+mailbox may grow between sessions (``resize``) to offer new mail.
+
+Run as a script it serves until killed, for another process (the daemon
+benchmark, ``bench/daemon.py``: any user, any password, one port for all its
+accounts); ``--delay`` holds each greeting back, for a server slower than the
+daemon's schedule:
+
+    python3 bench/bigbox_server.py [--messages N] [--delay SECONDS]   # prints the port
 """
 
 from __future__ import annotations
 
+import argparse
 import socket
 import socketserver
 import threading
+import time
 from typing import ClassVar
 
 __all__ = ["BigMailbox", "serve"]
@@ -73,9 +82,13 @@ class BigMailbox:
 
 class _Session(socketserver.StreamRequestHandler):
     mailbox: ClassVar[BigMailbox]
+    #: Seconds each greeting is held back.
+    delay: ClassVar[float] = 0.0
     wbufsize = 0  # every answer goes out whole with sendall: pipelined clients wait for none
 
     def handle(self) -> None:
+        if self.delay:
+            time.sleep(self.delay)
         count, octets, listed, uidls = self.mailbox.listing()
         self.wfile.write(b"+OK bigbox ready\r\n")
         while line := self.rfile.readline(1024):
@@ -116,11 +129,26 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     address_family = socket.AF_INET
+    request_queue_size = 1024  # a daemon with many accounts may connect in bursts
 
 
-def serve(mailbox: BigMailbox) -> tuple[_Server, int]:
+def serve(mailbox: BigMailbox, delay: float = 0.0) -> tuple[_Server, int]:
     """Start serving ``mailbox`` on a free loopback port, in a background thread."""
-    handler = type("Session", (_Session,), {"mailbox": mailbox})
+    handler = type("Session", (_Session,), {"mailbox": mailbox, "delay": delay})
     server = _Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, server.server_address[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    _server, port = serve(BigMailbox(args.messages), args.delay)
+    print(port, flush=True)
+    threading.Event().wait()  # until killed
+
+
+if __name__ == "__main__":
+    main()

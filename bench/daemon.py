@@ -1,7 +1,8 @@
 """How ``fetchd run`` holds up with many accounts: fairness, CPU, memory, threads.
 
 Runs the daemon as its own process with N accounts on one fake POP3 server
-(``bench/fakepop.py``, another process: its CPU is not counted) for T seconds,
+(``bench/bigbox_server.py`` with an empty mailbox, another process: its CPU is
+not counted) for T seconds,
 then stops it with SIGTERM and reports from its JSON log and ``/proc``:
 
 - polls per account (min / median / max) and the accounts never polled;
@@ -73,7 +74,7 @@ def _config(work: Path, args: argparse.Namespace, port: int) -> Path:
             f"port = {port}",
             'security = "plain"',
             f'username = "u{index}"',
-            'password_env = "FAKEPOP_PASSWORD"',
+            'password_env = "BENCH_PASSWORD"',
             "timeout = 60",
         ]
     path = work / "config.toml"
@@ -114,9 +115,9 @@ def _proc(pid: int) -> dict[str, float]:
 
 
 def _run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(args.fetchd), "FAKEPOP_PASSWORD": "x"}
+    env = {**os.environ, "PYTHONPATH": str(args.fetchd), "BENCH_PASSWORD": "x"}
     server = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "fakepop.py"), "--delay", str(args.delay)],
+        [sys.executable, str(REPO / "bench" / "bigbox_server.py"), "--delay", str(args.delay)],
         stdout=subprocess.PIPE,
         text=True,
     )
