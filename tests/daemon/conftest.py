@@ -1,13 +1,16 @@
-"""Helpers for daemon tests: a config writer, a ``fetchd run`` process, a NOTIFY_SOCKET.
+"""Helpers for daemon tests: a config writer, a ``fetchd run`` process, a NOTIFY_SOCKET,
+and daemons started in the test's own process.
 
 The daemon runs as a real process (``python -m fetchd ... run``), its JSON log
 goes to a file the test reads, and systemd's notification socket is a Unix
-datagram socket the test binds itself.
+datagram socket the test binds itself. The ``running`` fixture starts
+``Daemon`` objects in-process instead, with a ``RecordingNotifier``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -22,6 +25,10 @@ from typing import Any
 
 import pytest
 
+from fetchd.config import Config
+from fetchd.daemon import Daemon
+from fetchd.daemon.sdnotify import Notifier
+from fetchd.log import configure_logging
 from fetchd.testing.dovecot import Dovecot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +76,16 @@ def cli(config: Path, *args: str, env: Mapping[str, str] | None = None) -> Any:
         timeout=60,
         check=False,
     )
+
+
+class RecordingNotifier(Notifier):
+    def __init__(self) -> None:
+        super().__init__("@unused")
+        self.sent: list[tuple[str, ...]] = []
+
+    def notify(self, *assignments: str) -> bool:
+        self.sent.append(assignments)
+        return True
 
 
 class NotifySocket:
@@ -197,6 +214,30 @@ def start_daemon() -> Iterator[Callable[..., DaemonProcess]]:
     yield start
     for daemon in started:
         daemon.kill()
+
+
+@pytest.fixture
+def running(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons in this process; each is stopped after the test.
+
+    ``running(config, notifier=None, **options)``: the options (``load_period``)
+    go to ``Daemon``; without a notifier the daemon gets a ``RecordingNotifier``.
+    """
+    monkeypatch.setenv("FETCHD_TEST_PW", "secret")
+    # Poll threads log; not into a stream an earlier test captured and closed.
+    configure_logging("debug", "json", io.StringIO())
+    started: list[Daemon] = []
+
+    def start(config: Config, notifier: Notifier | None = None, **options: Any) -> Daemon:
+        daemon = Daemon(config, notifier or RecordingNotifier(), **options)
+        started.append(daemon)
+        daemon.start()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+        assert daemon.wait_idle(10)
 
 
 @pytest.fixture

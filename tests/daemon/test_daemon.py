@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,11 @@ import fetchd.runner
 from fetchd.config import AccountConfig, Config, load_config
 from fetchd.daemon import Daemon
 from fetchd.daemon import service as daemon_module
-from fetchd.daemon.sdnotify import Notifier
-from fetchd.log import configure_logging
 from fetchd.poll import PollResult
 from fetchd.store.state import PollStatus, State
 from fetchd.testing.server import POP3TestServer
+from tests.daemon.conftest import RecordingNotifier
 from tests.messages import make_message
-
-
-class RecordingNotifier(Notifier):
-    def __init__(self) -> None:
-        super().__init__("@unused")
-        self.sent: list[tuple[str, ...]] = []
-
-    def notify(self, *assignments: str) -> bool:
-        self.sent.append(assignments)
-        return True
 
 
 def account(name: str, port: int, **extra: str) -> str:
@@ -70,26 +58,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def running(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Daemon]]:
-    """Start daemons in this process; each is stopped after the test."""
-    monkeypatch.setenv("FETCHD_TEST_PW", "secret")
-    # Poll threads log; not into a stream an earlier test captured and closed.
-    configure_logging("debug", "json", io.StringIO())
-    started: list[Daemon] = []
-
-    def start(config: Config, notifier: Notifier | None = None) -> Daemon:
-        daemon = Daemon(config, notifier or RecordingNotifier())
-        started.append(daemon)
-        daemon.start()
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
-        assert daemon.wait_idle(10)
 
 
 def test_the_servers_login_delay_is_never_broken(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,36 +12,16 @@ from structlog.testing import capture_logs
 
 from fetchd.config import Config, load_config
 from fetchd.daemon import Daemon
-from fetchd.daemon.sdnotify import Notifier
-from fetchd.log import configure_logging
 from fetchd.store.state import State, state_path
 from fetchd.testing.server import POP3TestServer
-from tests.daemon.test_daemon import RecordingNotifier, account, finished, polls, wait_until
+from tests.daemon.conftest import RecordingNotifier
+from tests.daemon.test_daemon import account, finished, polls, wait_until
 from tests.messages import make_message
 
 #: Appends its name to "$0.started", then waits until "$0.release" exists.
 BLOCKING_HOOK = (
     'echo "$FETCHD_HOOK" >> "$0.started"; until [ -e "$0.release" ]; do sleep 0.05; done'
 )
-
-
-@pytest.fixture
-def running(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Daemon]]:
-    """Start daemons in this process; each is stopped after the test."""
-    monkeypatch.setenv("FETCHD_TEST_PW", "secret")
-    configure_logging("debug", "json", io.StringIO())
-    started: list[Daemon] = []
-
-    def start(config: Config, notifier: Notifier | None = None) -> Daemon:
-        daemon = Daemon(config, notifier or RecordingNotifier())
-        started.append(daemon)
-        daemon.start()
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
-        assert daemon.wait_idle(10)
 
 
 class BlockingHook:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -14,29 +13,9 @@ from structlog.testing import capture_logs
 
 from fetchd.config import Config
 from fetchd.daemon import Daemon, service
-from fetchd.daemon.sdnotify import Notifier
-from fetchd.log import configure_logging
 from fetchd.store.state import Load, State, state_path
-from tests.daemon.test_daemon import RecordingNotifier, account, wait_until, write
-
-
-@pytest.fixture
-def daemons(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Daemon]]:
-    """Start daemons in this process with a given load period; each is stopped after the test."""
-    monkeypatch.setenv("FETCHD_TEST_PW", "secret")
-    configure_logging("debug", "json", io.StringIO())
-    started: list[Daemon] = []
-
-    def start(config: Config, load_period: float, notifier: Notifier | None = None) -> Daemon:
-        daemon = Daemon(config, notifier or RecordingNotifier(), load_period=load_period)
-        started.append(daemon)
-        daemon.start()
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
-        assert daemon.wait_idle(10)
+from tests.daemon.conftest import RecordingNotifier
+from tests.daemon.test_daemon import account, wait_until, write
 
 
 def recorded_load(config: Config) -> Load | None:
@@ -61,14 +40,14 @@ def pings(notifier: RecordingNotifier) -> int:
 
 
 def test_a_locked_database_never_holds_back_the_watchdog_heartbeat(
-    tmp_path: Path, daemons: Callable[..., Daemon]
+    tmp_path: Path, running: Callable[..., Daemon]
 ) -> None:
     # Port 1 refuses at once; after its first poll the account idles for an hour.
     config = write(tmp_path / "config.toml", account("idle", 1), interval="1h")
     notifier = RecordingNotifier()
     notifier.watchdog_usec = 400_000  # a ping every 0.2 s while the heartbeat is fresh
     with capture_logs() as events:
-        daemons(config, load_period=0.3, notifier=notifier)
+        running(config, load_period=0.3, notifier=notifier)
         with write_locked(state_path(config.daemon.data_dir)):
             before = pings(notifier)
             time.sleep(1.5)  # the load check is due every 0.3 s: it waits for the lock
@@ -84,10 +63,10 @@ def test_a_locked_database_never_holds_back_the_watchdog_heartbeat(
 
 
 def test_an_idle_daemon_writes_its_load_record_once_not_every_period(
-    tmp_path: Path, daemons: Callable[..., Daemon]
+    tmp_path: Path, running: Callable[..., Daemon]
 ) -> None:
     config = write(tmp_path / "config.toml", account("idle", 1), interval="1h")
-    daemons(config, load_period=0.1)
+    running(config, load_period=0.1)
     wait_until(lambda: recorded_load(config) is not None)
     first = recorded_load(config)
     time.sleep(1.0)  # ten periods, each keeping up
@@ -95,11 +74,11 @@ def test_an_idle_daemon_writes_its_load_record_once_not_every_period(
 
 
 def test_an_unchanged_load_record_is_written_again_once_it_grows_old(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, daemons: Callable[..., Daemon]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, running: Callable[..., Daemon]
 ) -> None:
     monkeypatch.setattr(service, "LOAD_REFRESH", 0.5)
     config = write(tmp_path / "config.toml", account("idle", 1), interval="1h")
-    daemons(config, load_period=0.1)
+    running(config, load_period=0.1)
     wait_until(lambda: recorded_load(config) is not None)
     first = recorded_load(config)
     assert first is not None

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,13 @@ import pytest
 from structlog.testing import capture_logs
 
 import fetchd.runner
-from fetchd.config import Config, load_config
+from fetchd.config import load_config
 from fetchd.daemon import Daemon
 from fetchd.daemon.rotation import LoadMeter, PollThreads, Rotation
-from fetchd.log import configure_logging
 from fetchd.poll import PollResult
 from fetchd.store.state import State, state_path
 from fetchd.testing.server import POP3TestServer
-from tests.daemon.test_daemon import RecordingNotifier, account, wait_until, write
+from tests.daemon.test_daemon import account, wait_until, write
 
 
 def test_the_account_polled_longest_ago_goes_first_and_none_waits_twice() -> None:
@@ -113,24 +111,6 @@ def test_the_meter_calls_a_period_with_late_polls_overloaded() -> None:
     assert meter.sample(240.0, still_waiting=0.0, interval=10.0).overloaded_since is None
 
 
-@pytest.fixture
-def daemons(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Daemon]]:
-    monkeypatch.setenv("FETCHD_TEST_PW", "secret")
-    configure_logging("debug", "json", io.StringIO())
-    started: list[Daemon] = []
-
-    def start(config: Config, load_period: float) -> Daemon:
-        daemon = Daemon(config, RecordingNotifier(), load_period=load_period)
-        started.append(daemon)
-        daemon.start()
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.stop()
-        assert daemon.wait_idle(10)
-
-
 def _with_parallel(config_path: Path, parallel: int) -> None:
     text = config_path.read_text()
     config_path.write_text(text.replace("[daemon]\n", f"[daemon]\nmax_parallel = {parallel}\n", 1))
@@ -157,7 +137,7 @@ def test_overload_polls_every_account_in_turn_and_says_so(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     pop3_server: Callable[..., POP3TestServer],
-    daemons: Callable[..., Daemon],
+    running: Callable[..., Daemon],
 ) -> None:
     # Each login waits 0.3 s for the greeting: two threads manage some 6 polls a
     # second, and 30 accounts every second ask for 30.
@@ -169,7 +149,7 @@ def test_overload_polls_every_account_in_turn_and_says_so(
     threads = poll_threads(monkeypatch)
     spread: list[int] = []
     with capture_logs() as events:
-        daemon = daemons(config, load_period=2.0)
+        daemon = running(config, load_period=2.0)
 
         def sessions() -> list[int]:
             counts = [server.sessions for server in servers]
@@ -201,7 +181,7 @@ def test_a_daemon_that_keeps_up_records_no_overload_and_few_threads(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     pop3_server: Callable[..., POP3TestServer],
-    daemons: Callable[..., Daemon],
+    running: Callable[..., Daemon],
 ) -> None:
     servers = [pop3_server([]) for _ in range(3)]
     path = tmp_path / "config.toml"
@@ -210,7 +190,7 @@ def test_a_daemon_that_keeps_up_records_no_overload_and_few_threads(
     config = load_config(path)
     threads = poll_threads(monkeypatch)
     with capture_logs() as events:
-        daemons(config, load_period=1.0)
+        running(config, load_period=1.0)
         wait_until(lambda: min(server.sessions for server in servers) >= 2, timeout=20)
         time.sleep(1.2)
     assert len(threads) <= 3
