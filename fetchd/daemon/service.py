@@ -65,6 +65,7 @@ from fetchd.daemon.sdnotify import Notifier, monotonic_usec
 from fetchd.errors import ConfigError, StorageError
 from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger
+from fetchd.oauth import GrantFile
 from fetchd.poll import PollResult
 from fetchd.runner import run_account, run_hooks
 from fetchd.store.state import LOAD_REFRESH, Load, State, state_path
@@ -90,13 +91,13 @@ _LOAD_EXECUTOR = "load"
 
 
 def grant_stamps(config: Config) -> dict[str, int]:
-    """When each OAuth2 account's grant file last changed; see ``specs_for``."""
+    """Which login each OAuth2 account's grant is of (``GrantFile.login_stamp``); see
+    ``specs_for``. The daemon's own token refreshes rewrite the file, but keep this."""
     stamps = {}
     for name, account in config.accounts.items():
         path = account.oauth2.token_file if account.oauth2 is not None else None
-        with contextlib.suppress(OSError):
-            if path is not None:
-                stamps[name] = path.stat().st_ctime_ns
+        if path is not None and (stamp := GrantFile(name, path).login_stamp()) is not None:
+            stamps[name] = stamp
     return stamps
 
 

@@ -45,6 +45,9 @@ class Grant:
     token_url: str
     client_id: str
     scope: str = ""
+    #: When ``fetchd oauth login`` made it; a refresh keeps it (0: a grant older than
+    #: the field). A new login is a change of the account's setup, a refresh is not.
+    logged_in_at: float = 0.0
 
     def fresh(self, now: float, margin: float = REFRESH_MARGIN) -> bool:
         return now + margin < self.expires_at
@@ -84,6 +87,7 @@ def grant_from(
         token_url=token_url,
         client_id=client_id,
         scope=scope if isinstance(scope, str) else (previous.scope if previous else ""),
+        logged_in_at=previous.logged_in_at if previous is not None else now,
     )
 
 
@@ -117,7 +121,8 @@ class GrantFile:
         """The stored grant; None when there is none yet."""
         try:
             data = json.loads(self.path.read_bytes())
-            grant = Grant(**{key: data[key] for key in Grant.__dataclass_fields__})
+            # A field the file lacks takes its default, or makes the grant damaged.
+            grant = Grant(**{key: data[key] for key in Grant.__dataclass_fields__ if key in data})
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -127,6 +132,21 @@ class GrantFile:
         if not _well_formed(grant):
             raise self._damaged()
         return grant
+
+    def login_stamp(self) -> int | None:
+        """What tells one login from the next (a refresh keeps it); None without a grant.
+
+        The daemon re-polls an account at once when this changes across a
+        reload. A grant it cannot read is stamped by its file's change time,
+        so that replacing it still counts.
+        """
+        try:
+            grant = self.load()
+        except (AuthError, StorageError):
+            with contextlib.suppress(OSError):
+                return self.path.stat().st_ctime_ns
+            return None
+        return None if grant is None else int(grant.logged_in_at * 1e9)
 
     def _damaged(self) -> AuthError:
         return AuthError(
@@ -147,7 +167,7 @@ class GrantFile:
 def _well_formed(grant: Grant) -> bool:
     """Whether every field has its type (a hand-edited file may say anything)."""
     texts = (grant.access_token, grant.token_url, grant.client_id, grant.scope)
-    times = (grant.expires_at, grant.obtained_at)
+    times = (grant.expires_at, grant.obtained_at, grant.logged_in_at)
     return (
         all(isinstance(text, str) for text in texts)
         and isinstance(grant.refresh_token, str | None)

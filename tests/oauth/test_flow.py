@@ -206,8 +206,10 @@ def test_a_damaged_grant_file_says_to_log_in_again(
 def test_a_new_login_makes_a_reload_poll_the_account_at_once(
     tmp_path: Path, auth: OAuth2TestServer, mail: Dovecot, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A refused login is retried hourly; a new grant counts as a change, as an edit would."""
+    """A refused login is retried hourly; a new grant counts as a change, as an edit would.
+    A refresh, which rewrites the grant file, does not: a reload polls on schedule."""
     setup = write_config(tmp_path, auth, mail)
+    auth.options.expires_in = 0  # every use refreshes the token and saves the grant anew
     config = load_config(setup.path)
     before = specs_for(config, grant_stamps(config))
     log_in(setup, capsys)
@@ -215,3 +217,24 @@ def test_a_new_login_makes_a_reload_poll_the_account_at_once(
     assert before["work"] != after["work"]
     assert before["home"] == after["home"]
     assert specs_for(config, grant_stamps(config)) == after
+    saved = setup.token_file.read_text()
+    oauth2 = config.accounts["work"].oauth2
+    assert oauth2 is not None
+    oauth.access_token("work", oauth2)
+    assert setup.token_file.read_text() != saved  # refreshed, rotated, written again
+    assert specs_for(config, grant_stamps(config)) == after
+    log_in(setup, capsys)
+    assert specs_for(config, grant_stamps(config))["work"] != after["work"]
+
+
+def test_a_grant_saved_before_logins_were_stamped_still_serves(
+    tmp_path: Path, auth: OAuth2TestServer, mail: Dovecot, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup = write_config(tmp_path, auth, mail)
+    log_in(setup, capsys)
+    older = json.loads(setup.token_file.read_text())
+    del older["logged_in_at"]
+    setup.token_file.write_text(json.dumps(older))
+    mail.deliver("alice", make_message("one"))
+    assert main(["-c", str(setup.path), "fetch", "work"]) == EXIT_OK, capsys.readouterr().err
+    assert len(fetched(setup, "work")) == 1
