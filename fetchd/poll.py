@@ -72,7 +72,7 @@ from fetchd.pop3.inventory import (
     read_listing,
 )
 from fetchd.session import login
-from fetchd.store.account import AccountStore, Committed, Spooled, left_unrecorded
+from fetchd.store.account import AccountStore, Committed, Spooled
 from fetchd.store.state import State
 
 #: Servers that show a mailbox in slices (Gmail: about 250 a session) are
@@ -245,100 +245,6 @@ def _login(account: AccountConfig, transcript: Transcript | None, *, again: bool
     return login(account, transcript)
 
 
-@dataclass(frozen=True)
-class Preview:
-    """What a poll of one account would do now, seen without doing it (``fetch --dry-run``)."""
-
-    account: str
-    listed: int
-    #: Listed messages fetched (or marked seen) before: not fetched again.
-    known: int
-    fetch: list[ServerMessage]
-    #: New, but over ``max_message_size``: left on the server, or stored as headers only.
-    too_big: list[ServerMessage]
-    #: New, but failed before and not yet due for another attempt.
-    backing_off: list[ServerMessage]
-    #: New to the state, but in the Maildir already (a crash cut their commit
-    #: short): recorded without a RETR (with mda or lmtp: handed over from there).
-    recover: list[ServerMessage]
-    #: Stored before and due for deletion, then (``delete_after_fetch``) those fetched now.
-    delete: list[ServerMessage]
-    warnings: list[str]
-
-
-def preview_account(
-    account: AccountConfig,
-    data_dir: Path,
-    state: State,
-    *,
-    transcript: Transcript | None = None,
-) -> Preview:
-    """What ``poll_account`` would fetch, skip and delete now; changes nothing.
-
-    One session lists the mailbox and ends with QUIT: no RETR, TOP or DELE,
-    so the server keeps every message and marks none. The state and the
-    Maildir are only read. A server that shows its mailbox in slices may
-    hold more than this session sees.
-    """
-    session = login(account, transcript)
-    try:
-        listing = read_listing(session)
-        session.quit()
-    except BaseException:
-        session.close()
-        raise
-    choice = choose(account, state, listing)
-    on_disk = left_unrecorded(account, data_dir, {m.uid: m.size for m in choice.fetch})
-    recover = [m for m in choice.fetch if m.uid in on_disk]
-    limit = account.max_message_size
-    new = [m for m in choice.fetch if m.uid not in on_disk]
-    too_big = [m for m in new if limit is not None and m.size > limit]
-    big = {m.uid for m in too_big}
-    fetch = [m for m in new if m.uid not in big]
-    whole = [m for m in recover if on_disk[m.uid] == "stored"]
-    return Preview(
-        account=account.name,
-        listed=len(listing),
-        known=len(listing) - choice.unknown,
-        fetch=fetch,
-        too_big=too_big,
-        backing_off=choice.backing_off,
-        recover=recover,
-        delete=choice.delete + (fetch + whole if account.delete_after_fetch else []),
-        warnings=[*listing.warnings, *rules.expire_warnings(account, session.capabilities)],
-    )
-
-
-def recover_account(
-    account: AccountConfig, data_dir: Path, state: State, *, transcript: Transcript | None = None
-) -> PollResult:
-    """Record what the Maildir already holds of the server's messages; never deletes.
-
-    For ``fetchd state rebuild``: a fresh state learns from the keyed file
-    names which messages are stored (whole or headers only). Nothing is
-    fetched, and the session ends with QUIT without a single DELE.
-    """
-    result = PollResult(account.name, sessions=1)
-    # A rebuilt state cannot know which hooks ran: none are queued, rather
-    # than a hook for every message the Maildir holds.
-    quiet = account.model_copy(update={"on_message": None, "on_attachment": None})
-    store = AccountStore(quiet, data_dir, state)
-    with store.lock():
-        store.prepare()
-        session = login(account, transcript)
-        try:
-            listing = read_listing(session)
-            todo = _against_state(state, account.name, listing).unknown
-            recovered = store.recover({m.uid: m.size for m in todo}, hand_off=False).kinds
-            session.quit()
-        except BaseException:
-            session.close()
-            raise
-    result.new = len(todo)
-    result.stored = len(recovered)
-    return result
-
-
 def _session_pass(run: _Pass) -> str | None:
     """One session's work; returns why another session may bring more, or None."""
     session, result = run.session, run.result
@@ -388,7 +294,7 @@ class Choice:
 
 def choose(account: AccountConfig, state: State, listing: Listing) -> Choice:
     """Decide from the state alone what ``listing`` calls for; changes nothing."""
-    seen = _against_state(state, account.name, listing)
+    seen = against_state(state, account.name, listing)
     unknown = seen.unknown
     fetch = rules.due(unknown, state.failing(account.name))
     due = {m.uid for m in fetch}
@@ -401,7 +307,7 @@ def choose(account: AccountConfig, state: State, listing: Listing) -> Choice:
     )
 
 
-def _against_state(state: State, account: str, listing: Listing) -> Comparison:
+def against_state(state: State, account: str, listing: Listing) -> Comparison:
     """``listing`` beside what the state recorded of ``account``, on the server or gone."""
     on_server = state.recorded_ids(account, on_server=True)
     return compare(listing, on_server, state.recorded_ids(account, on_server=False))
@@ -681,11 +587,9 @@ class _Meter:
 __all__ = [
     "Choice",
     "PollResult",
-    "Preview",
     "Progress",
     "ProgressCallback",
+    "against_state",
     "choose",
     "poll_account",
-    "preview_account",
-    "recover_account",
 ]

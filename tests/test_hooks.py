@@ -37,7 +37,8 @@ from fetchd.hooks import (
     where_now,
 )
 from fetchd.log import get_logger
-from fetchd.poll import poll_account, recover_account
+from fetchd.poll import poll_account
+from fetchd.recovery import recover_account
 from fetchd.runner import AccountRun, run_account
 from fetchd.store.account import AccountStore
 from fetchd.store.state import HookJob, PendingHook, PollRecord, State, state_path

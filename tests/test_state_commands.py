@@ -1,6 +1,6 @@
 """``fetchd status`` on failing messages, ``fetchd check`` and ``fetchd state check|rebuild``.
 
-Rebuilding is driven here with a stand-in for ``fetchd.poll.recover_account``
+Rebuilding is driven here with a stand-in for ``fetchd.recovery.recover_account``
 (the real one, against Dovecot, is in ``test_state_rebuild.py``): these tests
 are about the file handling around it.
 """

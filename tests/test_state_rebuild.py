@@ -1,4 +1,4 @@
-"""``fetchd state rebuild`` against a real Dovecot, with ``fetchd.poll.recover_account``.
+"""``fetchd state rebuild`` against a real Dovecot, with ``fetchd.recovery.recover_account``.
 
 The state database is damaged after a fetch; rebuilding must record what the
 Maildir holds, download nothing, and delete nothing on the server, even for

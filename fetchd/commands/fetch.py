@@ -19,8 +19,9 @@ from fetchd.config import AccountConfig, Config
 from fetchd.errors import FetchdError
 from fetchd.hooks import DaemonHooks
 from fetchd.log import get_logger, pop3_transcript
-from fetchd.poll import Preview, Progress, preview_account
+from fetchd.poll import Progress
 from fetchd.pop3.inventory import ServerMessage
+from fetchd.preview import Preview, preview_account
 from fetchd.runner import AccountRun, run_account
 from fetchd.store.state import State
 

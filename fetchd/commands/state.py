@@ -11,7 +11,7 @@ words, and nothing mends it by itself. ``check`` runs SQLite's quick check
 2. it creates a fresh state database;
 3. for each selected account (default: every enabled one) it logs in, lists
    the server's messages and records each one whose file is in the Maildir
-   (``fetchd.poll.recover_account``). It never sends DELE: nothing is deleted
+   (``fetchd.recovery.recover_account``). It never sends DELE: nothing is deleted
    on the server, and no mail is downloaded.
 
 What only the old database knew is lost: messages marked seen without a
@@ -44,7 +44,7 @@ _SHOWN_PROBLEMS = 5
 
 
 class Recover(Protocol):
-    """The signature of ``fetchd.poll.recover_account``."""
+    """The signature of ``fetchd.recovery.recover_account``."""
 
     def __call__(
         self,
@@ -149,7 +149,7 @@ def set_aside(path: Path) -> Path:
 def _recover_account(
     account: AccountConfig, data_dir: Path, state: State, *, transcript: Transcript | None = None
 ) -> PollResult:
-    """``fetchd.poll.recover_account``, imported when the first account needs it."""
-    from fetchd.poll import recover_account  # noqa: PLC0415
+    """``fetchd.recovery.recover_account``, imported when the first account needs it."""
+    from fetchd.recovery import recover_account  # noqa: PLC0415
 
     return recover_account(account, data_dir, state, transcript=transcript)
