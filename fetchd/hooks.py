@@ -297,12 +297,10 @@ def poll_hooks(
     """The hooks a poll queues with its record (``State.record_poll``), with their facts.
 
     ``on_error`` if the poll failed and the account has one, then the
-    daemon's ``on_poll`` if set. Neither for a poll that found the account
-    locked: the fetchd process holding it queues its own. ``failures`` is
-    the streak the record makes, which both are told.
+    daemon's ``on_poll`` if set. (A poll that found the account locked is not
+    recorded, so it queues none: the fetchd process holding it queues its
+    own.) ``failures`` is the streak the record makes, which both are told.
     """
-    if record.outcome == "locked":
-        return []
     queued = []
     if error is not None and account.on_error is not None:
         queued.append(PollHook("on_error", error_facts(account, error, failures)))

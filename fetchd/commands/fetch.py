@@ -23,6 +23,7 @@ from fetchd.poll import Progress
 from fetchd.pop3.inventory import ServerMessage
 from fetchd.preview import Preview, preview_account
 from fetchd.runner import AccountRun, run_account
+from fetchd.store.account import hands_over
 from fetchd.store.state import State
 
 
@@ -109,7 +110,7 @@ def dry_run(accounts: Sequence[AccountConfig], config: Config, *, brief: bool = 
 
 def _recover_heading(account: AccountConfig) -> str:
     """What a poll does with a message a crash left in the Maildir unrecorded."""
-    if account.mda is not None or account.lmtp is not None:
+    if hands_over(account):
         return "in fetchd's Maildir since a crash, would hand over without fetching"
     return "in the Maildir since a crash, would record without fetching"
 

@@ -184,7 +184,10 @@ class Reply:
         only then; otherwise every chunk is counted on the way, two more
         passes over each octet of every body.
         """
-        ends = _LineEnds() if line_ends is None else None
+        ends = None
+        if line_ends is None:
+            ends = _LineEnds()
+            line_ends = ends.counts
         # A body at most doubles when every bare LF of what LIST counted became CRLF;
         # its time is reckoned on that, not on a generous ``limit``.
         bounds = [n for n in (limit, None if expect is None else 2 * expect) if n is not None]
@@ -197,23 +200,16 @@ class Reply:
             if len(self.head) < HEAD_OCTETS:
                 self.head += chunk[: HEAD_OCTETS - len(self.head)]
             sink.write(chunk)
-        if expect is not None and not self._could_be(expect, ends or line_ends):
-            if not strict:
-                self.unexpected_size = True
-                return self.octets
-            self.session.connection.abandon()
-            raise SizeMismatchError(
-                f"the reply to {self.command.redacted()} has {self.octets} octets but LIST "
-                f"announced {expect}: it may belong to another command, so fetchd stops here"
-            )
-        return self.octets
-
-    def _could_be(self, size: int, ends: _LineEnds | Callable[[], tuple[int, int]] | None) -> bool:
-        """Whether the body read could be the ``size`` LIST said (``_LineEnds.could_be``)."""
-        if self.octets == size or ends is None:
-            return self.octets == size
-        counted = ends if isinstance(ends, _LineEnds) else _LineEnds.of(*ends())
-        return counted.could_be(self.octets, size)
+        if expect is None or _could_be(self.octets, expect, line_ends):
+            return self.octets
+        if not strict:
+            self.unexpected_size = True
+            return self.octets
+        self.session.connection.abandon()
+        raise SizeMismatchError(
+            f"the reply to {self.command.redacted()} has {self.octets} octets but LIST "
+            f"announced {expect}: it may belong to another command, so fetchd stops here"
+        )
 
     def read_all(self, *, max_octets: int, max_lines: int | None = None) -> bytes:
         """The whole body in memory, for listings only: at most ``max_octets`` and ``max_lines``."""
@@ -257,21 +253,25 @@ class _LineEnds:
         self.lf = self.crlf = 0
         self.cr_last = False
 
-    @classmethod
-    def of(cls, lf: int, crlf: int) -> _LineEnds:
-        """Counts made elsewhere (by a sink that converts line ends anyway)."""
-        ends = cls()
-        ends.lf, ends.crlf = lf, crlf
-        return ends
-
     def count(self, chunk: bytes) -> None:
         self.lf += chunk.count(b"\n")
         self.crlf += chunk.count(b"\r\n") + (self.cr_last and chunk[:1] == b"\n")
         self.cr_last = chunk[-1:] == b"\r"
 
-    def could_be(self, octets: int, size: int) -> bool:
-        """Whether ``size`` lies between the body with CRLF->LF and with bare LF->CRLF."""
-        return octets - self.crlf <= size <= octets + (self.lf - self.crlf)
+    def counts(self) -> tuple[int, int]:
+        """The LF and the CRLF counted so far."""
+        return self.lf, self.crlf
+
+
+def _could_be(octets: int, size: int, line_ends: Callable[[], tuple[int, int]]) -> bool:
+    """Whether ``size`` lies between a body of ``octets`` with CRLF->LF and with bare LF->CRLF.
+
+    ``line_ends`` (LF, CRLF) is asked only for a body of another size.
+    """
+    if octets == size:
+        return True
+    lf, crlf = line_ends()
+    return octets - crlf <= size <= octets + (lf - crlf)
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ import contextlib
 import fcntl
 import os
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -258,10 +258,7 @@ class AccountStore:
         """
         if not sizes:
             return Committed()
-        on_disk = self.maildir.stored_keys()
-        found = {
-            uid: on_disk[key] for uid in sizes if (key := message_key(self.name, uid)) in on_disk
-        }
+        found = _files_of(self.name, self.maildir.stored_keys(), sizes)
         if not found:
             return Committed()
         fetched = [
@@ -346,11 +343,20 @@ def left_unrecorded(
     if not sizes:
         return {}
     on_disk = stored_keys(maildir_root(account, data_dir), foreign=account.maildir is not None)
-    return {
-        uid: _kind_of(on_disk[key], size)
-        for uid, size in sizes.items()
-        if (key := message_key(account.name, uid)) in on_disk
-    }
+    found = _files_of(account.name, on_disk, sizes)
+    return {uid: _kind_of(file, sizes[uid]) for uid, file in found.items()}
+
+
+def hands_over(account: AccountConfig) -> bool:
+    """Whether ``account``'s messages go on from fetchd's Maildir to an MDA or LMTP server."""
+    return account.mda is not None or account.lmtp is not None
+
+
+def _files_of(
+    account: str, on_disk: Mapping[str, StoredFile], uids: Iterable[str]
+) -> dict[str, StoredFile]:
+    """The files of ``uids`` among ``on_disk`` (key -> file, ``stored_keys``), by UID."""
+    return {uid: on_disk[key] for uid in uids if (key := message_key(account, uid)) in on_disk}
 
 
 def _destination(account: AccountConfig) -> Destination | None:
